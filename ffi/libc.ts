@@ -1,0 +1,183 @@
+/**
+ * The libc symbol table and its loader. Everything goes through `syscall()`
+ * except what differs between C libraries or needs no number table.
+ * Loaded on first use, so importing never needs `--allow-ffi`.
+ * @module
+ */
+
+const SYSCALL_PARAMS = ["i64", "i64", "i64", "i64", "i64", "i64", "i64"] as const;
+
+const symbols = {
+  // long syscall(long number, ...); variadic, declared with fixed 64-bit slots
+  syscall: { parameters: SYSCALL_PARAMS, result: "i64" },
+  // the same, on Deno's blocking thread pool: for bounded waits and sleeps
+  syscallAsync: {
+    name: "syscall",
+    parameters: SYSCALL_PARAMS,
+    result: "i64",
+    nonblocking: true,
+  },
+  // int *__errno_location(void); glibc and musl both export it
+  __errno_location: { parameters: [], result: "pointer" },
+  // char *realpath(const char *path, char *resolved);
+  realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
+  // int getpagesize(void);
+  getpagesize: { parameters: [], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+/** Syscall numbers of the calls we make, per architecture (aarch64 has no open/stat). */
+const SYSCALLS = {
+  x86_64: {
+    pread64: 17,
+    pwrite64: 18,
+    close: 3,
+    fstat: 5,
+    mmap: 9,
+    munmap: 11,
+    sched_yield: 24,
+    nanosleep: 35,
+    ftruncate: 77,
+    geteuid: 107,
+    futex: 202,
+    openat: 257,
+    newfstatat: 262,
+    unlinkat: 263,
+  },
+  aarch64: {
+    pread64: 67,
+    pwrite64: 68,
+    close: 57,
+    fstat: 80,
+    mmap: 222,
+    munmap: 215,
+    sched_yield: 124,
+    nanosleep: 101,
+    ftruncate: 46,
+    geteuid: 175,
+    futex: 98,
+    openat: 56,
+    newfstatat: 79,
+    unlinkat: 35,
+  },
+} as const;
+
+export type SyscallName = keyof typeof SYSCALLS.x86_64;
+
+/** Offsets in `struct stat`: generic layout on aarch64, its own on x86_64. */
+export const STAT_OFFSETS = {
+  x86_64: { dev: 0, ino: 8, mode: 24, uid: 28, size: 48 },
+  aarch64: { dev: 0, ino: 8, mode: 16, uid: 24, size: 48 },
+} as const;
+
+const LIBC_NAMES = [
+  "libc.so.6",
+  `libc.musl-${Deno.build.arch}.so.1`,
+  "libc.so",
+];
+/** Names another libc to load, e.g. on an unusual distribution; needs no permission to be ignored. */
+export const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
+
+interface Libc {
+  symbols: Deno.DynamicLibrary<typeof symbols>["symbols"];
+  numbers: Record<SyscallName, number>;
+  stat: typeof STAT_OFFSETS.x86_64 | typeof STAT_OFFSETS.aarch64;
+  pageSize: number;
+}
+
+let loaded: Libc | undefined;
+
+function libcOverride(): string | undefined {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: LIBC_ENV }).state !== "granted") {
+      return undefined;
+    }
+    return Deno.env.get(LIBC_ENV) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The loaded libc. Throws a clear error on an unsupported platform or without `--allow-ffi`. */
+export function libc(): Libc {
+  if (loaded) return loaded;
+  const { os, arch } = Deno.build;
+  if (os !== "linux" || (arch !== "x86_64" && arch !== "aarch64")) {
+    throw new Deno.errors.NotSupported(
+      `Checkpoints need Linux on x86_64 or aarch64 (futexes); this is ${os} on ${arch}`,
+    );
+  }
+  if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
+    throw new Deno.errors.NotCapable(
+      "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
+    );
+  }
+  const override = libcOverride();
+  const candidates = override ? [override] : LIBC_NAMES;
+  let firstError: unknown;
+  for (const name of candidates) {
+    try {
+      const lib = Deno.dlopen(name, symbols);
+      loaded = {
+        symbols: lib.symbols,
+        numbers: SYSCALLS[arch],
+        stat: STAT_OFFSETS[arch],
+        pageSize: lib.symbols.getpagesize(),
+      };
+      return loaded;
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) throw error;
+      firstError ??= error;
+    }
+  }
+  throw new Error(
+    `Cannot load libc (tried ${candidates.join(", ")}); name it in ${LIBC_ENV}`,
+    { cause: firstError },
+  );
+}
+
+/** The calling thread's errno; valid right after a synchronous call only. */
+export function errno(): number {
+  const p = libc().symbols.__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+type Arg = number | bigint;
+
+/** A synchronous raw syscall: returns the result, or `-errno` on failure. */
+export function sys(name: SyscallName, ...args: Arg[]): number {
+  const lib = libc();
+  const a = [0, 0, 0, 0, 0, 0].map((_, i) => BigInt(args[i] ?? 0)) as bigint[];
+  const r = Number(lib.symbols.syscall(BigInt(lib.numbers[name]), a[0], a[1], a[2], a[3], a[4], a[5]));
+  return r === -1 ? -errno() : r;
+}
+
+/**
+ * The same syscall on a worker thread. errno is not readable from here, so it
+ * returns the raw result: -1 for any failure. Only for calls with a time bound.
+ */
+export async function sysAsync(name: SyscallName, ...args: Arg[]): Promise<number> {
+  const lib = libc();
+  const a = [0, 0, 0, 0, 0, 0].map((_, i) => BigInt(args[i] ?? 0)) as bigint[];
+  return Number(await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), a[0], a[1], a[2], a[3], a[4], a[5]));
+}
+
+/** The address of a buffer, for syscall arguments; keep the buffer alive while it is used. */
+export function addressOf(buffer: BufferSource): bigint {
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
+}
+
+/** libc's realpath(), or undefined when the path cannot be resolved. */
+export function realpath(path: string): string | undefined {
+  const out = new Uint8Array(4097);
+  const p = libc().symbols.realpath(cString(path), out);
+  if (!p) return undefined;
+  return new TextDecoder().decode(out.subarray(0, out.indexOf(0)));
+}
+
+/** A NUL-terminated copy of a path for the C side. */
+export function cString(s: string): Uint8Array<ArrayBuffer> {
+  const bytes = new TextEncoder().encode(s);
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  return out;
+}
