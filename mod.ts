@@ -259,13 +259,13 @@ export class Checkpoint implements Disposable {
    * await cp.wait(0, 10).catch((e) => console.log(e.name)); // TimedOut
    * ```
    */
-  wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
+  async wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
     const word = this.#wordOf(id);
     const { ms, deadline } = deadlineOf(timeoutMs);
     const signal = options?.signal;
     signal?.throwIfAborted();
     const file = this.#file;
-    return new Promise<void>((resolve, reject) => {
+    return await new Promise<void>((resolve, reject) => {
       let timer: ReturnType<typeof setTimeout> | undefined;
       let settled = false;
       const settle = (error?: unknown) => {

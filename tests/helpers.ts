@@ -1,0 +1,149 @@
+/** Shared by the tests: the C peer, child processes, temporary folders, file snapshots. */
+import assert from "node:assert/strict";
+
+export const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+export const CLI = `${ROOT}/cli.ts`;
+export const ACTOR = `${ROOT}/tests/fixtures/actor.ts`;
+export const PAGE = 4096;
+
+export type Layout = "seed" | "ltp";
+export const LAYOUTS: Layout[] = ["seed", "ltp"];
+
+let peerPath: Promise<string> | undefined;
+
+/** The C peer, compiled once per source version into the temporary folder. */
+export function peer(): Promise<string> {
+  peerPath ??= (async () => {
+    const source = await Deno.readFile(`${ROOT}/tests/peer.c`);
+    const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", source));
+    const tag = Array.from(hash.slice(0, 6), (b) => b.toString(16).padStart(2, "0")).join("");
+    const out = `${Deno.env.get("TMPDIR") ?? "/tmp"}/ltp-checkpoint-peer-${tag}`;
+    try {
+      await Deno.stat(out);
+    } catch {
+      const tmp = `${out}.${Deno.pid}`;
+      const gcc = await new Deno.Command("gcc", {
+        args: ["-O2", "-Wall", "-Werror", "-o", tmp, `${ROOT}/tests/peer.c`],
+      })
+        .output();
+      if (!gcc.success) throw new Error(`gcc failed: ${new TextDecoder().decode(gcc.stderr)}`);
+      await Deno.rename(tmp, out);
+    }
+    return out;
+  })();
+  return peerPath;
+}
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  env?: Record<string, string>;
+  clearEnv?: boolean;
+  cwd?: string;
+}
+
+function decode(out: Deno.CommandOutput): Result {
+  const text = new TextDecoder();
+  return { code: out.code, stdout: text.decode(out.stdout), stderr: text.decode(out.stderr) };
+}
+
+/** Runs a command to its end. */
+export async function run(cmd: string, args: string[], options: RunOptions = {}): Promise<Result> {
+  return decode(await new Deno.Command(cmd, { args, stdin: "null", ...options }).output());
+}
+
+/** Starts a command; `result` resolves when it ends. */
+export function start(cmd: string, args: string[], options: RunOptions = {}) {
+  const child = new Deno.Command(cmd, { args, stdin: "null", stdout: "piped", stderr: "piped", ...options }).spawn();
+  return { child, result: child.output().then(decode) };
+}
+
+/** Deno's flags for a child that uses the module: FFI, env, and files in /dev/shm and /tmp only. */
+export const CHILD_FLAGS = [
+  "--allow-ffi",
+  "--allow-env",
+  "--allow-read=/dev/shm,/tmp",
+  "--allow-write=/dev/shm,/tmp",
+  "--no-prompt",
+  "--quiet",
+];
+
+/** The CLI as a subprocess. */
+export function cli(args: string[], options: RunOptions = {}): Promise<Result> {
+  return run(Deno.execPath(), ["run", ...CHILD_FLAGS, CLI, ...args], options);
+}
+
+export function startCli(args: string[], options: RunOptions = {}) {
+  return start(Deno.execPath(), ["run", ...CHILD_FLAGS, CLI, ...args], options);
+}
+
+/** A Deno child using the module: see fixtures/actor.ts for the arguments. */
+export function startActor(args: string[], options: RunOptions = {}) {
+  return start(Deno.execPath(), ["run", ...CHILD_FLAGS, ACTOR, ...args], options);
+}
+
+/** The C peer as a subprocess. */
+export async function startPeer(args: string[], options: RunOptions = {}) {
+  return start(await peer(), args, options);
+}
+
+/** A temporary folder, removed by `using`. */
+export function tempDir(): { path: string } & Disposable {
+  const path = Deno.makeTempDirSync({ prefix: "ltp-checkpoint-test-" });
+  return { path, [Symbol.dispose]: () => Deno.removeSync(path, { recursive: true }) };
+}
+
+/** What a path holds now: type, bytes (regular files), mode and mtime; for "nothing changed" checks. */
+export function snapshot(path: string): string {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.lstatSync(path);
+  } catch {
+    return "absent";
+  }
+  const bytes = info.isFile ? Array.from(Deno.readFileSync(path)).join(",") : "";
+  const target = info.isSymlink ? Deno.readLinkSync(path) : "";
+  return JSON.stringify([
+    info.isFile,
+    info.isDirectory,
+    info.isSymlink,
+    info.mode,
+    info.mtime?.getTime(),
+    target,
+    bytes,
+  ]);
+}
+
+/** The names in a folder, sorted. */
+export function listing(dir: string): string[] {
+  return Array.from(Deno.readDirSync(dir), (e) => e.name).sort();
+}
+
+/** Polls `check` until true, for at most `ms`. */
+export async function eventually(check: () => boolean, ms = 5000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) throw new Error("condition not reached in time");
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
+/** Asserts that a child ended with `code`, showing its output when it did not. */
+export function assertExit(result: Result, code: number): void {
+  assert.deepEqual(result.code, code, `exit ${result.code}\nstdout: ${result.stdout}\nstderr: ${result.stderr}`);
+}
+
+/** Runs `source` as a script file with exactly the given Deno flags (`deno eval` would allow everything). */
+export async function runScript(source: string, flags: string[], options: RunOptions = {}): Promise<Result> {
+  const file = Deno.makeTempFileSync({ prefix: "ltp-checkpoint-script-", suffix: ".ts" });
+  try {
+    Deno.writeTextFileSync(file, source);
+    return await run(Deno.execPath(), ["run", "--quiet", ...flags, file], options);
+  } finally {
+    Deno.removeSync(file);
+  }
+}
