@@ -9,13 +9,16 @@
  * Needs `--allow-ffi` (libc's mmap and futex), and read and write permission
  * for the region file, which the module checks itself before opening it.
  *
- * @example Wake a child that waits at checkpoint 0
+ * @example Wake a child process that waits at checkpoint 0
  * ```ts
  * import { Checkpoint } from "./mod.ts";
  *
  * using cp = Checkpoint.create();
- * const child = new Deno.Command("sh", {
- *   args: ["-c", "tst_checkpoint wait 10000 0 && echo child: woken"],
+ * const child = new Deno.Command(Deno.execPath(), {
+ *   args: ["eval", `
+ *     import { Checkpoint } from "${new URL("./mod.ts", import.meta.url)}";
+ *     using cp = Checkpoint.open(); // LTP_IPC_PATH, from cp.env
+ *     await cp.wait(0);`],
  *   env: cp.env,
  * }).spawn();
  * await cp.wake(0); // returns once the child has been woken
@@ -99,11 +102,11 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
 /**
  * An LTP checkpoint region mapped into this process.
  *
- * @example A private region shared with a Deno child
+ * @example Act only once a child is parked at a checkpoint, with no sleep
  * ```ts
  * import { Checkpoint } from "./mod.ts";
  *
- * using cp = Checkpoint.create();
+ * using cp = Checkpoint.create({ layout: "ltp" });
  * const child = new Deno.Command(Deno.execPath(), {
  *   args: ["eval", `
  *     import { Checkpoint } from "${new URL("./mod.ts", import.meta.url)}";
@@ -111,6 +114,8 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
  *     await cp.wait(1);`],
  *   env: cp.env,
  * }).spawn();
+ * await cp.waitForWaiters(1, 1); // the child is in its wait now
+ * console.log(cp.waiters(1)); // 1
  * await cp.wake(1);
  * await child.status;
  * ```
