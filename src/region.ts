@@ -1,6 +1,6 @@
 /** Where a region file may be, and the rules for creating, adopting and opening one. */
 import { type FileInfo, geteuid, lstat, pageSize, RegionFile } from "../ffi/file.ts";
-import { realpath } from "../ffi/libc.ts";
+import { libc, realpath } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 
 /** The magic at byte 0, the same bytes on every machine. */
@@ -25,6 +25,7 @@ function granted(path: string): boolean {
  * sandbox's flags are enforced here, before anything touches the path.
  */
 export function checkAccess(path: string): void {
+  libc(); // without FFI nothing else matters: say that first
   const refuse = (where: string) => {
     const dir = dirname(where);
     return new Deno.errors.NotCapable(

@@ -1,0 +1,227 @@
+/** tst_checkpoint as a subprocess: LTP's grammar, texts and exit codes, init, install and sandbox. */
+import assert from "node:assert/strict";
+import { Checkpoint } from "../mod.ts";
+import { assertExit, CLI, cli, PAGE, ROOT, run, snapshot, startCli, tempDir } from "./helpers.ts";
+
+const USAGE_LINES = [
+  "Usage: tst_checkpoint init",
+  "   or: tst_checkpoint wait TIMEOUT ID",
+  "   or: tst_checkpoint wake TIMEOUT ID NR_WAKE",
+];
+const NO_REGION = { LTP_IPC_PATH: "/dev/shm/ltp-checkpoint-test-never-created" };
+
+function assertUsage(stdout: string): void {
+  assert.deepEqual(stdout.split("\n").slice(0, 3), USAGE_LINES);
+  assert.match(stdout, /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/);
+}
+
+function assertOneLine(stderr: string, pattern: RegExp): void {
+  assert.equal(stderr.split("\n").filter(Boolean).length, 1, `not one line: ${stderr}`);
+  assert.match(stderr, pattern);
+  assert.doesNotMatch(stderr, /^\s+at /m);
+}
+
+Deno.test("no arguments or the wrong number of them print the usage alone and exit 1", async () => {
+  for (const args of [[], ["wait"], ["wait", "1"], ["wait", "1", "2", "3"], ["wake", "1", "2"], ["init", "x"]]) {
+    const r = await cli(args, { env: NO_REGION });
+    assertExit(r, 1);
+    assertUsage(r.stdout);
+    assert.equal(r.stderr, "", args.join(" "));
+  }
+});
+
+Deno.test("bad numbers are refused before anything else, as LTP words it", async () => {
+  const bad = ["abc", "-1", "4294967296", "5x", "1e3", "0x10", " 7", "7 ", "", "+1", "99999999999999999999"];
+  for (const text of bad) {
+    for (
+      const [args, name] of [
+        [["wait", text, "0"], "TIMEOUT"],
+        [["wait", "10", text], "ID"],
+        [["wake", "10", "0", text], "NR_WAKE"],
+      ] as const
+    ) {
+      const r = await cli([...args], { env: NO_REGION });
+      assertExit(r, 1);
+      assert.equal(r.stderr, `ERROR: Invalid ${name} '${text}'\n`);
+      assertUsage(r.stdout);
+    }
+  }
+});
+
+Deno.test("an unknown command is named, with the usage", async () => {
+  const r = await cli(["foo", "1", "2"], { env: NO_REGION });
+  assertExit(r, 1);
+  assert.equal(r.stderr, "ERROR: Invalid COMMAND 'foo'\n");
+  assertUsage(r.stdout);
+});
+
+Deno.test("--help and --version exit 0", async () => {
+  const help = await cli(["--help"]);
+  assertExit(help, 0);
+  assertUsage(help.stdout);
+  assert.match(help.stdout, /Exit codes/);
+  const version = await cli(["--version"]);
+  assertExit(version, 0);
+  assert.match(version.stdout, /^tst_checkpoint \d+\.\d+\.\d+\n$/);
+});
+
+Deno.test("the spec's exit-code table, row by row", async () => {
+  using dir = tempDir();
+  using seed = Checkpoint.create();
+  using ltp = Checkpoint.create({ layout: "ltp" });
+  const bad = (name: string, head: string) => {
+    const bytes = new Uint8Array(PAGE);
+    bytes.set(new TextEncoder().encode(head));
+    Deno.writeFileSync(`${dir.path}/${name}`, bytes);
+    return { LTP_IPC_PATH: `${dir.path}/${name}` };
+  };
+  const rows: [string, string[], Record<string, string>, number, RegExp | ""][] = [
+    ["woke NR_WAKE (none waiting, 0 to wake)", ["wake", "10", "0", "0"], seed.env, 0, ""],
+    ["wait timed out", ["wait", "10", "0"], seed.env, 1, /Nobody woke checkpoint 0 within 10 ms/],
+    ["wake timed out", ["wake", "10", "0", "1"], seed.env, 1, /Could not wake exactly 1/],
+    ["id out of range (1005, ltp layout)", ["wait", "10", "1005"], ltp.env, 1, /1005 is out of range/],
+    ["id out of range (1023, seed layout)", ["wake", "10", "1023", "0"], seed.env, 1, /1023 is out of range/],
+    ["LTP_IPC_PATH unset", ["wait", "10", "0"], {}, 2, /TBROK: LTP_IPC_PATH is not set/],
+    ["file missing", ["wait", "10", "0"], NO_REGION, 2, /TBROK: .*never-created does not exist/],
+    ["bad magic: wrong bytes", ["wait", "10", "0"], bad("wrong", "XXXX"), 2, /TBROK: .*wrong.*bad magic/],
+    ["bad magic: all zeros", ["wait", "10", "0"], bad("zeros", ""), 2, /TBROK: .*zeros.*bad magic/],
+    ["bad magic: byte-swapped", ["wait", "10", "0"], bad("swapped", "MPTL"), 2, /TBROK: .*swapped.*bad magic/],
+    ["TIMEOUT 0", ["wait", "0", "0"], seed.env, 2, /TBROK: timeout must be >= 1! \(0\)/],
+    ["bad LTP_TIMEOUT_MUL", ["wait", "10", "0"], { ...seed.env, LTP_TIMEOUT_MUL: "abc" }, 2, /LTP_TIMEOUT_MUL/],
+  ];
+  for (const [name, args, env, code, stderr] of rows) {
+    const r = await cli(args, { env, clearEnv: true });
+    assert.equal(r.code, code, `${name}: exit ${r.code}, stderr ${r.stderr}`);
+    if (stderr === "") assert.equal(r.stderr, "", name);
+    else assertOneLine(r.stderr, stderr);
+    assert.equal(r.stdout, "", name);
+  }
+});
+
+Deno.test("init prepares LTP_IPC_PATH silently, and without it prints an export line for eval", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/region`;
+  const r = await cli(["init"], { env: { LTP_IPC_PATH: path } });
+  assertExit(r, 0);
+  assert.equal(r.stdout, "");
+  assert.equal(Deno.statSync(path).size, PAGE);
+  assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
+
+  const flags = `--quiet --allow-ffi --allow-env --allow-read=/dev/shm,/tmp --allow-write=/dev/shm,/tmp`;
+  const tool = `${Deno.execPath()} run ${flags} ${CLI}`;
+  const script = `eval "$(${tool} init --layout ltp)" && ${tool} status --json && rm "$LTP_IPC_PATH"`;
+  const shell = await run("sh", ["-c", script], { env: { LTP_IPC_PATH: "" } });
+  assertExit(shell, 0);
+  const status = JSON.parse(shell.stdout);
+  assert.match(status.path, /^\/dev\/shm\/ltp_checkpoint_/);
+  assert.equal(status.layout, "ltp");
+  assert.equal(status.capacity, 1005);
+});
+
+Deno.test("init refuses a file that holds other data, leaving it unchanged", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/data`;
+  Deno.writeTextFileSync(path, "keep me");
+  const before = snapshot(path);
+  const r = await cli(["init"], { env: { LTP_IPC_PATH: path } });
+  assertExit(r, 2);
+  assertOneLine(r.stderr, /holds other data/);
+  assert.equal(snapshot(path), before);
+});
+
+Deno.test("LTP's shell helpers work unchanged with the installed tool first on PATH", async () => {
+  using root = tempDir();
+  const install = await run(Deno.execPath(), [
+    "install",
+    "-g",
+    "-f",
+    "--quiet",
+    "--root",
+    root.path,
+    "--name",
+    "tst_checkpoint",
+    "--no-prompt",
+    "--allow-ffi",
+    "--allow-env=LTP_IPC_PATH,LTP_IPC_LAYOUT,LTP_TIMEOUT_MUL",
+    "--allow-read=/dev/shm,/tmp",
+    "--allow-write=/dev/shm,/tmp",
+    CLI,
+  ]);
+  assertExit(install, 0);
+  const denoDir = Deno.execPath().replace(/\/[^/]*$/, "");
+  const PATH = `${root.path}/bin:${denoDir}:${Deno.env.get("PATH")}`;
+  const r = await run("sh", [`${ROOT}/tests/fixtures/ltp_style.sh`], { env: { PATH, LTP_IPC_PATH: "" } });
+  assertExit(r, 0);
+  assert.match(r.stdout, /TPASS: all children woken together/);
+  assert.match(r.stdout, /TPASS: handshake/);
+  assert.match(r.stdout, /TPASS: a wake before its wait/);
+  assert.match(r.stdout, /TPASS: a wait with nobody to wake it times out \(exit 1\)/);
+});
+
+Deno.test("sandboxed: a region outside the allowed folders is refused in one line, with no prompt, creating nothing", async () => {
+  using dir = tempDir();
+  const outside = `${dir.path}/region`;
+  const flags = [
+    "--no-prompt",
+    "--allow-ffi",
+    "--allow-env=LTP_IPC_PATH",
+    "--allow-read=/dev/shm",
+    "--allow-write=/dev/shm",
+  ];
+  for (const args of [["init"], ["wait", "10", "0"], ["wake", "10", "0", "0"]]) {
+    const r = await run(Deno.execPath(), ["run", "--quiet", ...flags, CLI, ...args], {
+      env: { LTP_IPC_PATH: outside },
+    });
+    assertExit(r, 2);
+    assertOneLine(r.stderr, new RegExp(`${outside} is not allowed: run again with --allow-read=${dir.path}`));
+  }
+  assert.deepEqual(Array.from(Deno.readDirSync(dir.path)), []);
+
+  // on a terminal too: `script` gives the tool a pty, where a permission request would prompt
+  const command = [Deno.execPath(), "run", "--quiet", ...flags, CLI, "init"].join(" ");
+  const tty = await run("script", ["-qec", command, "/dev/null"], { env: { LTP_IPC_PATH: outside } });
+  assertExit(tty, 2);
+  assert.doesNotMatch(tty.stdout, /Allow\?|\[y\/n/);
+  assert.match(tty.stdout, /is not allowed/);
+  assert.deepEqual(Array.from(Deno.readDirSync(dir.path)), []);
+});
+
+Deno.test("without --allow-ffi the tool says so in one line and exits 2", async () => {
+  using cp = Checkpoint.create();
+  const r = await run(Deno.execPath(), ["run", "--quiet", "--no-prompt", "--allow-env", CLI, "wait", "10", "0"], {
+    env: cp.env,
+  });
+  assertExit(r, 2);
+  assertOneLine(r.stderr, /--allow-ffi/);
+});
+
+Deno.test("a path with a newline is reported on one line", async () => {
+  const r = await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: "/dev/shm/two\nlines" } });
+  assertExit(r, 2);
+  assertOneLine(r.stderr, /two\\x0alines does not exist/);
+});
+
+Deno.test("status lists the waiters per checkpoint, and is brief when none wait", async () => {
+  using cp = Checkpoint.create();
+  const idle = await cli(["status"], { env: cp.env });
+  assertExit(idle, 0);
+  assert.match(idle.stdout, /waiters: {2}none\n$/);
+  assert.match(idle.stdout, new RegExp(`path: +${cp.path}\nlayout: +seed\ncapacity: +1023`));
+  assert.match(idle.stdout, /owner: +uid \d+, mode 0600/);
+
+  const waiting = [
+    startCli(["wait", "10000", "3"], { env: cp.env }),
+    startCli(["wait", "10000", "3"], { env: cp.env }),
+  ];
+  waiting.push(startCli(["wait", "10000", "700"], { env: cp.env }));
+  await cp.waitForWaiters(3, 2, 10000);
+  await cp.waitForWaiters(700, 1, 10000);
+  const busy = await cli(["status"], { env: cp.env });
+  assert.match(busy.stdout, /waiters:\n {2}checkpoint 3: 2 waiting\n {2}checkpoint 700: 1 waiting\n$/);
+  const json = JSON.parse((await cli(["status", "--json"], { env: cp.env })).stdout);
+  assert.deepEqual(json.waiters, { 3: 2, 700: 1 });
+  assert.equal(json.mode, 0o600);
+  await cp.wake(3, 2, 10000);
+  await cp.wake(700, 1, 10000);
+  for (const w of waiting) assertExit(await w.result, 0);
+});
