@@ -7,7 +7,6 @@
  * @module
  */
 import { Checkpoint, type Layout } from "./mod.ts";
-import denoJson from "./deno.json" with { type: "json" };
 
 const USAGE = `Usage: tst_checkpoint init
    or: tst_checkpoint wait TIMEOUT ID
@@ -52,6 +51,7 @@ class Broken extends Error {}
 
 const UINT_MAX = 4294967295;
 
+/** A decimal number up to UINT_MAX and nothing else (no sign, space or junk, unlike strtoul). */
 function parseUint(name: string, text: string): number {
   const value = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!(value <= UINT_MAX)) throw new Usage(`ERROR: Invalid ${name} '${text}'`);
@@ -87,14 +87,16 @@ function shellQuote(text: string): string {
 }
 
 /** Runs the tool; returns the exit code. Throws Usage for misuse. */
-function main(args: string[]): number {
+async function main(args: string[]): Promise<number> {
   const { positionals, flags } = parseArgs(args);
   if (flags.help) {
     console.log(HELP);
     return 0;
   }
   if (flags.version) {
-    console.log(`tst_checkpoint ${denoJson.version}`);
+    // loaded only here: importing JSON costs every other call memory
+    const { default: { version } } = await import("./deno.json", { with: { type: "json" } });
+    console.log(`tst_checkpoint ${version}`);
     return 0;
   }
   const [command, ...rest] = positionals;
@@ -182,7 +184,7 @@ function report(error: unknown): number {
 if (import.meta.main) {
   let code: number;
   try {
-    code = main(Deno.args);
+    code = await main(Deno.args);
   } catch (error) {
     code = report(error);
   }
