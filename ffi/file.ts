@@ -129,8 +129,20 @@ function timespec(ms: number): BigInt64Array<ArrayBuffer> {
   return new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
 }
 
+// One timespec for the synchronous calls, allocated once: they run one at a
+// time on this thread, and a poll loop makes thousands of them
+const syncSpec = new BigInt64Array(2);
+let syncSpecAddress: bigint | undefined;
+
+function syncTimespec(ms: number): bigint {
+  const ns = BigInt(Math.max(0, Math.round(ms * 1e6)));
+  syncSpec[0] = ns / 1_000_000_000n;
+  syncSpec[1] = ns % 1_000_000_000n;
+  return syncSpecAddress ??= addressOf(syncSpec);
+}
+
 export function sleep(ms: number): void {
-  sys("nanosleep", addressOf(timespec(ms)), 0);
+  sys("nanosleep", syncTimespec(ms), 0);
 }
 
 export async function sleepAsync(ms: number): Promise<void> {
@@ -210,7 +222,7 @@ export class RegionFile {
 
   /** FUTEX_WAIT for at most `ms`: 0 when woken, else -errno (ETIMEDOUT, EINTR, ...). */
   futexWait(offset: number, ms: number): number {
-    const r = sys("futex", this.#at(offset), FUTEX_WAIT, this.#value(offset), addressOf(timespec(ms)), 0, 0);
+    const r = sys("futex", this.#at(offset), FUTEX_WAIT, this.#value(offset), syncTimespec(ms), 0, 0);
     return r < 0 ? r : 0;
   }
 

@@ -144,21 +144,36 @@ export function errno(): number {
 type Arg = number | bigint;
 
 /** A synchronous raw syscall: returns the result, or `-errno` on failure. */
-export function sys(name: SyscallName, ...args: Arg[]): number {
+export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
   const lib = libc();
-  const a = [0, 0, 0, 0, 0, 0].map((_, i) => BigInt(args[i] ?? 0)) as bigint[];
-  const r = Number(lib.symbols.syscall(BigInt(lib.numbers[name]), a[0], a[1], a[2], a[3], a[4], a[5]));
-  return r === -1 ? -errno() : r;
+  const r = lib.symbols.syscall(
+    BigInt(lib.numbers[name]),
+    BigInt(a),
+    BigInt(b),
+    BigInt(c),
+    BigInt(d),
+    BigInt(e),
+    BigInt(f),
+  );
+  return r === -1n ? -errno() : Number(r);
 }
 
 /**
  * The same syscall on a worker thread. errno is not readable from here, so it
  * returns the raw result: -1 for any failure. Only for calls with a time bound.
  */
-export async function sysAsync(name: SyscallName, ...args: Arg[]): Promise<number> {
+export async function sysAsync(
+  name: SyscallName,
+  a: Arg = 0,
+  b: Arg = 0,
+  c: Arg = 0,
+  d: Arg = 0,
+  e: Arg = 0,
+  f: Arg = 0,
+): Promise<number> {
   const lib = libc();
-  const a = [0, 0, 0, 0, 0, 0].map((_, i) => BigInt(args[i] ?? 0)) as bigint[];
-  return Number(await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), a[0], a[1], a[2], a[3], a[4], a[5]));
+  const n = BigInt(lib.numbers[name]);
+  return Number(await lib.symbols.syscallAsync(n, BigInt(a), BigInt(b), BigInt(c), BigInt(d), BigInt(e), BigInt(f)));
 }
 
 /** The address of a buffer, for syscall arguments; keep the buffer alive while it is used. */
