@@ -440,7 +440,10 @@ export class Checkpoint implements Disposable {
 
   /**
    * How many processes wait on checkpoint `id` right now. Wakes nobody and is
-   * invisible to LTP's code (FUTEX_CMP_REQUEUE of the word onto itself).
+   * invisible to LTP's code (FUTEX_CMP_REQUEUE of the word onto itself). An
+   * async {@linkcode Checkpoint.wait} steps out of the kernel for microseconds
+   * every 25 ms and may be missed by one count: poll, or use
+   * {@linkcode Checkpoint.waitForWaiters}.
    *
    * @param id The checkpoint.
    * @returns The number of waiters.
