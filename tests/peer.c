@@ -10,6 +10,9 @@
  *   peer ping PATH LAYOUT ROUNDS              wake 0 then wait 1, ROUNDS times;
  *                                             prints the median round trip in ns
  *   peer pong PATH LAYOUT ROUNDS              wait 0 then wake 1, ROUNDS times
+ *   peer ring PATH LAYOUT ID NEXT ROUNDS      take the token on ID, pass it to NEXT,
+ *                                             ROUNDS times (ID 0 starts it); prints
+ *                                             how many tokens it took
  *   peer run CMD [ARG...]                     runs CMD; prints its wall time,
  *                                             CPU time and peak RSS as JSON
  */
@@ -187,6 +190,22 @@ int main(int argc, char **argv)
 		qsort(times, rounds, sizeof(*times), cmp);
 		if (ping)
 			printf("%lld\n", times[rounds / 2]);
+		return 0;
+	}
+	if (argc == 7 && strcmp(argv[1], "ring") == 0) {
+		attach(argv[2], argv[3]);
+		unsigned int id = strtoul(argv[4], NULL, 10), next = strtoul(argv[5], NULL, 10);
+		long rounds = strtol(argv[6], NULL, 10), taken = 0;
+		for (long i = 0; i < rounds; i++) {
+			if (id == 0 && checkpoint_wake(next, 1, 10000))
+				return result(-1);
+			if (checkpoint_wait(id, 10000))
+				return result(-1);
+			taken++;
+			if (id != 0 && checkpoint_wake(next, 1, 10000))
+				return result(-1);
+		}
+		printf("%ld\n", taken);
 		return 0;
 	}
 	fprintf(stderr, "peer: bad arguments; see the comment at the top of peer.c\n");
