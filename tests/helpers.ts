@@ -97,7 +97,14 @@ export function tempDir(): { path: string } & Disposable {
   return { path, [Symbol.dispose]: () => Deno.removeSync(path, { recursive: true }) };
 }
 
-/** What a path holds now: type, bytes (regular files), mode and mtime; for "nothing changed" checks. */
+/** A short digest of bytes (FNV-1a), so that a failed comparison prints a line, not a page. */
+function digest(bytes: Uint8Array): string {
+  let h = 0x811c9dc5;
+  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+  return `${bytes.length}b:${h.toString(16)}`;
+}
+
+/** What a path holds now: type, mode, mtime, link target and a digest of the bytes; for "nothing changed" checks. */
 export function snapshot(path: string): string {
   let info: Deno.FileInfo;
   try {
@@ -105,17 +112,14 @@ export function snapshot(path: string): string {
   } catch {
     return "absent";
   }
-  const bytes = info.isFile ? Array.from(Deno.readFileSync(path)).join(",") : "";
-  const target = info.isSymlink ? Deno.readLinkSync(path) : "";
-  return JSON.stringify([
-    info.isFile,
-    info.isDirectory,
-    info.isSymlink,
-    info.mode,
-    info.mtime?.getTime(),
-    target,
-    bytes,
-  ]);
+  const kind = info.isFile ? "file" : info.isDirectory ? "dir" : info.isSymlink ? "link" : "other";
+  const content = info.isFile ? digest(Deno.readFileSync(path)) : info.isSymlink ? Deno.readLinkSync(path) : "";
+  return `${path} ${kind} ${info.mode?.toString(8)} ${info.mtime?.getTime()} ${content}`;
+}
+
+/** The bytes of a file as a digest: for regions in use, whose mtime the kernel updates on every futex call. */
+export function contentOf(path: string): string {
+  return digest(Deno.readFileSync(path));
 }
 
 /** The names in a folder, sorted. */

@@ -1,0 +1,145 @@
+/**
+ * Random argument vectors and environments against the CLI, confined by
+ * --allow-read/--allow-write to one temporary folder. FUZZ_CASES sets how many
+ * (300 here, 5000 in `deno task stress`); FUZZ_SEED replays a run.
+ */
+import assert from "node:assert/strict";
+import { Checkpoint } from "../mod.ts";
+import { assertExit, CLI, listing, run, snapshot, start, tempDir } from "./helpers.ts";
+
+const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 300);
+const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 1e9);
+const PARALLEL = 4;
+const DEADLINE_MS = 4000;
+
+/** mulberry32: small, seeded, good enough to pick from lists. */
+function random(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a file outside their folder`, async () => {
+  using dir = tempDir();
+  const d = dir.path;
+  Checkpoint.init(`${d}/region`).close();
+  Checkpoint.init(`${d}/ltp-region`, { layout: "ltp" }).close();
+  Deno.writeFileSync(`${d}/zeros`, new Uint8Array(100));
+  Deno.writeTextFileSync(`${d}/data`, "precious data");
+  Deno.symlinkSync("/etc/passwd", `${d}/link`);
+  Deno.mkdirSync(`${d}/dir`);
+  assertExit(await run("mkfifo", [`${d}/fifo`]), 0);
+  const guarded = [`${d}/data`, `${d}/link`, `${d}/fifo`, `${d}/dir`, "/etc/passwd", "/etc/hostname"];
+  const guardedBefore = guarded.map(snapshot);
+  const shmBefore = listing("/dev/shm");
+  const tmpBefore = listing("/tmp");
+
+  const pick = random(SEED);
+  const one = <T>(xs: readonly T[]): T => xs[Math.floor(pick() * xs.length)];
+  const words = [
+    "init",
+    "wait",
+    "wake",
+    "waiters",
+    "status",
+    "foo",
+    "",
+    "--help",
+    "--version",
+    "--json",
+    "--layout",
+    "ltp",
+    "--layout=seed",
+    "--layout=big",
+    "--",
+    "-h",
+    "--bogus",
+  ];
+  const numbers = [
+    "0",
+    "1",
+    "3",
+    "20",
+    "1004",
+    "1005",
+    "1022",
+    "1023",
+    "4294967295",
+    "4294967296",
+    "-1",
+    "1e3",
+    "0x10",
+    " 7",
+    "7 ",
+    "abc",
+    "",
+    "007",
+    "+5",
+  ];
+  const paths = [
+    undefined,
+    "",
+    `${d}/region`,
+    `${d}/ltp-region`,
+    `${d}/zeros`,
+    `${d}/data`,
+    `${d}/link`,
+    `${d}/fifo`,
+    `${d}/dir`,
+    `${d}/missing`,
+    `${d}/new\nline`,
+    "/etc/passwd",
+    "/dev/null",
+    "/dev/shm/ltp-fuzz",
+    "relative/path",
+    "/proc/self/mem",
+    `${d}/../escape`,
+  ];
+  const layouts = [undefined, "seed", "ltp", "big", ""];
+  const multipliers = [undefined, "1", "0.1", "abc", "0", "1e9", "NaN", "10000", "-1"];
+
+  const flags = ["--quiet", "--no-prompt", "--allow-ffi", "--allow-env", `--allow-read=${d}`, `--allow-write=${d}`];
+  const failures: string[] = [];
+  let legitWaits = 0;
+  const runCase = async (i: number) => {
+    const head = one([...words.slice(0, 6), ...words]);
+    const args = [
+      head,
+      ...Array.from({ length: Math.floor(pick() * 4) }, () => pick() < 0.8 ? one(numbers) : one(words)),
+    ];
+    const env: Record<string, string> = {};
+    const [path, layout, mul] = [one(paths), one(layouts), one(multipliers)];
+    if (path !== undefined) env.LTP_IPC_PATH = path;
+    if (layout !== undefined) env.LTP_IPC_LAYOUT = layout;
+    if (mul !== undefined) env.LTP_TIMEOUT_MUL = mul;
+    const p = start(Deno.execPath(), ["run", ...flags, CLI, ...args], { env, clearEnv: true });
+    const timer = setTimeout(() => p.child.kill("SIGKILL"), DEADLINE_MS);
+    const r = await p.result;
+    clearTimeout(timer);
+    const what = `case ${i}: ${JSON.stringify(args)} env ${JSON.stringify(env)} -> exit ${r.code}, stderr ${
+      JSON.stringify(r.stderr)
+    }`;
+    if (r.code === 137) {
+      // still waiting at the deadline: fine only for a real wait with a long timeout on a real region
+      const long = ["wait", "wake", "waiters"].includes(args[0]) && Number(args[1]) * Number(mul ?? 1) >= DEADLINE_MS;
+      if (long) legitWaits++;
+      else failures.push(`hung: ${what}`);
+      return;
+    }
+    if (![0, 1, 2].includes(r.code)) failures.push(`exit code: ${what}`);
+    if (/^\s+at |Uncaught|panicked|Stack backtrace/m.test(r.stderr)) failures.push(`stack trace: ${what}`);
+    if (r.stderr.split("\n").filter(Boolean).length > 1) failures.push(`more than one line: ${what}`);
+  };
+  for (let i = 0; i < CASES; i += PARALLEL) {
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, CASES - i) }, (_, k) => runCase(i + k)));
+  }
+
+  assert.deepEqual(failures, [], `seed ${SEED}: replay with FUZZ_SEED=${SEED}`);
+  assert.deepEqual(guarded.map(snapshot), guardedBefore, `seed ${SEED}`);
+  assert.deepEqual(listing("/dev/shm"), shmBefore, `seed ${SEED}: a file appeared in /dev/shm`);
+  assert.deepEqual(listing("/tmp"), tmpBefore, `seed ${SEED}: a file appeared in /tmp`);
+  console.log(`seed ${SEED}: ${CASES} cases, ${legitWaits} long waits stopped at ${DEADLINE_MS} ms`);
+});
