@@ -1,7 +1,7 @@
 /** tst_checkpoint as a subprocess: LTP's grammar, texts and exit codes, init, install and sandbox. */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, CLI, cli, PAGE, ROOT, run, snapshot, startCli, tempDir } from "./helpers.ts";
+import { assertExit, assertOneLine, CLI, cli, PAGE, ROOT, run, snapshot, startCli, tempDir } from "./helpers.ts";
 
 const USAGE_LINES = [
   "Usage: tst_checkpoint init",
@@ -13,12 +13,6 @@ const NO_REGION = { LTP_IPC_PATH: "/dev/shm/ltp-checkpoint-test-never-created" }
 function assertUsage(stdout: string): void {
   assert.deepEqual(stdout.split("\n").slice(0, 3), USAGE_LINES);
   assert.match(stdout, /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/);
-}
-
-function assertOneLine(stderr: string, pattern: RegExp): void {
-  assert.equal(stderr.split("\n").filter(Boolean).length, 1, `not one line: ${stderr}`);
-  assert.match(stderr, pattern);
-  assert.doesNotMatch(stderr, /^\s+at /m);
 }
 
 Deno.test("no arguments or the wrong number of them print the usage alone and exit 1", async () => {

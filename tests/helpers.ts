@@ -151,3 +151,10 @@ export async function runScript(source: string, flags: string[], options: RunOpt
     Deno.removeSync(file);
   }
 }
+
+/** Asserts that stderr is one line matching `pattern`, with no stack trace. */
+export function assertOneLine(stderr: string, pattern: RegExp): void {
+  const lines = stderr.split("\n").filter(Boolean);
+  assert.equal(lines.length, 1, `not one line: ${stderr}`);
+  assert.match(lines[0], pattern);
+}

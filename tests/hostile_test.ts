@@ -5,13 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, cli, contentOf, PAGE, run, snapshot, tempDir } from "./helpers.ts";
-
-function assertOneLine(stderr: string, pattern: RegExp): void {
-  const lines = stderr.split("\n").filter(Boolean);
-  assert.equal(lines.length, 1, `not one line: ${stderr}`);
-  assert.match(lines[0], pattern);
-}
+import { assertExit, assertOneLine, CLI, cli, contentOf, PAGE, run, snapshot, tempDir } from "./helpers.ts";
 
 function page(head: string): Uint8Array {
   const bytes = new Uint8Array(PAGE);
@@ -98,9 +92,8 @@ Deno.test("odd paths: spaces work; a newline and bytes that are not UTF-8 get on
   assertOneLine(newline.stderr, /new\\x0aline/);
 
   // Deno.Command takes only strings: a shell puts the raw byte 0xff in the variable
-  const tool = (await cli(["--help"])).code === 0 ? Deno.execPath() : "";
-  const script = `LTP_IPC_PATH="$(printf '${dir.path}/bad\\377name')" exec "${tool}" run --quiet --allow-all ` +
-    `"${new URL("../cli.ts", import.meta.url).pathname}" wait 10 0`;
+  const script = `LTP_IPC_PATH="$(printf '${dir.path}/bad\\377name')" exec "${Deno.execPath()}" run --quiet ` +
+    `--allow-all "${CLI}" wait 10 0`;
   const r = await run("sh", ["-c", script]);
   assertExit(r, 2);
   assertOneLine(r.stderr, /LTP_IPC_PATH is not valid UTF-8/);
