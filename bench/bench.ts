@@ -11,7 +11,18 @@
  *   ./deno task bench [--quick]
  */
 import { Checkpoint } from "../mod.ts";
-import { ACTOR, CHILD_FLAGS, CLI, peer, run, start, startActor, startPeer, tempDir } from "../tests/helpers.ts";
+import {
+  ACTOR,
+  CHILD_FLAGS,
+  CLI,
+  INSTALL_FLAGS,
+  peer,
+  run,
+  start,
+  startActor,
+  startPeer,
+  tempDir,
+} from "../tests/helpers.ts";
 
 const quick = Deno.args.includes("--quick");
 const ROUNDS = quick ? 300 : 2000;
@@ -130,32 +141,25 @@ row(
   ratio(busyLag, idleLag),
 );
 
-// 4. one CLI call against an empty script: wall time and peak memory
+// 4. one CLI call against an empty script, both run from an empty folder, the CLI with the install command's flags
 {
   using dir = tempDir();
   using cp = Checkpoint.create();
   const empty = `${dir.path}/empty.ts`;
   Deno.writeTextFileSync(empty, "");
-  const flags = [
-    "--no-prompt",
-    "--allow-ffi",
-    "--allow-env=LTP_IPC_PATH,LTP_IPC_LAYOUT,LTP_TIMEOUT_MUL",
-    "--allow-read=/dev/shm,/tmp",
-    "--allow-write=/dev/shm,/tmp",
-  ];
   const measure = async (argv: string[]) => {
-    const out = await run(peerBin, ["run", Deno.execPath(), "run", ...argv], { env: cp.env });
+    const out = await run(peerBin, ["run", Deno.execPath(), "run", ...argv], { env: cp.env, cwd: dir.path });
     const stats = JSON.parse(out.stdout);
     if (stats.status !== 0) throw new Error(`${argv.join(" ")} exited ${stats.status}`);
     return stats as { wall_ns: number; max_rss_kb: number };
   };
   await measure([empty]); // compile both once, outside the measurement
-  await measure([...flags, CLI, "wake", "1", "5", "0"]);
+  await measure([...INSTALL_FLAGS, CLI, "wake", "1", "5", "0"]);
   const base = { wall: [] as number[], rss: [] as number[] };
   const tool = { wall: [] as number[], rss: [] as number[] };
   for (let i = 0; i < CLI_RUNS; i++) {
     const a = await measure([empty]);
-    const b = await measure([...flags, CLI, "wake", "1", "5", "0"]);
+    const b = await measure([...INSTALL_FLAGS, CLI, "wake", "1", "5", "0"]);
     base.wall.push(a.wall_ns), base.rss.push(a.max_rss_kb);
     tool.wall.push(b.wall_ns), tool.rss.push(b.max_rss_kb);
   }

@@ -1,7 +1,19 @@
 /** tst_checkpoint as a subprocess: LTP's grammar, texts and exit codes, init, install and sandbox. */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, assertOneLine, CLI, cli, PAGE, ROOT, run, snapshot, startCli, tempDir } from "./helpers.ts";
+import {
+  assertExit,
+  assertOneLine,
+  CLI,
+  cli,
+  INSTALL_FLAGS,
+  PAGE,
+  ROOT,
+  run,
+  snapshot,
+  startCli,
+  tempDir,
+} from "./helpers.ts";
 
 const USAGE_LINES = [
   "Usage: tst_checkpoint init",
@@ -134,14 +146,15 @@ Deno.test("LTP's shell helpers work unchanged with the installed tool first on P
     root.path,
     "--name",
     "tst_checkpoint",
-    "--no-prompt",
-    "--allow-ffi",
-    "--allow-env=LTP_IPC_PATH,LTP_IPC_LAYOUT,LTP_TIMEOUT_MUL",
-    "--allow-read=/dev/shm,/tmp",
-    "--allow-write=/dev/shm,/tmp",
+    ...INSTALL_FLAGS,
     CLI,
   ]);
   assertExit(install, 0);
+  const readme = Deno.readTextFileSync(`${ROOT}/README.md`).replace(/\\\n\s*/g, "");
+  assert.ok(
+    readme.includes(`--name tst_checkpoint ${INSTALL_FLAGS.join(" ")} cli.ts`),
+    "the README's install command differs",
+  );
   const denoDir = Deno.execPath().replace(/\/[^/]*$/, "");
   const PATH = `${root.path}/bin:${denoDir}:${Deno.env.get("PATH")}`;
   const r = await run("sh", [`${ROOT}/tests/fixtures/ltp_style.sh`], { env: { PATH, LTP_IPC_PATH: "" } });

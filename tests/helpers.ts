@@ -72,6 +72,16 @@ export const CHILD_FLAGS = [
   "--quiet",
 ];
 
+/** The flags of the README's `deno install` command for tst_checkpoint. */
+export const INSTALL_FLAGS = [
+  "--no-config",
+  "--no-prompt",
+  "--allow-ffi",
+  "--allow-env=LTP_IPC_PATH,LTP_IPC_LAYOUT,LTP_TIMEOUT_MUL",
+  "--allow-read=/dev/shm,/tmp",
+  "--allow-write=/dev/shm,/tmp",
+];
+
 /** The CLI as a subprocess. */
 export function cli(args: string[], options: RunOptions = {}): Promise<Result> {
   return run(Deno.execPath(), ["run", ...CHILD_FLAGS, CLI, ...args], options);
