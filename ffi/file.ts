@@ -22,11 +22,9 @@ const FUTEX_WAKE = 1;
 const FUTEX_CMP_REQUEUE = 4;
 const INT_MAX = 0x7fffffff;
 
-export const ENOENT = 2;
+const ENOENT = 2;
 export const EINTR = 4;
 export const EAGAIN = 11;
-export const EEXIST = 17;
-export const ELOOP = 40;
 export const ETIMEDOUT = 110;
 
 const ERRNO_TEXT: Record<number, [string, new (message: string) => Error]> = {

@@ -64,7 +64,7 @@ const SYSCALLS = {
 export type SyscallName = keyof typeof SYSCALLS.x86_64;
 
 /** Offsets in `struct stat`: generic layout on aarch64, its own on x86_64. */
-export const STAT_OFFSETS = {
+const STAT_OFFSETS = {
   x86_64: { dev: 0, ino: 8, mode: 24, uid: 28, size: 48 },
   aarch64: { dev: 0, ino: 8, mode: 16, uid: 24, size: 48 },
 } as const;
@@ -75,7 +75,7 @@ const LIBC_NAMES = [
   "libc.so",
 ];
 /** Names another libc to load, e.g. on an unusual distribution; needs no permission to be ignored. */
-export const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
+const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
 
 interface Libc {
   symbols: Deno.DynamicLibrary<typeof symbols>["symbols"];

@@ -4,7 +4,7 @@ import { libc, realpath } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 
 /** The magic at byte 0, the same bytes on every machine. */
-export const MAGIC = new TextEncoder().encode("LTPM");
+const MAGIC = new TextEncoder().encode("LTPM");
 
 /** Where each layout's futex array starts (spec section 1; 64-bit Linux). */
 export const LAYOUT_OFFSETS = { seed: 4, ltp: 76 } as const;
