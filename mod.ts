@@ -241,6 +241,18 @@ export class Checkpoint implements Disposable {
     return new Deno.errors.TimedOut(`${what} within ${ms} ms (${this.path})`);
   }
 
+  /** Polls `tryOnce` until it succeeds; TimedOut saying `failure` after the timeout. */
+  async #until(tryOnce: () => boolean, timeoutMs: number, failure: string, signal?: AbortSignal): Promise<void> {
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    if (!await poll(tryOnce, deadline, signal)) throw this.#timedOut(failure, ms);
+  }
+
+  /** The blocking twin of #until. */
+  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: string): void {
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    if (!pollSync(tryOnce, deadline)) throw this.#timedOut(failure, ms);
+  }
+
   /**
    * Waits until another process wakes checkpoint `id` (LTP's FUTEX_WAIT,
    * retried with the time left when interrupted).
@@ -368,10 +380,7 @@ export class Checkpoint implements Disposable {
     options?: WaitOptions,
   ): Promise<void> {
     const tryOnce = this.#waker(id, nrWake);
-    const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!await poll(tryOnce, deadline, options?.signal)) {
-      throw this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}`, ms);
-    }
+    await this.#until(tryOnce, timeoutMs, `Could not wake exactly ${nrWake} on checkpoint ${id}`, options?.signal);
   }
 
   /**
@@ -390,11 +399,7 @@ export class Checkpoint implements Disposable {
    * ```
    */
   wakeSync(id: number, nrWake: number = 1, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
-    const tryOnce = this.#waker(id, nrWake);
-    const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!pollSync(tryOnce, deadline)) {
-      throw this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}`, ms);
-    }
+    this.#untilSync(this.#waker(id, nrWake), timeoutMs, `Could not wake exactly ${nrWake} on checkpoint ${id}`);
   }
 
   /**
@@ -491,10 +496,7 @@ export class Checkpoint implements Disposable {
     options?: WaitOptions,
   ): Promise<void> {
     const reached = this.#atLeast(id, count);
-    const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!await poll(reached, deadline, options?.signal)) {
-      throw this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, ms);
-    }
+    await this.#until(reached, timeoutMs, `Fewer than ${count} waited on checkpoint ${id}`, options?.signal);
   }
 
   /**
@@ -513,11 +515,7 @@ export class Checkpoint implements Disposable {
    * ```
    */
   waitForWaitersSync(id: number, count: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
-    const reached = this.#atLeast(id, count);
-    const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!pollSync(reached, deadline)) {
-      throw this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, ms);
-    }
+    this.#untilSync(this.#atLeast(id, count), timeoutMs, `Fewer than ${count} waited on checkpoint ${id}`);
   }
 
   /**

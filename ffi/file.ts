@@ -122,9 +122,17 @@ export function yieldCpu(): void {
   sys("sched_yield");
 }
 
-function timespec(ms: number): BigInt64Array<ArrayBuffer> {
+/** Writes `ms` into a struct timespec (two longs: seconds, nanoseconds). */
+function setTimespec(spec: BigInt64Array, ms: number): void {
   const ns = BigInt(Math.max(0, Math.round(ms * 1e6)));
-  return new BigInt64Array([ns / 1_000_000_000n, ns % 1_000_000_000n]);
+  spec[0] = ns / 1_000_000_000n;
+  spec[1] = ns % 1_000_000_000n;
+}
+
+function timespec(ms: number): BigInt64Array<ArrayBuffer> {
+  const spec = new BigInt64Array(2);
+  setTimespec(spec, ms);
+  return spec;
 }
 
 // One timespec for the synchronous calls, allocated once: they run one at a
@@ -133,9 +141,7 @@ const syncSpec = new BigInt64Array(2);
 let syncSpecAddress: bigint | undefined;
 
 function syncTimespec(ms: number): bigint {
-  const ns = BigInt(Math.max(0, Math.round(ms * 1e6)));
-  syncSpec[0] = ns / 1_000_000_000n;
-  syncSpec[1] = ns % 1_000_000_000n;
+  setTimespec(syncSpec, ms);
   return syncSpecAddress ??= addressOf(syncSpec);
 }
 
