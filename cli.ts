@@ -113,7 +113,7 @@ async function main(args: string[]): Promise<number> {
     // init has read LTP_IPC_PATH already, so permission to read it is granted
     if (cp.path !== Deno.env.get("LTP_IPC_PATH")) {
       console.log(`export LTP_IPC_PATH=${shellQuote(cp.path)}`);
-      if (cp.layout !== "seed") console.log(`export LTP_IPC_LAYOUT=${cp.layout}`);
+      if (cp.layout !== "ltp") console.log(`export LTP_IPC_LAYOUT=${cp.layout}`);
     }
     return 0;
   }

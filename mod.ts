@@ -40,7 +40,7 @@ export type Layout = "seed" | "ltp";
 
 /** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
 export interface CheckpointOptions {
-  /** The region's layout; when absent, `LTP_IPC_LAYOUT`, else `"seed"`. */
+  /** The region's layout; when absent, `LTP_IPC_LAYOUT`, else `"ltp"` (LTP mainline's). */
   layout?: Layout;
 }
 
@@ -62,10 +62,19 @@ const WAIT_SLICE_MS = 25;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const UINT32_MAX = 0xffffffff;
 
-function layoutFrom(options?: CheckpointOptions): Layout {
-  const layout = options?.layout ?? (readEnv("LTP_IPC_LAYOUT") || "seed");
+/** Where the layout in force came from: code or the command line, the environment, or the default. */
+export type LayoutSource = "option" | "LTP_IPC_LAYOUT" | "default";
+
+function layoutFrom(options?: CheckpointOptions): { layout: Layout; source: LayoutSource } {
+  if (options?.layout !== undefined) return { layout: checkLayout(options.layout), source: "option" };
+  const fromEnv = readEnv("LTP_IPC_LAYOUT");
+  if (fromEnv) return { layout: checkLayout(fromEnv), source: "LTP_IPC_LAYOUT" };
+  return { layout: "ltp", source: "default" };
+}
+
+function checkLayout(layout: string): Layout {
   if (layout !== "seed" && layout !== "ltp") {
-    throw new TypeError(`Unknown checkpoint layout '${layout}': use "seed" or "ltp" (LTP_IPC_LAYOUT)`);
+    throw new TypeError(`Unknown checkpoint layout '${layout}': use "ltp" or "seed" (LTP_IPC_LAYOUT)`);
   }
   return layout;
 }
@@ -125,16 +134,19 @@ export class Checkpoint implements Disposable {
   readonly path: string;
   /** Where the futexes start in it. */
   readonly layout: Layout;
+  /** Where {@linkcode Checkpoint.layout} came from. */
+  readonly layoutSource: LayoutSource;
   /** How many checkpoints it holds: ids run from 0 to capacity - 1. */
   readonly capacity: number;
   #file: RegionFile;
   #offset: number;
   #removeOnClose: boolean;
 
-  private constructor(file: RegionFile, layout: Layout, removeOnClose: boolean) {
+  private constructor(file: RegionFile, { layout, source }: ReturnType<typeof layoutFrom>, removeOnClose: boolean) {
     this.#file = file;
     this.path = file.path;
     this.layout = layout;
+    this.layoutSource = source;
     this.#offset = LAYOUT_OFFSETS[layout];
     this.capacity = Math.floor((pageSize() - this.#offset) / 4);
     this.#removeOnClose = removeOnClose;
@@ -222,7 +234,7 @@ export class Checkpoint implements Disposable {
    * ```
    */
   get env(): Record<string, string> {
-    return this.layout === "seed"
+    return this.layout === "ltp"
       ? { LTP_IPC_PATH: this.path }
       : { LTP_IPC_PATH: this.path, LTP_IPC_LAYOUT: this.layout };
   }

@@ -42,6 +42,12 @@ const SYSCALLS = {
     openat: 257,
     newfstatat: 262,
     unlinkat: 263,
+    readlinkat: 267,
+    getdents64: 217,
+    clock_gettime: 228,
+    fallocate: 285,
+    openat2: 437,
+    futex_waitv: 449,
   },
   aarch64: {
     pread64: 67,
@@ -58,6 +64,12 @@ const SYSCALLS = {
     openat: 56,
     newfstatat: 79,
     unlinkat: 35,
+    readlinkat: 78,
+    getdents64: 61,
+    clock_gettime: 113,
+    fallocate: 47,
+    openat2: 437,
+    futex_waitv: 449,
   },
 } as const;
 
