@@ -9,6 +9,14 @@ export const PAGE = 4096;
 export type Layout = "seed" | "ltp";
 export const LAYOUTS: Layout[] = ["seed", "ltp"];
 
+/** LTP_TIMEOUT_MUL as the tests read it (1 when unset), so that a slow machine passes with a larger one. */
+export const TIMEOUT_MUL = Number(Deno.env.get("LTP_TIMEOUT_MUL") || 1);
+
+/** A test's own time limit in ms, scaled by LTP_TIMEOUT_MUL like every checkpoint timeout. */
+export function scaled(ms: number): number {
+  return Math.ceil(ms * TIMEOUT_MUL);
+}
+
 let peerPath: Promise<string> | undefined;
 
 /** The C peer, compiled once per source version into the temporary folder. */
