@@ -6,7 +6,7 @@
  * 2 a broken set-up. Every failure is one line on stderr.
  * @module
  */
-import { Checkpoint, type Layout } from "./mod.ts";
+import { Checkpoint, type CheckpointStatus, type Layout, LAYOUT_OFFSETS } from "./mod.ts";
 
 const USAGE = `Usage: tst_checkpoint init
    or: tst_checkpoint wait TIMEOUT ID
@@ -28,26 +28,49 @@ Commands:
   wake      wake NR_WAKE processes waiting on checkpoint ID, retrying until
             that many were woken (so a wake may come before its wait)
   waiters   wait until at least COUNT processes wait on checkpoint ID
-  status    show the region and how many wait on each checkpoint
+  status    show the region and who waits on each checkpoint (with
+            --allow-read=/proc, which processes)
 
 Options:
-  --layout seed|ltp  where the futexes start: seed (byte 4, the default) or
-                     ltp (LTP mainline, byte 76); also LTP_IPC_LAYOUT
+  --layout ltp|seed  where the futexes start: ltp (LTP mainline, byte 76, the
+                     default) or seed (the seed patch, byte 4); also LTP_IPC_LAYOUT
   --json             status as JSON
   -h, --help         this text
   -V, --version      the version
 
 Environment:
   LTP_IPC_PATH     the region file
-  LTP_IPC_LAYOUT   seed or ltp
+  LTP_IPC_LAYOUT   ltp (the default) or seed
   LTP_TIMEOUT_MUL  multiplies every timeout (0.099 to 10000)
 
-Exit codes: 0 done; 1 timed out, misuse or id out of range; 2 broken set-up.`;
+Exit codes: 0 done; 1 timed out, misuse or id out of range; 2 broken set-up.
+A timeout says who waited where at that moment.`;
 
 /** Misuse: the message (if any) and the usage, exit 1. */
 class Usage extends Error {}
 /** A broken set-up: LTP's TBROK, exit 2. */
 class Broken extends Error {}
+
+const encoder = new TextEncoder();
+
+/** Writes `text` and a newline; a full disk or a closed pipe throws Broken. */
+function print(stream: typeof Deno.stdout | typeof Deno.stderr, text: string): void {
+  const bytes = encoder.encode(`${text}\n`);
+  try {
+    for (let done = 0; done < bytes.length;) done += stream.writeSync(bytes.subarray(done));
+  } catch (cause) {
+    throw new Broken(`Cannot write the output: ${cause instanceof Error ? cause.message : cause}`);
+  }
+}
+
+/** The same on stderr, where a failure has nowhere left to be reported. */
+function warn(text: string): void {
+  try {
+    print(Deno.stderr, text);
+  } catch {
+    // stderr is gone too: the exit code still tells
+  }
+}
 
 const UINT_MAX = 4294967295;
 
@@ -90,13 +113,13 @@ function shellQuote(text: string): string {
 async function main(args: string[]): Promise<number> {
   const { positionals, flags } = parseArgs(args);
   if (flags.help) {
-    console.log(HELP);
+    print(Deno.stdout, HELP);
     return 0;
   }
   if (flags.version) {
     // loaded only here: importing JSON costs every other call memory
     const { default: { version } } = await import("./deno.json", { with: { type: "json" } });
-    console.log(`tst_checkpoint ${version}`);
+    print(Deno.stdout, `tst_checkpoint ${version}`);
     return 0;
   }
   const [command, ...rest] = positionals;
@@ -112,8 +135,13 @@ async function main(args: string[]): Promise<number> {
     using cp = Checkpoint.init(undefined, options);
     // init has read LTP_IPC_PATH already, so permission to read it is granted
     if (cp.path !== Deno.env.get("LTP_IPC_PATH")) {
-      console.log(`export LTP_IPC_PATH=${shellQuote(cp.path)}`);
-      if (cp.layout !== "ltp") console.log(`export LTP_IPC_LAYOUT=${cp.layout}`);
+      const layout = cp.layout === "ltp" ? "" : `\nexport LTP_IPC_LAYOUT=${cp.layout}`;
+      try {
+        print(Deno.stdout, `export LTP_IPC_PATH=${shellQuote(cp.path)}${layout}`);
+      } catch (error) {
+        cp.remove(); // nobody can learn its path now
+        throw error;
+      }
     }
     return 0;
   }
@@ -134,29 +162,41 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
+const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "the default" } as const;
+
 function printStatus(cp: Checkpoint, json: boolean): void {
-  const { uid, mode } = cp.stat();
-  const waiting: Record<number, number> = {};
-  for (let id = 0; id < cp.capacity; id++) {
-    const n = cp.waiters(id);
-    if (n > 0) waiting[id] = n;
-  }
-  if (json) {
-    console.log(
-      JSON.stringify({ path: cp.path, layout: cp.layout, capacity: cp.capacity, uid, mode, waiters: waiting }),
-    );
-    return;
-  }
+  const status = cp.status();
+  if (json) return print(Deno.stdout, JSON.stringify(status));
+  print(Deno.stdout, statusText(status));
+}
+
+/** `git status` style: the facts, who waits where, then the one next step that helps. */
+function statusText(s: CheckpointStatus): string {
   const lines = [
-    `path:     ${cp.path}`,
-    `layout:   ${cp.layout}`,
-    `capacity: ${cp.capacity} (ids 0 to ${cp.capacity - 1})`,
-    `owner:    uid ${uid}, mode ${mode.toString(8).padStart(4, "0")}`,
+    `path:     ${s.path}`,
+    `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
+    `made by:  ${s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)"}`,
+    `capacity: ${s.capacity} (ids 0 to ${s.capacity - 1})`,
+    `owner:    uid ${s.uid}, mode ${s.mode.toString(8).padStart(4, "0")}`,
   ];
-  const ids = Object.keys(waiting);
+  const ids = Object.keys(s.waiters).map(Number);
   lines.push(ids.length === 0 ? "waiters:  none" : "waiters:");
-  for (const id of ids) lines.push(`  checkpoint ${id}: ${waiting[Number(id)]} waiting`);
-  console.log(lines.join("\n"));
+  for (const id of ids) {
+    const who = s.processes?.[id]?.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
+    lines.push(`  checkpoint ${id}: ${s.waiters[id]} waiting${who ? `: ${who}` : ""}`);
+  }
+  const other = s.otherLayout;
+  // words before this layout's first: the other side must be using the other layout
+  const elsewhere = Object.keys(other.waiters).map(Number)
+    .filter((id) => LAYOUT_OFFSETS[other.layout] + 4 * id < LAYOUT_OFFSETS[s.layout]);
+  for (const id of elsewhere) {
+    lines.push(
+      `  ${other.waiters[id]} waiting on checkpoint ${id} of the ${other.layout} layout: ` +
+        `the waiters and this view disagree on the layout`,
+    );
+  }
+  if (s.note) lines.push(`note:     ${s.note}`);
+  return lines.join("\n");
 }
 
 /** One printable line: control characters (a newline in a path) are escaped. */
@@ -168,16 +208,16 @@ function oneLine(text: string): string {
 /** Maps an error to LTP's exit code, printing it as one line. */
 function report(error: unknown): number {
   if (error instanceof Usage) {
-    if (error.message) console.error(error.message);
-    console.log(USAGE);
+    // on stderr, unlike LTP: `eval "$(tst_checkpoint init x)"` must run nothing
+    warn(error.message ? `${error.message}\n${USAGE}` : USAGE);
     return 1;
   }
   const message = oneLine(error instanceof Error ? error.message : String(error));
   if (error instanceof Deno.errors.TimedOut || error instanceof RangeError) {
-    console.error(`tst_checkpoint: ${message}`);
+    warn(`tst_checkpoint: ${message}`);
     return 1;
   }
-  console.error(`tst_checkpoint: TBROK: ${message}`);
+  warn(`tst_checkpoint: TBROK: ${message}`);
   return 2;
 }
 

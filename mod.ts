@@ -26,10 +26,22 @@
  * ```
  * @module
  */
-import { EAGAIN, EINTR, ETIMEDOUT, pageSize, type RegionFile, syscallError, unlink } from "./ffi/file.ts";
+import { EAGAIN, EINTR, ETIMEDOUT, type Folder, pageSize, type RegionFile, syscallError } from "./ffi/file.ts";
+import { futexWaiters } from "./ffi/proc.ts";
+import { type PendingWait, waitOn } from "./ffi/waitv.ts";
+import { explain, type Snapshot, takeSnapshot } from "./src/diagnose.ts";
 import { readEnv, timeoutMultiplier } from "./src/env.ts";
 import { poll, pollSync } from "./src/poll.ts";
-import { initRegion, LAYOUT_OFFSETS, newRegionPath, openRegion } from "./src/region.ts";
+import {
+  initRegion,
+  LAYOUT_OFFSETS as REGION_OFFSETS,
+  LIB_PID_OFFSET,
+  newRegionPath,
+  openRegion,
+  type Region,
+} from "./src/region.ts";
+
+export type { Snapshot, Waiters } from "./src/diagnose.ts";
 
 /**
  * Where the futexes start in the region: `seed` right after the magic (the
@@ -50,15 +62,12 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** Where each layout's futex array starts, in bytes from the start of the region. */
+export const LAYOUT_OFFSETS: Readonly<Record<Layout, number>> = REGION_OFFSETS;
+
 /** LTP's default checkpoint timeout, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 10000;
 
-/**
- * How long an async wait stays in the kernel at a stretch. A call on Deno's
- * thread pool cannot be cancelled, so this bounds how long an aborted or
- * timed-out wait lingers, and how long it can keep a process alive.
- */
-const WAIT_SLICE_MS = 25;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const UINT32_MAX = 0xffffffff;
 
@@ -109,6 +118,70 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
 }
 
 /**
+ * A wait, wake or waitForWaiters that timed out, with what the region
+ * looked like at that moment. Its message says the same in one line.
+ *
+ * @example Find out who waits where
+ * ```ts
+ * import { Checkpoint, CheckpointTimedOut } from "./mod.ts";
+ *
+ * using cp = Checkpoint.create();
+ * try {
+ *   await cp.wake(0, 1, 10);
+ * } catch (e) {
+ *   if (e instanceof CheckpointTimedOut) console.log(e.snapshot.waiters); // {}
+ * }
+ * ```
+ */
+export class CheckpointTimedOut extends Deno.errors.TimedOut {
+  /** Who waited where when the time was up. */
+  readonly snapshot: Snapshot;
+  /** For a wake: how many it woke in all (LTP's rule: more than asked for is a failure too). */
+  readonly woken?: number;
+
+  /**
+   * @param message The one-line description.
+   * @param snapshot Who waited where.
+   * @param woken For a wake, how many it woke.
+   */
+  constructor(message: string, snapshot: Snapshot, woken?: number) {
+    super(message);
+    this.name = "TimedOut";
+    this.snapshot = snapshot;
+    this.woken = woken;
+  }
+}
+
+/** A waiting thread of another process, as /proc shows it. */
+export interface WaitingProcess {
+  pid: number;
+  /** The command name (/proc/PID/comm). */
+  comm: string;
+}
+
+/** What {@linkcode Checkpoint.status} reports. */
+export interface CheckpointStatus {
+  path: string;
+  layout: Layout;
+  layoutSource: LayoutSource;
+  capacity: number;
+  /** The file's owner. */
+  uid: number;
+  /** Its permission bits, such as `0o600`. */
+  mode: number;
+  /** The pid LTP's C library wrote in the header of a region it made; 0 for other regions. */
+  libPid: number;
+  /** Waiters per checkpoint id, counted by the kernel. */
+  waiters: Snapshot["waiters"];
+  /** The same, numbered as the other layout would: waiters here mean the two sides disagree. */
+  otherLayout: Snapshot["otherLayout"];
+  /** Per checkpoint id, the processes found waiting there; absent when /proc could not be read. */
+  processes?: Record<number, WaitingProcess[]>;
+  /** Why some or all waiting processes are not named, and how to see them; absent when all are. */
+  note?: string;
+}
+
+/**
  * An LTP checkpoint region mapped into this process.
  *
  * @example Act only once a child is parked at a checkpoint, with no sleep
@@ -138,18 +211,39 @@ export class Checkpoint implements Disposable {
   readonly layoutSource: LayoutSource;
   /** How many checkpoints it holds: ids run from 0 to capacity - 1. */
   readonly capacity: number;
+  /** The pid in the header of a region made by LTP's C library (`context.lib_pid`); 0 for other regions. */
+  readonly libPid: number;
   #file: RegionFile;
+  #folder: Folder;
+  #name: string;
   #offset: number;
   #removeOnClose: boolean;
+  #pending = new Set<PendingWait>();
+  #closed = false;
 
-  private constructor(file: RegionFile, { layout, source }: ReturnType<typeof layoutFrom>, removeOnClose: boolean) {
+  private constructor(
+    { file, folder, name }: Region,
+    { layout, source }: ReturnType<typeof layoutFrom>,
+    removeOnClose: boolean,
+  ) {
     this.#file = file;
+    this.#folder = folder;
+    this.#name = name;
     this.path = file.path;
     this.layout = layout;
     this.layoutSource = source;
     this.#offset = LAYOUT_OFFSETS[layout];
     this.capacity = Math.floor((pageSize() - this.#offset) / 4);
+    this.libPid = file.word(LIB_PID_OFFSET) | 0;
     this.#removeOnClose = removeOnClose;
+    if (layout === "seed" && source !== "option" && this.libPid !== 0) {
+      this.close();
+      throw new Deno.errors.InvalidData(
+        `${this.path} was made by LTP's C library (pid ${this.libPid} in its header), whose checkpoints start ` +
+          `at byte 76, but LTP_IPC_LAYOUT=seed asks for byte 4: unset LTP_IPC_LAYOUT ` +
+          `(or choose the seed layout in code or with --layout seed if it is really meant)`,
+      );
+    }
   }
 
   /**
@@ -165,15 +259,14 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
    * @throws {Deno.errors.InvalidData} When the path holds something that is not a region.
    * @throws {Deno.errors.PermissionDenied} When the file would change and belongs to another user.
+   * @throws {Deno.errors.InvalidData} When LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @example Prepare the file named by LTP_IPC_PATH
    * ```ts
    * import { Checkpoint } from "./mod.ts";
    *
-   * const path = `/dev/shm/example_${Deno.pid}`;
-   * const cp = Checkpoint.init(path);
-   * console.log(cp.capacity); // 1023 on a 4096-byte page
-   * cp.close();
-   * Deno.removeSync(path);
+   * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
+   * console.log(cp.capacity); // 1005 on a 4096-byte page
+   * cp.remove();
    * ```
    */
   static init(path?: string, options?: CheckpointOptions): Checkpoint {
@@ -189,7 +282,8 @@ export class Checkpoint implements Disposable {
    * @param options The layout.
    * @returns The mapped region.
    * @throws {Deno.errors.NotFound} When `LTP_IPC_PATH` is unset or the file is missing.
-   * @throws {Deno.errors.InvalidData} When the file is not a regular file, is shorter than a page or lacks the magic.
+   * @throws {Deno.errors.InvalidData} When the file is not a regular file, is shorter than a page or lacks the
+   *   magic, or when LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
    * @example Attach in a child started with the parent's `env`
    * ```ts ignore
@@ -213,13 +307,15 @@ export class Checkpoint implements Disposable {
    * ```ts
    * import { Checkpoint } from "./mod.ts";
    *
-   * using cp = Checkpoint.create({ layout: "ltp" });
-   * console.log(cp.capacity); // 1005 on a 4096-byte page
+   * using cp = Checkpoint.create({ layout: "seed" });
+   * console.log(cp.capacity); // 1023 on a 4096-byte page
    * ```
    */
   static create(options?: CheckpointOptions): Checkpoint {
     const layout = layoutFrom(options);
-    return new Checkpoint(initRegion(newRegionPath()), layout, true);
+    const cp = new Checkpoint(initRegion(newRegionPath()), layout, true);
+    removeAtExit(cp);
+    return cp;
   }
 
   /**
@@ -249,36 +345,50 @@ export class Checkpoint implements Disposable {
     return this.#offset + 4 * id;
   }
 
-  #timedOut(what: string, ms: number): Deno.errors.TimedOut {
-    return new Deno.errors.TimedOut(`${what} within ${ms} ms (${this.path})`);
+  #timedOut(what: string, id: number, ms: number, woken?: number): CheckpointTimedOut {
+    const snapshot = this.snapshot();
+    const more = woken !== undefined && woken > 0 ? `; it woke ${woken}` : "";
+    return new CheckpointTimedOut(
+      `${what} within ${ms} ms (${this.path})${more}; ${explain(snapshot, id)}`,
+      snapshot,
+      woken,
+    );
   }
 
-  /** Polls `tryOnce` until it succeeds; TimedOut saying `failure` after the timeout. */
-  async #until(tryOnce: () => boolean, timeoutMs: number, failure: string, signal?: AbortSignal): Promise<void> {
+  /** Polls `tryOnce` until it succeeds; CheckpointTimedOut saying `failure` after the timeout. */
+  async #until(
+    tryOnce: () => boolean,
+    timeoutMs: number,
+    failure: (ms: number) => CheckpointTimedOut,
+    signal?: AbortSignal,
+  ): Promise<void> {
     const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!await poll(tryOnce, deadline, signal)) throw this.#timedOut(failure, ms);
+    if (!await poll(tryOnce, deadline, signal)) throw failure(ms);
   }
 
   /** The blocking twin of #until. */
-  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: string): void {
+  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: (ms: number) => CheckpointTimedOut): void {
     const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!pollSync(tryOnce, deadline)) throw this.#timedOut(failure, ms);
+    if (!pollSync(tryOnce, deadline)) throw failure(ms);
   }
 
   /**
    * Waits until another process wakes checkpoint `id` (LTP's FUTEX_WAIT,
    * retried with the time left when interrupted).
    *
-   * The event loop keeps running. The wait enters the kernel in slices of
-   * 25 ms, so an abort or a timeout leaves no call behind for longer than one
-   * slice; a wake that lands on such an abandoned slice is counted by its
-   * waker and lost.
+   * The event loop keeps running. The wait stays in the kernel, counted by
+   * any waker or {@linkcode Checkpoint.waiters}, until it is woken, times
+   * out or is aborted; then it leaves the kernel at once, so it never takes
+   * a later wake. If a wake and an abort cross, the wake wins and the
+   * promise resolves. (On kernels before 5.16, which lack futex_waitv, it
+   * waits in slices of 25 ms instead: an aborted wait then lingers for up
+   * to one slice, and a wake landing there is lost.)
    *
    * @param id The checkpoint, from 0 to `capacity - 1`.
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves when woken.
-   * @throws {Deno.errors.TimedOut} When nobody woke it in time.
+   * @throws {CheckpointTimedOut} When nobody woke it in time.
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
    * ```ts
@@ -289,40 +399,38 @@ export class Checkpoint implements Disposable {
    * ```
    */
   async wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
-    const word = this.#wordOf(id);
+    const offset = this.#wordOf(id);
     const { ms, deadline } = deadlineOf(timeoutMs);
     const signal = options?.signal;
     signal?.throwIfAborted();
     const file = this.#file;
-    return await new Promise<void>((resolve, reject) => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      let settled = false;
-      const settle = (error?: unknown) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        signal?.removeEventListener("abort", onAbort);
-        if (error === undefined) resolve();
-        else reject(error);
-      };
-      const onAbort = () => settle(signal!.reason);
-      // The timer both ends the wait on time and shows a pending wait to
-      // `deno test`'s sanitizers, which cannot see calls on the thread pool.
-      const arm = () => {
-        const left = deadline - performance.now();
-        if (left <= 0) return settle(this.#timedOut(`Nobody woke checkpoint ${id}`, ms));
-        timer = setTimeout(arm, Math.min(Math.ceil(left), MAX_TIMER_MS));
-      };
-      signal?.addEventListener("abort", onAbort, { once: true });
-      arm();
-      (async () => {
-        while (!settled) {
-          const slice = Math.min(WAIT_SLICE_MS, deadline - performance.now());
-          if (slice <= 0) return arm();
-          if (await file.futexWaitAsync(word, slice)) return settle();
-        }
-      })().catch(settle);
-    });
+    const pending = waitOn({
+      address: file.address(offset),
+      value: () => file.word(offset),
+      refresh: () => file.refresh(offset),
+    }, deadline);
+    this.#pending.add(pending);
+    const cancel = () => pending.cancel();
+    // The timer ends the wait on time, and shows a pending wait to `deno
+    // test`'s sanitizers, which cannot see calls on the thread pool.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = () => {
+      const left = deadline - performance.now();
+      if (left <= 0) cancel();
+      else timer = setTimeout(arm, Math.min(Math.ceil(left), MAX_TIMER_MS));
+    };
+    arm();
+    signal?.addEventListener("abort", cancel, { once: true });
+    try {
+      if (await pending.ended === "woken") return;
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", cancel);
+      this.#pending.delete(pending);
+    }
+    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} was closed while a wait was pending`);
+    if (signal?.aborted) throw signal.reason;
+    throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
   }
 
   /**
@@ -331,7 +439,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
-   * @throws {Deno.errors.TimedOut} When nobody woke it in time.
+   * @throws {CheckpointTimedOut} When nobody woke it in time.
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
    * ```ts
@@ -356,14 +464,21 @@ export class Checkpoint implements Disposable {
       if (r === -ETIMEDOUT) break;
       if (r !== -EINTR && r !== -EAGAIN) throw syscallError(`Cannot wait on ${this.path}`, -r);
     }
-    throw this.#timedOut(`Nobody woke checkpoint ${id}`, ms);
+    throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
   }
 
-  #waker(id: number, nrWake: number): () => boolean {
+  /** A wake's single try, and the error it ends with when tries run out. */
+  #waker(id: number, nrWake: number) {
     const word = this.#wordOf(id);
     checkCount("nrWake", nrWake, 0);
     let woken = 0;
-    return () => (woken += this.#file.futexWake(word)) === nrWake;
+    return {
+      tryOnce: () => (woken += this.#file.futexWake(word)) === nrWake,
+      failure: (ms: number) => {
+        const over = woken > nrWake ? ` (LTP's rule: waking more than ${nrWake} is a failure too)` : "";
+        return this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}${over}`, id, ms, woken);
+      },
+    };
   }
 
   /**
@@ -376,7 +491,7 @@ export class Checkpoint implements Disposable {
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves once exactly `nrWake` were woken.
-   * @throws {Deno.errors.TimedOut} When fewer (or more) were woken in time.
+   * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
    * import { Checkpoint } from "./mod.ts";
@@ -391,8 +506,8 @@ export class Checkpoint implements Disposable {
     timeoutMs: number = DEFAULT_TIMEOUT_MS,
     options?: WaitOptions,
   ): Promise<void> {
-    const tryOnce = this.#waker(id, nrWake);
-    await this.#until(tryOnce, timeoutMs, `Could not wake exactly ${nrWake} on checkpoint ${id}`, options?.signal);
+    const { tryOnce, failure } = this.#waker(id, nrWake);
+    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
   }
 
   /**
@@ -401,7 +516,7 @@ export class Checkpoint implements Disposable {
    * @param id The checkpoint.
    * @param nrWake How many waiters to wake.
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
-   * @throws {Deno.errors.TimedOut} When fewer (or more) were woken in time.
+   * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
    * import { Checkpoint } from "./mod.ts";
@@ -411,7 +526,8 @@ export class Checkpoint implements Disposable {
    * ```
    */
   wakeSync(id: number, nrWake: number = 1, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
-    this.#untilSync(this.#waker(id, nrWake), timeoutMs, `Could not wake exactly ${nrWake} on checkpoint ${id}`);
+    const { tryOnce, failure } = this.#waker(id, nrWake);
+    this.#untilSync(tryOnce, timeoutMs, failure);
   }
 
   /**
@@ -457,10 +573,8 @@ export class Checkpoint implements Disposable {
 
   /**
    * How many processes wait on checkpoint `id` right now. Wakes nobody and is
-   * invisible to LTP's code (FUTEX_CMP_REQUEUE of the word onto itself). An
-   * async {@linkcode Checkpoint.wait} steps out of the kernel for microseconds
-   * every 25 ms and may be missed by one count: poll, or use
-   * {@linkcode Checkpoint.waitForWaiters}.
+   * invisible to LTP's code (FUTEX_CMP_REQUEUE of the word onto itself).
+   * Pending async waits of this process count too.
    *
    * @param id The checkpoint.
    * @returns The number of waiters.
@@ -476,10 +590,13 @@ export class Checkpoint implements Disposable {
     return this.#file.futexWaiters(this.#wordOf(id));
   }
 
-  #atLeast(id: number, count: number): () => boolean {
+  #atLeast(id: number, count: number) {
     const word = this.#wordOf(id);
     checkCount("count", count, 0);
-    return () => this.#file.futexWaiters(word) >= count;
+    return {
+      tryOnce: () => this.#file.futexWaiters(word) >= count,
+      failure: (ms: number) => this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, id, ms),
+    };
   }
 
   /**
@@ -491,7 +608,7 @@ export class Checkpoint implements Disposable {
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves when that many wait.
-   * @throws {Deno.errors.TimedOut} When fewer arrived in time.
+   * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts ignore
    * import { Checkpoint } from "./mod.ts";
@@ -507,8 +624,8 @@ export class Checkpoint implements Disposable {
     timeoutMs: number = DEFAULT_TIMEOUT_MS,
     options?: WaitOptions,
   ): Promise<void> {
-    const reached = this.#atLeast(id, count);
-    await this.#until(reached, timeoutMs, `Fewer than ${count} waited on checkpoint ${id}`, options?.signal);
+    const { tryOnce, failure } = this.#atLeast(id, count);
+    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
   }
 
   /**
@@ -517,7 +634,7 @@ export class Checkpoint implements Disposable {
    * @param id The checkpoint.
    * @param count How many waiters to wait for.
    * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
-   * @throws {Deno.errors.TimedOut} When fewer arrived in time.
+   * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts
    * import { Checkpoint } from "./mod.ts";
@@ -527,7 +644,79 @@ export class Checkpoint implements Disposable {
    * ```
    */
   waitForWaitersSync(id: number, count: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
-    this.#untilSync(this.#atLeast(id, count), timeoutMs, `Fewer than ${count} waited on checkpoint ${id}`);
+    const { tryOnce, failure } = this.#atLeast(id, count);
+    this.#untilSync(tryOnce, timeoutMs, failure);
+  }
+
+  /**
+   * Who waits where right now, counted by the kernel for every word of the
+   * page (about 1000 system calls, a millisecond or two), waking nobody.
+   * Timeouts attach one to their error.
+   *
+   * @returns Waiters per id, in this layout and as the other layout numbers them.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * console.log(cp.snapshot().waiters); // {}
+   * ```
+   */
+  snapshot(): Snapshot {
+    return takeSnapshot(this.layout, pageSize(), (offset) => this.#file.futexWaiters(offset));
+  }
+
+  /**
+   * The region, who waits where and, where /proc may be read
+   * (`--allow-read=/proc`) and the kernel lets this process see them, which
+   * processes wait: what `tst_checkpoint status` prints.
+   *
+   * @returns The region's facts, the waiters and the processes found.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * const { layout, layoutSource, waiters } = cp.status();
+   * console.log(layout, layoutSource, waiters); // ltp default {}
+   * ```
+   */
+  status(): CheckpointStatus {
+    const { uid, mode, dev, ino } = this.#file.stat();
+    const { waiters, otherLayout } = this.snapshot();
+    const status: CheckpointStatus = {
+      path: this.path,
+      layout: this.layout,
+      layoutSource: this.layoutSource,
+      capacity: this.capacity,
+      uid,
+      mode,
+      libPid: this.libPid,
+      waiters,
+      otherLayout,
+    };
+    if (Object.keys(waiters).length === 0) return status;
+    if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
+      status.note = "to see which processes wait, run again with --allow-read=/proc";
+      return status;
+    }
+    const found = futexWaiters(dev, ino);
+    const processes: Record<number, WaitingProcess[]> = {};
+    let named = 0;
+    for (const { pid, comm, offset } of found.waiters) {
+      const id = (offset - this.#offset) / 4;
+      if (id < 0 || !(id in waiters)) continue;
+      (processes[id] ??= []).push({ pid, comm });
+      named++;
+    }
+    status.processes = processes;
+    const counted = Object.values(waiters).reduce((a, b) => a + b, 0);
+    if (named < counted) {
+      status.note = found.hidden > 0
+        ? `${found.hidden} process(es) could not be inspected: run as root or as their owner to name every waiter`
+        : "some waiters could not be named (they may have just left)";
+    }
+    return status;
   }
 
   /**
@@ -547,17 +736,73 @@ export class Checkpoint implements Disposable {
     return { uid, mode };
   }
 
-  /** Unmaps the region (and removes a region made by `create()`); safe to call twice. */
+  /**
+   * Unmaps the region (and removes a region made by `create()`); safe to
+   * call twice. Pending async waits on it reject with `BadResource`.
+   */
   close(): void {
+    if (this.#closed) return;
+    if (this.#removeOnClose) this.remove();
+    this.#closed = true;
+    created.delete(this);
+    for (const pending of this.#pending) pending.cancel();
+    this.#folder.close();
     this.#file.close();
-    if (this.#removeOnClose) {
-      this.#removeOnClose = false;
-      unlink(this.path);
-    }
+  }
+
+  /**
+   * Removes the region file, if its name still holds this region, and
+   * closes it. Processes attached to it go on; none can attach any more.
+   * (Deno's own `Deno.remove` refuses paths under /dev without
+   * `--allow-all`; this needs only the permissions the region needed.)
+   *
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
+   * cp.remove();
+   * ```
+   */
+  remove(): void {
+    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} is closed`);
+    this.#removeOnClose = false;
+    const { dev, ino } = this.#file.stat();
+    const there = this.#folder.stat(this.#name);
+    if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
+    this.close();
   }
 
   /** The same as {@linkcode Checkpoint.close}, for `using`. */
   [Symbol.dispose](): void {
     this.close();
   }
+}
+
+/** Regions made by create() and not yet closed: removed when the process ends. */
+const created = new Set<Checkpoint>();
+let cleanupInstalled = false;
+
+/**
+ * Removes the create()d regions when the process ends: normally, through
+ * Deno.exit() (both fire "unload"), or on an uncaught error that nobody
+ * else handles. Signals that kill the process are not caught: a program
+ * that wants its regions removed on SIGINT adds its own listener and calls
+ * close().
+ */
+function removeAtExit(cp: Checkpoint): void {
+  created.add(cp);
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  const closeAll = (event: Event) => {
+    if (event.defaultPrevented) return;
+    for (const each of created) {
+      try {
+        each.close();
+      } catch {
+        // the process is ending: remove what can be removed
+      }
+    }
+  };
+  for (const type of ["unload", "error", "unhandledrejection"]) globalThis.addEventListener(type, closeAll);
 }

@@ -19,8 +19,6 @@ const symbols = {
   },
   // int *__errno_location(void); glibc and musl both export it
   __errno_location: { parameters: [], result: "pointer" },
-  // char *realpath(const char *path, char *resolved);
-  realpath: { parameters: ["buffer", "buffer"], result: "pointer" },
   // int getpagesize(void);
   getpagesize: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
@@ -86,7 +84,7 @@ const LIBC_NAMES = [
   `libc.musl-${Deno.build.arch}.so.1`,
   "libc.so",
 ];
-/** Names another libc to load, e.g. on an unusual distribution; needs no permission to be ignored. */
+/** Names another libc to load where none of LIBC_NAMES loads; needs no permission to be ignored. */
 const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
 
 interface Libc {
@@ -98,14 +96,24 @@ interface Libc {
 
 let loaded: Libc | undefined;
 
+/**
+ * The library named in LTP_CHECKPOINT_LIBC, for systems where none of the
+ * usual names loads: only a regular file (a FIFO would hang dlopen), and
+ * only when --allow-env and --allow-read already allow it.
+ */
 function libcOverride(): string | undefined {
   try {
-    if (Deno.permissions.querySync({ name: "env", variable: LIBC_ENV }).state !== "granted") {
-      return undefined;
+    if (Deno.permissions.querySync({ name: "env", variable: LIBC_ENV }).state !== "granted") return undefined;
+    const name = Deno.env.get(LIBC_ENV);
+    if (!name) return undefined;
+    if (Deno.permissions.querySync({ name: "read", path: name }).state !== "granted") {
+      throw new Deno.errors.NotCapable(`Loading ${LIBC_ENV}=${name} needs --allow-read=${name}`);
     }
-    return Deno.env.get(LIBC_ENV) || undefined;
-  } catch {
-    return undefined;
+    if (!Deno.statSync(name).isFile) throw new Deno.errors.InvalidData(`${LIBC_ENV}=${name} is not a regular file`);
+    return name;
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) return undefined;
+    throw error;
   }
 }
 
@@ -123,26 +131,30 @@ export function libc(): Libc {
       "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
     );
   }
-  const override = libcOverride();
-  const candidates = override ? [override] : LIBC_NAMES;
   let firstError: unknown;
-  for (const name of candidates) {
+  const attempt = (name: string) => {
     try {
       const lib = Deno.dlopen(name, symbols);
-      loaded = {
+      return {
         symbols: lib.symbols,
         numbers: SYSCALLS[arch],
         stat: STAT_OFFSETS[arch],
         pageSize: lib.symbols.getpagesize(),
       };
-      return loaded;
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
       firstError ??= error;
     }
+  };
+  for (const name of LIBC_NAMES) {
+    loaded = attempt(name);
+    if (loaded) return loaded;
   }
+  const override = libcOverride();
+  loaded = override === undefined ? undefined : attempt(override);
+  if (loaded) return loaded;
   throw new Error(
-    `Cannot load libc (tried ${candidates.join(", ")}); name it in ${LIBC_ENV}`,
+    `Cannot load libc (tried ${[...LIBC_NAMES, ...override ? [override] : []].join(", ")}); name it in ${LIBC_ENV}`,
     { cause: firstError },
   );
 }
@@ -190,15 +202,8 @@ export async function sysAsync(
 
 /** The address of a buffer, for syscall arguments; keep the buffer alive while it is used. */
 export function addressOf(buffer: BufferSource): bigint {
+  libc(); // taking a pointer without --allow-ffi would prompt: say so first
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
-}
-
-/** libc's realpath(), or undefined when the path cannot be resolved. */
-export function realpath(path: string): string | undefined {
-  const out = new Uint8Array(4097);
-  const p = libc().symbols.realpath(cString(path), out);
-  if (!p) return undefined;
-  return new TextDecoder().decode(out.subarray(0, out.indexOf(0)));
 }
 
 /** A NUL-terminated copy of a path for the C side. */

@@ -1,6 +1,6 @@
 /** Where a region file may be, and the rules for creating, adopting and opening one. */
-import { type FileInfo, geteuid, lstat, pageSize, RegionFile } from "../ffi/file.ts";
-import { libc, realpath } from "../ffi/libc.ts";
+import { type FileInfo, Folder, geteuid, lstat, pageSize, type RegionFile } from "../ffi/file.ts";
+import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 
 /** The magic at byte 0, the same bytes on every machine. */
@@ -9,9 +9,15 @@ const MAGIC = new TextEncoder().encode("LTPM");
 /** Where each layout's futex array starts (spec section 1; 64-bit Linux). */
 export const LAYOUT_OFFSETS = { seed: 4, ltp: 76 } as const;
 
-function dirname(path: string): string {
-  const i = path.lastIndexOf("/");
-  return i < 0 ? "." : i === 0 ? "/" : path.slice(0, i);
+/** Where LTP's C library writes its pid (`context.lib_pid`) in the header of a region it made. */
+export const LIB_PID_OFFSET = 8;
+
+/** A region file, open and mapped, and the folder it was found in, held open. */
+export interface Region {
+  file: RegionFile;
+  folder: Folder;
+  /** The file's name in `folder`. */
+  name: string;
 }
 
 function granted(path: string): boolean {
@@ -19,24 +25,38 @@ function granted(path: string): boolean {
     Deno.permissions.querySync({ name: "write", path }).state === "granted";
 }
 
+function refuse(where: string): Deno.errors.NotCapable {
+  const dir = where.slice(0, Math.max(1, where.lastIndexOf("/")));
+  return new Deno.errors.NotCapable(
+    `Access to ${where} is not allowed: run again with --allow-read=${dir} --allow-write=${dir}`,
+  );
+}
+
 /**
- * Throws `Deno.errors.NotCapable` unless Deno lets us read and write `path`
- * both as written and as resolved: FFI could reach any file, so the
- * sandbox's flags are enforced here, before anything touches the path.
+ * Resolves `path` once, and checks Deno's read and write permission on it
+ * both as written and where it really is: FFI could reach any file, so the
+ * sandbox's flags are enforced here. The folder is opened (magic links
+ * refused) and asked where it really is; the file is then looked up inside
+ * that open folder and never through a symlink, so no later rename or swap
+ * of any component can lead elsewhere.
  */
-export function checkAccess(path: string): void {
+function locate(path: string): { folder: Folder; name: string } {
   libc(); // without FFI nothing else matters: say that first
-  const refuse = (where: string) => {
-    const dir = dirname(where);
-    return new Deno.errors.NotCapable(
-      `Access to ${where} is not allowed: run again with --allow-read=${dir} --allow-write=${dir}`,
-    );
-  };
+  if (path.includes("\0")) throw new Deno.errors.InvalidData(`${JSON.stringify(path)} contains a NUL byte`);
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  const name = path.slice(slash + 1);
+  if (name === "" || name === "." || name === "..") {
+    throw new Deno.errors.InvalidData(`${path} names a folder: a checkpoint region is a file`);
+  }
   if (!granted(path)) throw refuse(path);
-  const parent = realpath(dirname(path));
-  const base = path.slice(path.lastIndexOf("/") + 1);
-  const real = parent === undefined ? undefined : parent === "/" ? `/${base}` : `${parent}/${base}`;
-  if (real !== undefined && !granted(real)) throw refuse(real);
+  const folder = Folder.open(dir);
+  const real = `${folder.realPath === "/" ? "" : folder.realPath}/${name}`;
+  if (!granted(real)) {
+    folder.close();
+    throw refuse(real);
+  }
+  return { folder, name };
 }
 
 /** Refuses anything at a path but a regular file. */
@@ -51,9 +71,10 @@ function requireRegularFile(path: string, info: FileInfo): void {
   }
 }
 
-/** Opens the file at `path`, checked: the regular file that lstat saw, nothing swapped in since. */
-function openChecked(path: string, seen: FileInfo): { file: RegionFile; info: FileInfo } {
-  const file = RegionFile.open(path);
+/** Opens the file that `seen` describes: the regular file looked at, nothing swapped in since. */
+function openSeen(folder: Folder, name: string, path: string, seen: FileInfo, write: boolean) {
+  requireRegularFile(path, seen);
+  const file = folder.open(name, path, { write })!;
   const info = file.stat();
   if (info.dev !== seen.dev || info.ino !== seen.ino || info.type !== "file") {
     file.close();
@@ -66,33 +87,21 @@ function hasMagic(bytes: Uint8Array): boolean {
   return MAGIC.every((b, i) => bytes[i] === b);
 }
 
-/** Attaches to an existing region: a regular file of at least a page that starts with the magic. */
-export function openRegion(path: string): RegionFile {
-  checkAccess(path);
-  const seen = lstat(path);
-  if (seen === undefined) {
-    throw new Deno.errors.NotFound(
-      `Checkpoint region ${path} does not exist: create it first (tst_checkpoint init, or Checkpoint.init())`,
-    );
-  }
-  requireRegularFile(path, seen);
-  const { file, info } = openChecked(path, seen);
+/** Runs `make` with the located folder; closes the folder if it throws. */
+function inFolder(path: string, make: (folder: Folder, name: string) => RegionFile): Region {
+  const { folder, name } = locate(path);
   try {
-    const page = pageSize();
-    if (info.size < page) {
-      throw new Deno.errors.InvalidData(
-        `${path} holds ${info.size} bytes, less than one page (${page}): not a checkpoint region`,
-      );
-    }
-    const head = file.read(4, 0);
-    if (!hasMagic(head)) {
-      throw new Deno.errors.InvalidData(
-        `${path} is not a checkpoint region (bad magic: ${
-          JSON.stringify(new TextDecoder().decode(head))
-        }, expected "LTPM")`,
-      );
-    }
-    file.map(page);
+    return { file: make(folder, name), folder, name };
+  } catch (error) {
+    folder.close();
+    throw error;
+  }
+}
+
+/** Runs `prepare` on an open file; closes it if it throws. */
+function closingOnError(file: RegionFile, prepare: () => void): RegionFile {
+  try {
+    prepare();
     return file;
   } catch (error) {
     file.close();
@@ -100,39 +109,57 @@ export function openRegion(path: string): RegionFile {
   }
 }
 
+/** Attaches to an existing region: a regular file of at least a page that starts with the magic. */
+export function openRegion(path: string): Region {
+  return inFolder(path, (folder, name) => {
+    const seen = folder.stat(name);
+    if (seen === undefined) {
+      throw new Deno.errors.NotFound(
+        `Checkpoint region ${path} does not exist: create it first (tst_checkpoint init, or Checkpoint.init())`,
+      );
+    }
+    const { file, info } = openSeen(folder, name, path, seen, false);
+    return closingOnError(file, () => {
+      const page = pageSize();
+      if (info.size < page) {
+        throw new Deno.errors.InvalidData(
+          `${path} holds ${info.size} bytes, less than one page (${page}): not a checkpoint region`,
+        );
+      }
+      const head = file.read(4, 0);
+      if (!hasMagic(head)) {
+        const text = JSON.stringify(new TextDecoder().decode(head));
+        throw new Deno.errors.InvalidData(`${path} is not a checkpoint region (bad magic: ${text}, expected "LTPM")`);
+      }
+      file.map(page);
+    });
+  });
+}
+
 /**
  * Makes `path` a region: creates it (mode 0600, O_EXCL, no symlink), or adopts
  * a regular file of at most a page that is all zeros or already has the magic.
- * Anything else is refused before a byte of it changes.
+ * Anything else is refused before a byte of it changes. The file only ever
+ * grows, so data another process writes meanwhile is never cut off.
  */
-export function initRegion(path: string): RegionFile {
-  checkAccess(path);
-  const page = pageSize();
-  const seen = lstat(path);
-  let file: RegionFile;
-  let current: Uint8Array = new Uint8Array(0);
-  if (seen === undefined) {
-    file = RegionFile.open(path, { mode: 0o600 });
-  } else {
-    requireRegularFile(path, seen);
-    const opened = openChecked(path, seen);
-    file = opened.file;
-    try {
-      current = adoptable(path, file, opened.info, page);
-    } catch (error) {
-      file.close();
-      throw error;
+export function initRegion(path: string): Region {
+  return inFolder(path, (folder, name) => {
+    const page = pageSize();
+    // a parallel init may create the file between the look and the create: look again
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const seen = folder.stat(name);
+      const created = seen === undefined ? folder.open(name, path, { write: true, create: true }) : undefined;
+      if (seen === undefined && created === undefined) continue;
+      const { file, info } = created ? { file: created, info: undefined } : openSeen(folder, name, path, seen!, true);
+      return closingOnError(file, () => {
+        const bytes = info ? adoptable(path, file, info, page) : new Uint8Array(0);
+        if (bytes.length < page) file.grow(page, created !== undefined);
+        if (!hasMagic(bytes)) file.write(MAGIC, 0);
+        file.map(page);
+      });
     }
-  }
-  try {
-    if (current.length < page) file.truncate(page);
-    if (!hasMagic(current)) file.write(MAGIC, 0);
-    file.map(page);
-    return file;
-  } catch (error) {
-    file.close();
-    throw error;
-  }
+    throw new Deno.errors.Interrupted(`${path} keeps appearing and disappearing; try again`);
+  });
 }
 
 /** The bytes of an existing file that init may take over; throws when it may not. */
@@ -149,9 +176,7 @@ function adoptable(path: string, file: RegionFile, info: FileInfo, page: number)
       `${path} holds other data, not a checkpoint region; refusing to overwrite it (remove it or choose another path)`,
     );
   }
-  const changes = !magic || info.size < page;
-  const euid = geteuid();
-  if (changes && info.uid !== euid) {
+  if ((!magic || info.size < page) && info.uid !== geteuid()) {
     throw new Deno.errors.PermissionDenied(
       `${path} belongs to uid ${info.uid}; refusing to change another user's file`,
     );
@@ -161,6 +186,7 @@ function adoptable(path: string, file: RegionFile, info: FileInfo, page: number)
 
 /** A new unique path under /dev/shm, or the temporary folder where /dev/shm is missing. */
 export function newRegionPath(): string {
+  libc();
   const dir = lstat("/dev/shm")?.type === "directory" ? "/dev/shm" : (readEnv("TMPDIR") || "/tmp");
   const random = crypto.getRandomValues(new Uint32Array(2));
   return `${dir}/ltp_checkpoint_${Deno.pid}_${random[0].toString(36)}${random[1].toString(36)}`;

@@ -22,17 +22,22 @@ const USAGE_LINES = [
 ];
 const NO_REGION = { LTP_IPC_PATH: "/dev/shm/ltp-checkpoint-test-never-created" };
 
-function assertUsage(stdout: string): void {
-  assert.deepEqual(stdout.split("\n").slice(0, 3), USAGE_LINES);
-  assert.match(stdout, /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/);
+function assertUsage(text: string): void {
+  assert.deepEqual(text.split("\n").slice(0, 3), USAGE_LINES);
+  assert.match(text, /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/);
 }
 
-Deno.test("no arguments or the wrong number of them print the usage alone and exit 1", async () => {
+/** Misuse: the message, then the usage, all on stderr (so that `eval "$(...)"` runs nothing), exit 1. */
+function assertMisuse(r: { code: number; stdout: string; stderr: string }, message: string): void {
+  assertExit(r, 1);
+  assert.equal(r.stdout, "");
+  assert.ok(r.stderr.startsWith(message), r.stderr);
+  assertUsage(r.stderr.slice(message.length));
+}
+
+Deno.test("no arguments or the wrong number of them print the usage alone on stderr and exit 1", async () => {
   for (const args of [[], ["wait"], ["wait", "1"], ["wait", "1", "2", "3"], ["wake", "1", "2"], ["init", "x"]]) {
-    const r = await cli(args, { env: NO_REGION });
-    assertExit(r, 1);
-    assertUsage(r.stdout);
-    assert.equal(r.stderr, "", args.join(" "));
+    assertMisuse(await cli(args, { env: NO_REGION }), "");
   }
 });
 
@@ -46,22 +51,16 @@ Deno.test("bad numbers are refused before anything else, as LTP words it", async
         [["wake", "10", "0", text], "NR_WAKE"],
       ] as const
     ) {
-      const r = await cli([...args], { env: NO_REGION });
-      assertExit(r, 1);
-      assert.equal(r.stderr, `ERROR: Invalid ${name} '${text}'\n`);
-      assertUsage(r.stdout);
+      assertMisuse(await cli([...args], { env: NO_REGION }), `ERROR: Invalid ${name} '${text}'\n`);
     }
   }
 });
 
 Deno.test("an unknown command is named, with the usage", async () => {
-  const r = await cli(["foo", "1", "2"], { env: NO_REGION });
-  assertExit(r, 1);
-  assert.equal(r.stderr, "ERROR: Invalid COMMAND 'foo'\n");
-  assertUsage(r.stdout);
+  assertMisuse(await cli(["foo", "1", "2"], { env: NO_REGION }), "ERROR: Invalid COMMAND 'foo'\n");
 });
 
-Deno.test("--help and --version exit 0", async () => {
+Deno.test("--help (on stdout) and --version exit 0", async () => {
   const help = await cli(["--help"]);
   assertExit(help, 0);
   assertUsage(help.stdout);
@@ -213,7 +212,10 @@ Deno.test("status lists the waiters per checkpoint, and is brief when none wait"
   const idle = await cli(["status"], { env: cp.env });
   assertExit(idle, 0);
   assert.match(idle.stdout, /waiters: {2}none\n$/);
-  assert.match(idle.stdout, new RegExp(`path: +${cp.path}\nlayout: +seed\ncapacity: +1023`));
+  assert.match(
+    idle.stdout,
+    new RegExp(`path: +${cp.path}\nlayout: +ltp \\(the default\\)\nmade by: +not LTP's C library.*\ncapacity: +1005`),
+  );
   assert.match(idle.stdout, /owner: +uid \d+, mode 0600/);
 
   const waiting = [
@@ -224,7 +226,10 @@ Deno.test("status lists the waiters per checkpoint, and is brief when none wait"
   await cp.waitForWaiters(3, 2, 10000);
   await cp.waitForWaiters(700, 1, 10000);
   const busy = await cli(["status"], { env: cp.env });
-  assert.match(busy.stdout, /waiters:\n {2}checkpoint 3: 2 waiting\n {2}checkpoint 700: 1 waiting\n$/);
+  assert.match(
+    busy.stdout,
+    /waiters:\n {2}checkpoint 3: 2 waiting\n {2}checkpoint 700: 1 waiting\nnote: +.*--allow-read=\/proc\n$/,
+  );
   const json = JSON.parse((await cli(["status", "--json"], { env: cp.env })).stdout);
   assert.deepEqual(json.waiters, { 3: 2, 700: 1 });
   assert.equal(json.mode, 0o600);

@@ -32,22 +32,22 @@ Deno.test("create() makes a private one-page region under /dev/shm that close() 
   assert.throws(() => Deno.statSync(cp.path), Deno.errors.NotFound);
 });
 
-Deno.test("capacity is 1023 in the seed layout and 1005 in the ltp layout of a 4096-byte page", () => {
-  using seed = Checkpoint.create();
-  using ltp = Checkpoint.create({ layout: "ltp" });
-  assert.deepEqual([seed.layout, seed.capacity], ["seed", 1023]);
-  assert.deepEqual([ltp.layout, ltp.capacity], ["ltp", 1005]);
-  assert.deepEqual(seed.env, { LTP_IPC_PATH: seed.path });
-  assert.deepEqual(ltp.env, { LTP_IPC_PATH: ltp.path, LTP_IPC_LAYOUT: "ltp" });
+Deno.test("the ltp layout is the default, with 1005 ids on a 4096-byte page; seed on request has 1023", () => {
+  using ltp = Checkpoint.create();
+  using seed = Checkpoint.create({ layout: "seed" });
+  assert.deepEqual([ltp.layout, ltp.layoutSource, ltp.capacity], ["ltp", "default", 1005]);
+  assert.deepEqual([seed.layout, seed.layoutSource, seed.capacity], ["seed", "option", 1023]);
+  assert.deepEqual(ltp.env, { LTP_IPC_PATH: ltp.path });
+  assert.deepEqual(seed.env, { LTP_IPC_PATH: seed.path, LTP_IPC_LAYOUT: "seed" });
 });
 
 Deno.test(
   "the layout comes from LTP_IPC_LAYOUT when the option is absent",
-  withEnv({ LTP_IPC_LAYOUT: "ltp" }, () => {
+  withEnv({ LTP_IPC_LAYOUT: "seed" }, () => {
     using cp = Checkpoint.create();
-    assert.deepEqual(cp.layout, "ltp");
-    using explicit = Checkpoint.create({ layout: "seed" });
-    assert.deepEqual(explicit.layout, "seed");
+    assert.deepEqual([cp.layout, cp.layoutSource], ["seed", "LTP_IPC_LAYOUT"]);
+    using explicit = Checkpoint.create({ layout: "ltp" });
+    assert.deepEqual([explicit.layout, explicit.layoutSource], ["ltp", "option"]);
     Deno.env.set("LTP_IPC_LAYOUT", "big");
     assert.throws(() => Checkpoint.create(), TypeError);
   }),
@@ -154,16 +154,16 @@ Deno.test("wait() rejects with TimedOut when nobody wakes, and waitSync() throws
 
 Deno.test("ids at or beyond capacity are RangeErrors, bad timeouts and counts are refused", () => {
   using cp = Checkpoint.create();
-  assert.throws(() => cp.waitSync(1023, 10), RangeError);
-  assert.throws(() => cp.wakeSync(1023, 0, 10), RangeError);
-  assert.throws(() => cp.waiters(1023), RangeError);
+  assert.throws(() => cp.waitSync(1005, 10), RangeError);
+  assert.throws(() => cp.wakeSync(1005, 0, 10), RangeError);
+  assert.throws(() => cp.waiters(1005), RangeError);
   assert.throws(() => cp.waitSync(0, 0), RangeError);
   assert.throws(() => cp.waitSync(-1, 10), TypeError);
   assert.throws(() => cp.waitSync(1.5, 10), TypeError);
   assert.throws(() => cp.wakeSync(0, -1, 10), RangeError);
   assert.throws(() => cp.wakeSync(0, 2 ** 32, 10), RangeError);
   assert.throws(() => cp.waitSync(0, NaN), TypeError);
-  cp.wakeSync(1022, 0, 10);
+  cp.wakeSync(1004, 0, 10);
 });
 
 Deno.test("wake() with nrWake 0 succeeds at once while nobody waits", async () => {
