@@ -162,7 +162,7 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "the default" } as const;
+const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "default" } as const;
 
 function printStatus(cp: Checkpoint, json: boolean): void {
   const status = cp.status();

@@ -432,7 +432,8 @@ function isKernelThread(s: Scratch, dir: number): boolean {
  * `futex_waitv()` with shared entries, on an address that lies in a mapping
  * of the file. Private waits are left out: only their own process can wake
  * them. Costs a few syscalls per thread on the machine; maps and memory are
- * read only for processes with a thread in such a call.
+ * read only for processes with a thread in such a call. On x86_64 a 32-bit
+ * process's futex() is missed: its syscall file gives i386 numbers.
  *
  * A process that ends during the scan is left out. One that may not be
  * inspected (another user's, or not dumpable) is counted in `hidden`: root
@@ -475,6 +476,7 @@ export function futexWaiters(dev: bigint, ino: bigint): FutexWaiters {
         // one folder fd per process: a pid reused mid-scan cannot mix two processes' files
         const dir = sys("openat", proc, s.at.dents + at + DIRENT_NAME, s.dirFlags);
         if (dir < 0) {
+          // denied when /proc is mounted with hidepid=noaccess
           if (outcome(-dir, pid) === DENIED) result.hidden++;
           continue;
         }

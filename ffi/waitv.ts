@@ -1,23 +1,31 @@
 /**
  * Async waits that stay in the kernel for their whole length and leave it
  * the moment they are given up. Each batch is one futex_waitv call on
- * Deno's thread pool: entry 0 is a private word of ours, the others are
- * the checkpoint words of pending waits (a word may repeat; each entry
- * counts as one waiter to any waker). Setting and waking the private word
- * ends the call within microseconds, and the call's result says which
- * entries were woken first, so a wake that raced with a cancel is kept,
- * never lost.
+ * Deno's thread pool for the waits on one checkpoint word: entry 0 is a
+ * private word of ours, the others repeat the checkpoint word once per
+ * pending wait (each entry counts as one waiter to any waker). Setting and
+ * waking the private word ends the call within microseconds, and the
+ * call's result says how many entries were woken first, so a wake that
+ * raced with a cancel is kept, never lost. (One word per call because the
+ * result names only the last entry woken: two words woken at once in one
+ * call could not both be told.)
  *
- * Deno runs about 32 thread-pool calls at once. While fewer than
- * MAX_BATCHES waits are pending each has a call of its own, and nothing
- * disturbs it until it ends; beyond that, new waits join a batch (one of
- * the same word first), which briefly leaves the kernel to take them in.
+ * Deno runs 32 thread-pool calls at once, for every async operation of the
+ * process. While fewer than MAX_BATCHES batches are pending each stays in
+ * the kernel until it ends, and a new wait on a word already waited on
+ * joins that batch (which leaves the kernel for microseconds to take it
+ * in). Beyond that, batches take turns: each stays in the kernel for
+ * TURN_MS, then yields its place to the longest queued one. A batch out
+ * of turn is not seen by wakers, which retry (as LTP's wake does) until it
+ * is back.
  * @module
  */
 import { addressOf, sys, sysAsync } from "./libc.ts";
 import { FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE } from "./file.ts";
 
 const MAX_BATCHES = 16;
+/** How long a batch stays in the kernel at a stretch when others wait for a place. */
+const TURN_MS = 10;
 /** futex_waitv takes at most 128 entries; one is the cancel word. */
 const MAX_ENTRIES = 127;
 const FUTEX2_SIZE_U32 = 0x02;
@@ -82,86 +90,114 @@ function monotonicNs(perfMs: number): bigint {
   return BigInt(Math.round(perfMs * 1e6)) + clockOffset;
 }
 
-const batches = new Set<Batch>();
+/** Batches in the kernel (or on their way there), and those waiting for a place, oldest first. */
+const active = new Set<Batch>();
+const queued: Batch[] = [];
+
+function batchesOf(address: bigint): Batch | undefined {
+  for (const batch of [...active, ...queued]) {
+    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
+  }
+}
 
 class Batch {
   waits: PendingWait[] = [];
   #inFlight = false;
+  /** In the kernel for its whole deadline, not for a turn. */
+  #unbounded = false;
   #failures = 0;
   readonly #cancel = new Int32Array(1);
   readonly #vector = new BigUint64Array(3 * (MAX_ENTRIES + 1));
   readonly #timeout = new BigInt64Array(2);
 
+  constructor(readonly address: bigint) {}
+
   add(wait: PendingWait): void {
     wait.batch = this;
     this.waits.push(wait);
     if (this.#inFlight) this.kick();
-    else this.#arm();
+    else if (active.has(this)) this.#arm();
   }
 
   /** Ends the kernel call now, so that it starts again with the waits as they are. */
   kick(): void {
-    if (!this.#inFlight || Atomics.load(this.#cancel, 0) === 1) return;
+    if (!this.#inFlight) {
+      if (!active.has(this)) this.#drop(); // a queued batch: settle cancelled waits now
+      return;
+    }
+    if (Atomics.load(this.#cancel, 0) === 1) return;
     Atomics.store(this.#cancel, 0, 1);
     sys("futex", addressOf(this.#cancel), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
   }
 
-  #arm(): void {
+  /** Settles the cancelled waits; true when some remain. */
+  #drop(): boolean {
     this.waits = this.waits.filter((wait) => {
       if (wait.cancelled) wait.settle("cancelled");
       return !wait.cancelled;
     });
-    if (this.waits.length === 0) {
-      batches.delete(this);
-      return;
-    }
+    if (this.waits.length > 0) return true;
+    active.delete(this);
+    const i = queued.indexOf(this);
+    if (i >= 0) queued.splice(i, 1);
+    return false;
+  }
+
+  /** Enters the kernel for the waits as they are now. */
+  #arm(): void {
+    if (!this.#drop()) return next();
     const entries = [...this.waits];
     const vector = this.#vector;
     Atomics.store(this.#cancel, 0, 0);
     vector[0] = 0n;
     vector[1] = addressOf(this.#cancel);
     vector[2] = BigInt(FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
-    entries.forEach((wait, i) => {
-      vector[3 * i + 3] = BigInt(wait.word.value());
-      vector[3 * i + 4] = wait.word.address;
-      vector[3 * i + 5] = BigInt(FUTEX2_SIZE_U32);
-    });
+    const value = BigInt(entries[0].word.value());
+    for (let i = 1; i <= entries.length; i++) {
+      vector[3 * i] = value;
+      vector[3 * i + 1] = this.address;
+      vector[3 * i + 2] = BigInt(FUTEX2_SIZE_U32);
+    }
     const deadline = Math.min(...entries.map((wait) => wait.deadline));
-    const ns = monotonicNs(deadline);
+    // while others wait for a place, this turn ends early
+    const end = queued.length > 0 ? Math.min(deadline, performance.now() + TURN_MS) : deadline;
+    this.#unbounded = end === deadline;
+    const ns = monotonicNs(end);
     this.#timeout[0] = ns / 1_000_000_000n;
     this.#timeout[1] = ns % 1_000_000_000n;
     this.#inFlight = true;
     sysAsync("futex_waitv", addressOf(vector), entries.length + 1, 0, addressOf(this.#timeout), CLOCK_MONOTONIC)
-      .then((r) => this.#ended(entries, r, deadline), (error) => this.#fail(entries, error));
+      .then((r) => this.#ended(entries, r, end), (error) => this.#fail(entries, error));
   }
 
   /** `r`: the index of the last entry woken, or -1 (a cancel, the deadline, a changed word, a signal). */
-  #ended(entries: PendingWait[], r: number, deadline: number): void {
+  #ended(entries: PendingWait[], r: number, end: number): void {
     this.#inFlight = false;
-    const woken = new Set<PendingWait>();
-    if (r >= 1) {
-      // a wake takes a word's waiters in the order they were queued, so
-      // every entry of that word up to the last one woken was woken too
-      const { address } = entries[r - 1].word;
-      for (let i = 0; i < r; i++) if (entries[i].word.address === address) woken.add(entries[i]);
-    }
-    const explained = r >= 0 || Atomics.load(this.#cancel, 0) === 1 || performance.now() >= deadline - 1;
+    // a wake takes a word's waiters in the order they were queued, so the
+    // entries up to the last one woken were all woken
+    const woken = new Set(entries.slice(0, Math.max(0, r)));
+    const explained = r >= 0 || Atomics.load(this.#cancel, 0) === 1 || performance.now() >= end - 1;
     try {
       if (!explained) {
-        // the word changed (EAGAIN) or a signal came: read the values again
+        // the word changed (EAGAIN) or a signal came: read its value again
         if (++this.#failures > MAX_FAILURES) throw new Error("futex_waitv keeps failing");
-        for (const wait of entries) wait.word.refresh();
+        entries[0].word.refresh();
       } else this.#failures = 0;
     } catch (error) {
       return this.#fail(entries, error);
     }
     const now = performance.now();
-    this.waits = this.waits.filter((wait) => {
+    for (const wait of this.waits) {
       if (woken.has(wait)) wait.settle("woken");
-      else if (wait.cancelled || wait.deadline <= now + 1) wait.settle("cancelled");
-      else return true;
-      return false;
-    });
+      else if (wait.deadline <= now + 1) wait.cancelled = true;
+    }
+    this.waits = this.waits.filter((wait) => !woken.has(wait));
+    if (queued.length > 0 && this.#drop()) {
+      // its turn is over: to the back of the queue
+      active.delete(this);
+      queued.push(this);
+      return next();
+    }
     this.#arm();
   }
 
@@ -171,6 +207,23 @@ class Batch {
     for (const wait of entries) wait.settle(error instanceof Error ? error : new Error(String(error)));
     this.#arm();
   }
+
+  /** Takes a place in the kernel. */
+  start(): void {
+    active.add(this);
+    this.#arm();
+  }
+
+  /** Waits for a place; batches in the kernel for their whole deadline must now take turns. */
+  enqueue(): void {
+    queued.push(this);
+    for (const batch of active) if (batch.#unbounded) batch.kick();
+  }
+}
+
+/** Gives free places to queued batches, oldest first. */
+function next(): void {
+  while (active.size < MAX_BATCHES && queued.length > 0) queued.shift()!.start();
 }
 
 /**
@@ -202,23 +255,14 @@ export function waitOn(word: Word, deadline: number): PendingWait {
     waitInSlices(wait).catch(wait.settle);
     return wait;
   }
-  let batch: Batch | undefined;
-  if (batches.size >= MAX_BATCHES) {
-    let fewest: Batch | undefined;
-    for (const b of batches) {
-      if (b.waits.length >= MAX_ENTRIES) continue;
-      if (b.waits.every((w) => w.word.address === word.address)) {
-        batch = b;
-        break;
-      }
-      if (!fewest || b.waits.length < fewest.waits.length) fewest = b;
-    }
-    batch ??= fewest;
+  let batch = batchesOf(word.address);
+  if (batch) {
+    batch.add(wait);
+  } else {
+    batch = new Batch(word.address);
+    batch.add(wait);
+    if (active.size < MAX_BATCHES) batch.start();
+    else batch.enqueue();
   }
-  if (!batch) {
-    batch = new Batch();
-    batches.add(batch);
-  }
-  batch.add(wait);
   return wait;
 }

@@ -5,12 +5,12 @@
  */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, CLI, listing, run, snapshot, start, tempDir } from "./helpers.ts";
+import { assertExit, CLI, listing, run, scaled, snapshot, start, tempDir } from "./helpers.ts";
 
 const CASES = Number(Deno.env.get("FUZZ_CASES") ?? 300);
 const SEED = Number(Deno.env.get("FUZZ_SEED") ?? Date.now() % 1e9);
 const PARALLEL = 4;
-const DEADLINE_MS = 4000;
+const DEADLINE_MS = scaled(4000);
 
 /** mulberry32: small, seeded, good enough to pick from lists. */
 function random(seed: number): () => number {
@@ -23,8 +23,10 @@ function random(seed: number): () => number {
 }
 
 Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a file outside their folder`, async () => {
+  // the calls may write in d only; d's parent is private too, so that "d/../escape" is ours to check
   using dir = tempDir();
-  const d = dir.path;
+  const d = `${dir.path}/d`;
+  Deno.mkdirSync(d);
   Checkpoint.init(`${d}/region`).close();
   Checkpoint.init(`${d}/ltp-region`, { layout: "ltp" }).close();
   Deno.writeFileSync(`${d}/zeros`, new Uint8Array(100));
@@ -32,10 +34,17 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
   Deno.symlinkSync("/etc/passwd", `${d}/link`);
   Deno.mkdirSync(`${d}/dir`);
   assertExit(await run("mkfifo", [`${d}/fifo`]), 0);
-  const guarded = [`${d}/data`, `${d}/link`, `${d}/fifo`, `${d}/dir`, "/etc/passwd", "/etc/hostname"];
+  const guarded = [
+    `${d}/data`,
+    `${d}/link`,
+    `${d}/fifo`,
+    `${d}/dir`,
+    "/dev/shm/ltp-fuzz",
+    "/etc/passwd",
+    "/etc/hostname",
+  ];
   const guardedBefore = guarded.map(snapshot);
-  const shmBefore = listing("/dev/shm");
-  const tmpBefore = listing("/tmp");
+  const dBefore = listing(d);
 
   const pick = random(SEED);
   const one = <T>(xs: readonly T[]): T => xs[Math.floor(pick() * xs.length)];
@@ -101,6 +110,7 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
   const layouts = [undefined, "seed", "ltp", "big", ""];
   const multipliers = [undefined, "1", "0.1", "abc", "0", "1e9", "NaN", "10000", "-1"];
 
+  using denoDir = tempDir(); // the children's cache: where the user has no home, each would compile cli.ts anew
   const flags = ["--quiet", "--no-prompt", "--allow-ffi", "--allow-env", `--allow-read=${d}`, `--allow-write=${d}`];
   const failures: string[] = [];
   let legitWaits = 0;
@@ -115,13 +125,23 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     if (path !== undefined) env.LTP_IPC_PATH = path;
     if (layout !== undefined) env.LTP_IPC_LAYOUT = layout;
     if (mul !== undefined) env.LTP_TIMEOUT_MUL = mul;
-    const p = start(Deno.execPath(), ["run", ...flags, CLI, ...args], { env, clearEnv: true });
+    // cwd and TMPDIR in d keep a relative path, or a region made where there is no /dev/shm, in d; one made in
+    // /dev/shm is named after the child's pid
+    const shmBefore = new Set(listing("/dev/shm"));
+    const p = start(Deno.execPath(), ["run", ...flags, CLI, ...args], {
+      env: { ...env, TMPDIR: d, DENO_DIR: denoDir.path },
+      cwd: d,
+      clearEnv: true,
+    });
     const timer = setTimeout(() => p.child.kill("SIGKILL"), DEADLINE_MS);
+    p.child.status.then(() => clearTimeout(timer)); // at once: kill() throws on a child that has ended
     const r = await p.result;
-    clearTimeout(timer);
+    const made = listing("/dev/shm").filter((n) => n.startsWith(`ltp_checkpoint_${p.child.pid}_`) && !shmBefore.has(n));
+    for (const name of made) Deno.removeSync(`/dev/shm/${name}`);
     const what = `case ${i}: ${JSON.stringify(args)} env ${JSON.stringify(env)} -> exit ${r.code}, stderr ${
       JSON.stringify(r.stderr)
     }`;
+    if (made.length) failures.push(`made ${made} in /dev/shm: ${what}`);
     if (r.code === 137) {
       // still waiting at the deadline: fine only for a real wait with a long timeout on a real region
       const long = ["wait", "wake", "waiters"].includes(args[0]) && Number(args[1]) * Number(mul ?? 1) >= DEADLINE_MS;
@@ -139,7 +159,8 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
 
   assert.deepEqual(failures, [], `seed ${SEED}: replay with FUZZ_SEED=${SEED}`);
   assert.deepEqual(guarded.map(snapshot), guardedBefore, `seed ${SEED}`);
-  assert.deepEqual(listing("/dev/shm"), shmBefore, `seed ${SEED}: a file appeared in /dev/shm`);
-  assert.deepEqual(listing("/tmp"), tmpBefore, `seed ${SEED}: a file appeared in /tmp`);
+  // besides regions at the paths in d that did not exist, nothing new in d, nor next to it
+  assert.deepEqual(listing(d).filter((name) => !["missing", "new\nline"].includes(name)), dBefore, `seed ${SEED}`);
+  assert.deepEqual(listing(dir.path), ["d"], `seed ${SEED}`);
   console.log(`seed ${SEED}: ${CASES} cases, ${legitWaits} long waits stopped at ${DEADLINE_MS} ms`);
 });

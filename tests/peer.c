@@ -4,7 +4,22 @@
  * It proves that our file format and semantics interoperate with C, and it is
  * the baseline of the benchmarks.
  *
- *   peer create PATH                          LTP's C library's region: O_EXCL, 0666, magic
+ *   peer create PATH                          a region as LTP's C library makes it (lib/tst_test.c,
+ *                                             setup_ipc()): O_CREAT|O_EXCL, one zeroed page, magic
+ *                                             LTPM, the header of struct ipc_region (lib_pid and
+ *                                             main_pid = this pid, start_time = CLOCK_MONOTONIC now),
+ *                                             mode 0666; futexes from byte 76
+ *   peer create-shell PATH                    a region as LTP's shell library makes it (tst_test.sh):
+ *                                             a page of zeros (dd if=/dev/zero bs=PAGE count=1),
+ *                                             LTPM over the first 4 bytes, chmod 600; no header
+ *   peer parent PATH LAYOUT wake|wait ID CMD [ARG...]
+ *                                             an LTP C test with an exec()'d child: makes PATH as
+ *                                             create does, exports LTP_IPC_PATH=PATH, fork()s and
+ *                                             execvp()s CMD, then TST_CHECKPOINT_WAKE(ID) (wake 1)
+ *                                             or TST_CHECKPOINT_WAIT(ID), 10000 ms times
+ *                                             LTP_TIMEOUT_MUL, and reaps the child. Exit 0 when both
+ *                                             the checkpoint and the child succeeded, 1 when either
+ *                                             failed, 2 on a broken set-up. PATH is left behind.
  *   peer wait PATH LAYOUT ID TIMEOUT_MS       exit 0 woken, 1 timed out, 2 error
  *   peer wake PATH LAYOUT ID NR TIMEOUT_MS    exit 0 woke NR, 1 timed out, 2 error
  *   peer ping PATH LAYOUT ROUNDS              wake 0 then wait 1, ROUNDS times;
@@ -15,12 +30,17 @@
  *                                             how many tokens it took
  *   peer run CMD [ARG...]                     runs CMD; prints its wall time,
  *                                             CPU time and peak RSS as JSON
+ *
+ * LAYOUT is where the futexes start: "ltp" at byte 76 (LTP mainline, after
+ * struct ipc_region's header) or "seed" at byte 4 (the seed patch).
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/futex.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +52,27 @@
 #include <time.h>
 #include <unistd.h>
 
+/*
+ * LTP mainline's struct ipc_region (lib/tst_test.c) up to its futexes, as it
+ * lies in memory on 64-bit Linux. Only the fields LTP's C library writes when
+ * it creates the region are named; the peer never writes them afterwards.
+ */
+struct ipc_region {
+	char magic[4];			/* 0: "LTPM" (LTP: int32_t magic) */
+	int32_t padding;		/* 4: zero */
+	int32_t lib_pid;		/* 8: context.lib_pid */
+	int32_t main_pid;		/* 12: context.main_pid */
+	struct timespec start_time;	/* 16: context.start_time */
+	char rest_of_context[24];	/* 32: runtime, overall time, abort flag, debug flags */
+	int32_t results[5];		/* 56: passed, skipped, failed, warnings, broken */
+	uint32_t futexes[];		/* 76 */
+};
+
+_Static_assert(offsetof(struct ipc_region, lib_pid) == 8, "lib_pid at byte 8");
+_Static_assert(offsetof(struct ipc_region, start_time) == 16, "start_time at byte 16");
+_Static_assert(offsetof(struct ipc_region, results) == 56, "results at byte 56");
+_Static_assert(offsetof(struct ipc_region, futexes) == 76, "futexes at byte 76");
+
 static unsigned int *futexes;
 static unsigned int max_futexes;
 
@@ -41,10 +82,28 @@ static void die(const char *what)
 	exit(2);
 }
 
+static size_t layout_offset(const char *layout)
+{
+	if (strcmp(layout, "ltp") == 0)
+		return offsetof(struct ipc_region, futexes);
+	if (strcmp(layout, "seed") == 0)
+		return 4;
+	fprintf(stderr, "peer: unknown layout '%s': use ltp or seed\n", layout);
+	exit(2);
+}
+
+static void use_futexes(char *region, const char *layout)
+{
+	size_t offset = layout_offset(layout);
+	futexes = (unsigned int *)(region + offset);
+	max_futexes = (getpagesize() - offset) / sizeof(unsigned int);
+}
+
+/* tst_reinit(): attach to an existing region */
 static void attach(const char *path, const char *layout)
 {
 	size_t page = getpagesize();
-	size_t offset = strcmp(layout, "ltp") == 0 ? 76 : 4;
+	layout_offset(layout);
 	int fd = open(path, O_RDWR);
 	if (fd < 0)
 		die(path);
@@ -56,8 +115,7 @@ static void attach(const char *path, const char *layout)
 		fprintf(stderr, "peer: %s: bad magic\n", path);
 		exit(2);
 	}
-	futexes = (unsigned int *)(p + offset);
-	max_futexes = (page - offset) / sizeof(unsigned int);
+	use_futexes(p, layout);
 }
 
 /* tst_checkpoint_wait() */
@@ -122,22 +180,106 @@ static int cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int create(const char *path)
+/* setup_ipc() of LTP's C library; returns the mapped page */
+static struct ipc_region *create(const char *path)
 {
 	size_t page = getpagesize();
 	int fd = open(path, O_CREAT | O_EXCL | O_RDWR, 0600);
 	if (fd < 0)
 		die(path);
-	if (ftruncate(fd, page))
-		die("ftruncate");
-	char *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (p == MAP_FAILED)
-		die("mmap");
-	memset(p, 0, page);
-	memcpy(p, "LTPM", 4);
 	if (fchmod(fd, 0666))
 		die("fchmod");
+	if (ftruncate(fd, page))
+		die("ftruncate");
+	struct ipc_region *ipc = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (ipc == MAP_FAILED)
+		die("mmap");
+	close(fd);
+	memset(ipc, 0, page);
+	memcpy(ipc->magic, "LTPM", 4);
+	ipc->lib_pid = getpid();
+	ipc->main_pid = getpid();
+	if (clock_gettime(CLOCK_MONOTONIC, &ipc->start_time))
+		die("clock_gettime");
+	return ipc;
+}
+
+/* tst_test.sh: dd if=/dev/zero of=PATH bs=PAGE count=1, LTPM over the first 4 bytes, chmod 600 */
+static int create_shell(const char *path)
+{
+	size_t page = getpagesize();
+	char *zeros = calloc(1, page);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0666);
+	if (!zeros || fd < 0)
+		die(path);
+	for (size_t done = 0; done < page;) {
+		ssize_t n = write(fd, zeros + done, page - done);
+		if (n < 0)
+			die("write");
+		done += n;
+	}
+	close(fd);
+	fd = open(path, O_WRONLY);
+	if (fd < 0 || pwrite(fd, "LTPM", 4, 0) != 4)
+		die(path);
+	close(fd);
+	if (chmod(path, 0600))
+		die("chmod");
+	free(zeros);
 	return 0;
+}
+
+/* LTP's checkpoint timeout: ms times LTP_TIMEOUT_MUL (0.099 to 10000, unset means 1) */
+static unsigned int multiplied(unsigned int ms)
+{
+	const char *text = getenv("LTP_TIMEOUT_MUL");
+	if (!text || !*text)
+		return ms;
+	char *end;
+	double mul = strtod(text, &end);
+	if (end == text || *end || !(mul >= 0.099 && mul <= 10000)) {
+		fprintf(stderr, "peer: LTP_TIMEOUT_MUL must be from 0.099 to 10000, not '%s'\n", text);
+		exit(2);
+	}
+	return ms * mul;
+}
+
+/* An LTP C test whose child is exec()'d: the child attaches through LTP_IPC_PATH */
+static int parent(const char *path, const char *layout, const char *role, unsigned int id, char **cmd)
+{
+	int waking = strcmp(role, "wake") == 0;
+	if (!waking && strcmp(role, "wait") != 0) {
+		fprintf(stderr, "peer: parent: '%s' is neither wake nor wait\n", role);
+		return 2;
+	}
+	layout_offset(layout);
+	use_futexes((char *)create(path), layout);
+	if (setenv("LTP_IPC_PATH", path, 1))
+		die("setenv");
+	fflush(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		execvp(cmd[0], cmd);
+		fprintf(stderr, "peer: exec %s: %s\n", cmd[0], strerror(errno));
+		_exit(127);
+	}
+	unsigned int timeout = multiplied(10000);
+	int failed = waking ? checkpoint_wake(id, 1, timeout) : checkpoint_wait(id, timeout);
+	if (failed)
+		fprintf(stderr, "peer: parent: %s on checkpoint %u: %s\n", role, id, strerror(errno));
+	int status;
+	if (waitpid(pid, &status, 0) < 0)
+		die("waitpid");
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (WIFEXITED(status))
+			fprintf(stderr, "peer: parent: child exited %d\n", WEXITSTATUS(status));
+		else
+			fprintf(stderr, "peer: parent: child killed by signal %d\n", WTERMSIG(status));
+		failed = 1;
+	}
+	return failed ? 1 : 0;
 }
 
 static int run(char **argv)
@@ -162,8 +304,12 @@ static int run(char **argv)
 
 int main(int argc, char **argv)
 {
-	if (argc >= 3 && strcmp(argv[1], "create") == 0)
-		return create(argv[2]);
+	if (argc == 3 && strcmp(argv[1], "create") == 0)
+		return create(argv[2]) ? 0 : 2;
+	if (argc == 3 && strcmp(argv[1], "create-shell") == 0)
+		return create_shell(argv[2]);
+	if (argc >= 7 && strcmp(argv[1], "parent") == 0)
+		return parent(argv[2], argv[3], argv[4], strtoul(argv[5], NULL, 10), argv + 6);
 	if (argc >= 3 && strcmp(argv[1], "run") == 0)
 		return run(argv + 2);
 	if (argc == 6 && strcmp(argv[1], "wait") == 0) {
