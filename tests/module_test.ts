@@ -269,3 +269,37 @@ Deno.test("the module's own child flags are enough for a child to take part", as
   const script = `import { Checkpoint } from "${ROOT}/mod.ts"; using cp = Checkpoint.open(); await cp.wake(2, 0, 100);`;
   assertExit(await runScript(script, [...CHILD_FLAGS, `--allow-read=${ROOT}`], { env: cp.env }), 0);
 });
+
+Deno.test("a create()d region is removed when its process ends normally, by Deno.exit() or an uncaught error", async () => {
+  const endings = {
+    normally: "",
+    "by Deno.exit()": "Deno.exit(3);",
+    "by an uncaught error": "throw new Error('boom');",
+    "by an unhandled rejection": "Promise.reject(new Error('boom'));",
+  };
+  for (const [how, ending] of Object.entries(endings)) {
+    const r = await runScript(
+      `import { Checkpoint } from "${ROOT}/mod.ts";
+       const cp = Checkpoint.create();
+       console.log(cp.path);
+       ${ending}`,
+      CHILD_FLAGS,
+    );
+    const path = r.stdout.trim();
+    assert.match(path, /^\/dev\/shm\/ltp_checkpoint_/, `${how}: ${r.stderr}`);
+    assert.equal(snapshot(path), "absent", `the region of a process that ended ${how} is still there`);
+  }
+});
+
+Deno.test("remove() deletes an init()ed region with only the region's permissions, and nothing else", () => {
+  using dir = tempDir();
+  const cp = Checkpoint.init(`${dir.path}/r`);
+  Deno.renameSync(`${dir.path}/r`, `${dir.path}/moved`);
+  Deno.writeTextFileSync(`${dir.path}/r`, "someone else's");
+  cp.remove(); // the name no longer holds our region: it is left alone
+  assert.equal(Deno.readTextFileSync(`${dir.path}/r`), "someone else's");
+  const again = Checkpoint.init(`${dir.path}/fresh`);
+  again.remove();
+  assert.equal(snapshot(`${dir.path}/fresh`), "absent");
+  assert.throws(() => again.remove(), Deno.errors.BadResource);
+});
