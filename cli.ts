@@ -185,14 +185,13 @@ function statusText(s: CheckpointStatus): string {
     const who = s.processes?.[id]?.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
     lines.push(`  checkpoint ${id}: ${s.waiters[id]} waiting${who ? `: ${who}` : ""}`);
   }
+  // words before this layout's first: whoever waits there uses the other layout
   const other = s.otherLayout;
-  // words before this layout's first: the other side must be using the other layout
-  const elsewhere = Object.keys(other.waiters).map(Number)
-    .filter((id) => LAYOUT_OFFSETS[other.layout] + 4 * id < LAYOUT_OFFSETS[s.layout]);
-  for (const id of elsewhere) {
+  for (const id of Object.keys(other.waiters).map(Number)) {
+    if (LAYOUT_OFFSETS[other.layout] + 4 * id >= LAYOUT_OFFSETS[s.layout]) continue;
     lines.push(
-      `  ${other.waiters[id]} waiting on checkpoint ${id} of the ${other.layout} layout: ` +
-        `the waiters and this view disagree on the layout`,
+      `elsewhere: ${other.waiters[id]} waiting on checkpoint ${id} of the ${other.layout} layout ` +
+        `(byte ${LAYOUT_OFFSETS[other.layout] + 4 * id}): use one layout on both sides (LTP_IPC_LAYOUT or --layout)`,
     );
   }
   if (s.note) lines.push(`note:     ${s.note}`);

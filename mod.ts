@@ -345,11 +345,11 @@ export class Checkpoint implements Disposable {
     return this.#offset + 4 * id;
   }
 
-  #timedOut(what: string, id: number, ms: number, woken?: number): CheckpointTimedOut {
+  /** `what` failed within `ms`: the error, with `detail` and what the region looks like now. */
+  #timedOut(what: string, id: number, ms: number, detail = "", woken?: number): CheckpointTimedOut {
     const snapshot = this.snapshot();
-    const more = woken !== undefined && woken > 0 ? `; it woke ${woken}` : "";
     return new CheckpointTimedOut(
-      `${what} within ${ms} ms (${this.path})${more}; ${explain(snapshot, id)}`,
+      `${what} within ${ms} ms (${this.path})${detail}; ${explain(snapshot, id)}`,
       snapshot,
       woken,
     );
@@ -475,8 +475,10 @@ export class Checkpoint implements Disposable {
     return {
       tryOnce: () => (woken += this.#file.futexWake(word)) === nrWake,
       failure: (ms: number) => {
-        const over = woken > nrWake ? ` (LTP's rule: waking more than ${nrWake} is a failure too)` : "";
-        return this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}${over}`, id, ms, woken);
+        const detail = woken > nrWake
+          ? `: woke ${woken}, and LTP counts waking more than ${nrWake} as a failure (more processes wait than expected)`
+          : `: woke ${woken}`;
+        return this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}`, id, ms, detail, woken);
       },
     };
   }
