@@ -89,7 +89,10 @@ Deno.test("a wake that woke more than NR_WAKE says how many it woke and why that
   await cp.waitForWaiters(1, 2, scaled(10000));
   const r = await cli(["wake", "100", "1", "1"], { env: cp.env });
   assertExit(r, 1);
-  assertOneLine(r.stderr, /Could not wake exactly 1 on checkpoint 1 within 100 ms .*: woke 2, and LTP counts waking more than 1 as a failure/);
+  assertOneLine(
+    r.stderr,
+    /Could not wake exactly 1 on checkpoint 1 within 100 ms .*: woke 2, and LTP counts waking more than 1 as a failure/,
+  );
   for (const w of waiters) assertExit(await w.result, 0);
 
   const again = [cp.wait(2, scaled(10000)), cp.wait(2, scaled(10000))];
