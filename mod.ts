@@ -29,7 +29,7 @@
 import { EAGAIN, EINTR, ETIMEDOUT, type Folder, pageSize, type RegionFile, syscallError } from "./ffi/file.ts";
 import { futexWaiters } from "./ffi/proc.ts";
 import { type PendingWait, waitOn } from "./ffi/waitv.ts";
-import { explain, type Snapshot, takeSnapshot } from "./src/diagnose.ts";
+import { explain, type Layout, type Snapshot, takeSnapshot } from "./src/diagnose.ts";
 import { readEnv, timeoutMultiplier } from "./src/env.ts";
 import { poll, pollSync } from "./src/poll.ts";
 import {
@@ -41,14 +41,7 @@ import {
   type Region,
 } from "./src/region.ts";
 
-export type { Snapshot, Waiters } from "./src/diagnose.ts";
-
-/**
- * Where the futexes start in the region: `seed` right after the magic (the
- * seed patch's `tst_checkpoint`), `ltp` after LTP mainline's `struct
- * ipc_region` header (byte 76 on 64-bit Linux).
- */
-export type Layout = "seed" | "ltp";
+export type { Layout, Snapshot, Waiters } from "./src/diagnose.ts";
 
 /** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
 export interface CheckpointOptions {
@@ -140,6 +133,8 @@ export class CheckpointTimedOut extends Deno.errors.TimedOut {
   readonly woken?: number;
 
   /**
+   * Made by the module's timeouts; user code only reads it.
+   *
    * @param message The one-line description.
    * @param snapshot Who waited where.
    * @param woken For a wake, how many it woke.
@@ -154,6 +149,7 @@ export class CheckpointTimedOut extends Deno.errors.TimedOut {
 
 /** A waiting thread of another process, as /proc shows it. */
 export interface WaitingProcess {
+  /** Its process id. */
   pid: number;
   /** The command name (/proc/PID/comm). */
   comm: string;
@@ -161,9 +157,13 @@ export interface WaitingProcess {
 
 /** What {@linkcode Checkpoint.status} reports. */
 export interface CheckpointStatus {
+  /** The region file. */
   path: string;
+  /** The layout in force. */
   layout: Layout;
+  /** Where it came from. */
   layoutSource: LayoutSource;
+  /** How many checkpoint ids the region holds. */
   capacity: number;
   /** The file's owner. */
   uid: number;

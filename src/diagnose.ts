@@ -1,7 +1,12 @@
 /** What a region looks like when something timed out, and what that suggests. */
 import { LAYOUT_OFFSETS } from "./region.ts";
 
-type Layout = keyof typeof LAYOUT_OFFSETS;
+/**
+ * Where the futexes start in the region: `ltp` after LTP mainline's `struct
+ * ipc_region` header (byte 76 on 64-bit Linux), `seed` right after the
+ * magic (the seed patch's `tst_checkpoint`).
+ */
+export type Layout = "ltp" | "seed";
 
 /** Waiters per checkpoint id, only ids where someone waits. */
 export type Waiters = Record<number, number>;
