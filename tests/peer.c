@@ -25,6 +25,10 @@
  *   peer ping PATH LAYOUT ROUNDS              wake 0 then wait 1, ROUNDS times;
  *                                             prints the median round trip in ns
  *   peer pong PATH LAYOUT ROUNDS              wait 0 then wake 1, ROUNDS times
+ *   peer floor-ping PATH LAYOUT ROUNDS        the floor of a handoff (not LTP's protocol: it writes
+ *                                             the word): word 0 = 1, FUTEX_WAKE, FUTEX_WAIT while
+ *                                             it is 1; ROUNDS times; prints the median round trip
+ *   peer floor-pong PATH LAYOUT ROUNDS        FUTEX_WAIT while word 0 is 0, word 0 = 0, FUTEX_WAKE
  *   peer ring PATH LAYOUT ID NEXT ROUNDS      take the token on ID, pass it to NEXT,
  *                                             ROUNDS times (ID 0 starts it); prints
  *                                             how many tokens it took
@@ -282,6 +286,36 @@ static int parent(const char *path, const char *layout, const char *role, unsign
 	return failed ? 1 : 0;
 }
 
+/* The floor: the turn carried in futex word 0 itself, no retries, no sleeps */
+static int floor_ping_pong(int ping, long rounds)
+{
+	unsigned int *word = &futexes[0];
+	struct timespec timeout = { 10, 0 };
+	long long *times = calloc(rounds, sizeof(*times));
+	unsigned int mine = ping ? 1 : 0;
+
+	for (long i = 0; i < rounds; i++) {
+		long long start = now_ns();
+		if (ping) {
+			__atomic_store_n(word, 1, __ATOMIC_SEQ_CST);
+			syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL);
+		}
+		while (__atomic_load_n(word, __ATOMIC_SEQ_CST) == mine) {
+			if (syscall(SYS_futex, word, FUTEX_WAIT, mine, &timeout) == -1 && errno == ETIMEDOUT)
+				return result(-1);
+		}
+		if (!ping) {
+			__atomic_store_n(word, 0, __ATOMIC_SEQ_CST);
+			syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL);
+		}
+		times[i] = now_ns() - start;
+	}
+	qsort(times, rounds, sizeof(*times), cmp);
+	if (ping)
+		printf("%lld\n", times[rounds / 2]);
+	return 0;
+}
+
 static int run(char **argv)
 {
 	long long start = now_ns();
@@ -337,6 +371,10 @@ int main(int argc, char **argv)
 		if (ping)
 			printf("%lld\n", times[rounds / 2]);
 		return 0;
+	}
+	if (argc == 5 && (strcmp(argv[1], "floor-ping") == 0 || strcmp(argv[1], "floor-pong") == 0)) {
+		attach(argv[2], argv[3]);
+		return floor_ping_pong(strcmp(argv[1], "floor-ping") == 0, strtol(argv[4], NULL, 10));
 	}
 	if (argc == 7 && strcmp(argv[1], "ring") == 0) {
 		attach(argv[2], argv[3]);
