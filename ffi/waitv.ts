@@ -94,9 +94,10 @@ function monotonicNs(perfMs: number): bigint {
 const active = new Set<Batch>();
 const queued: Batch[] = [];
 
-function batchesOf(address: bigint): Batch | undefined {
+/** A batch on `address` with room; one whose waits have all ended is on its way out. */
+function batchOf(address: bigint): Batch | undefined {
   for (const batch of [...active, ...queued]) {
-    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
+    if (batch.address === address && batch.waits.length > 0 && batch.waits.length < MAX_ENTRIES) return batch;
   }
 }
 
@@ -255,7 +256,7 @@ export function waitOn(word: Word, deadline: number): PendingWait {
     waitInSlices(wait).catch(wait.settle);
     return wait;
   }
-  let batch = batchesOf(word.address);
+  let batch = batchOf(word.address);
   if (batch) {
     batch.add(wait);
   } else {
