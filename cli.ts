@@ -3,7 +3,7 @@
  * C binary, built on this module's public API.
  *
  * Exit codes as LTP's: 0 success; 1 timeout, misuse or an id out of range;
- * 2 a broken set-up. Every failure is one line on stderr.
+ * 2 a broken set-up. Every failure is one line on stderr (misuse adds the usage).
  * @module
  */
 import { Checkpoint, type CheckpointStatus, type Layout, LAYOUT_OFFSETS } from "./mod.ts";

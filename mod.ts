@@ -105,7 +105,9 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
   if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
     throw new TypeError(`timeout must be a number of milliseconds, got ${timeoutMs}`);
   }
-  if (timeoutMs < 1) throw new RangeError(`timeout must be at least 1 ms, got ${timeoutMs}`);
+  if (!(timeoutMs >= 1 && timeoutMs <= UINT32_MAX)) {
+    throw new RangeError(`timeout must be from 1 to ${UINT32_MAX} ms, got ${timeoutMs}`);
+  }
   const ms = timeoutMs * timeoutMultiplier();
   return { ms, deadline: performance.now() + ms };
 }
@@ -652,7 +654,8 @@ export class Checkpoint implements Disposable {
 
   /**
    * Who waits where right now, counted by the kernel for every word of the
-   * page (about 1000 system calls, a millisecond or two), waking nobody.
+   * page (one system call a word: about 1000, a millisecond or two, on a
+   * 4 KiB page), waking nobody.
    * Timeouts attach one to their error.
    *
    * @returns Waiters per id, in this layout and as the other layout numbers them.
@@ -744,12 +747,15 @@ export class Checkpoint implements Disposable {
    */
   close(): void {
     if (this.#closed) return;
-    if (this.#removeOnClose) this.remove();
-    this.#closed = true;
-    created.delete(this);
-    for (const pending of this.#pending) pending.cancel();
-    this.#folder.close();
-    this.#file.close();
+    try {
+      if (this.#removeOnClose) this.remove();
+    } finally {
+      this.#closed = true;
+      created.delete(this);
+      for (const pending of this.#pending) pending.cancel();
+      this.#folder.close();
+      this.#file.close();
+    }
   }
 
   /**
@@ -769,10 +775,13 @@ export class Checkpoint implements Disposable {
   remove(): void {
     if (this.#closed) throw new Deno.errors.BadResource(`${this.path} is closed`);
     this.#removeOnClose = false;
-    const { dev, ino } = this.#file.stat();
-    const there = this.#folder.stat(this.#name);
-    if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
-    this.close();
+    try {
+      const { dev, ino } = this.#file.stat();
+      const there = this.#folder.stat(this.#name);
+      if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
+    } finally {
+      this.close();
+    }
   }
 
   /** The same as {@linkcode Checkpoint.close}, for `using`. */
@@ -788,9 +797,10 @@ let cleanupInstalled = false;
 /**
  * Removes the create()d regions when the process ends: normally, through
  * Deno.exit() (both fire "unload"), or on an uncaught error that nobody
- * else handles. Signals that kill the process are not caught: a program
- * that wants its regions removed on SIGINT adds its own listener and calls
- * close().
+ * else handles (a handler that calls preventDefault() must be added before
+ * the first create(), so that it runs first). Signals that kill the
+ * process are not caught: a program that wants its regions removed on
+ * SIGINT adds its own listener and calls close().
  */
 function removeAtExit(cp: Checkpoint): void {
   created.add(cp);

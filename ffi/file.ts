@@ -26,7 +26,7 @@ export const FUTEX_WAIT = 0;
 export const FUTEX_WAKE = 1;
 const FUTEX_CMP_REQUEUE = 4;
 export const FUTEX_PRIVATE_FLAG = 128;
-export const INT_MAX = 0x7fffffff;
+const INT_MAX = 0x7fffffff;
 const PATH_MAX = 4096;
 
 const EPERM = 1;
@@ -193,8 +193,8 @@ export class Folder {
     const how = new BigUint64Array([BigInt(flags), 0n, BigInt(RESOLVE_NO_MAGICLINKS)]);
     const name = addressOf(cString(path));
     let fd = sys("openat2", AT_FDCWD, name, addressOf(how), how.byteLength);
-    // before Linux 5.6: a plain open, and no path through /proc at all (below)
-    const plain = fd === -ENOSYS;
+    // before Linux 5.6, or where a seccomp filter forbids it: a plain open, checked below
+    const plain = fd === -ENOSYS || fd === -EPERM;
     if (plain) fd = sys("openat", AT_FDCWD, name, flags);
     if (fd === -ELOOP) {
       throw new Deno.errors.NotCapable(
@@ -210,11 +210,27 @@ export class Folder {
         `Cannot tell where the folder ${path} really is (/proc must be mounted, and its real path fit in ${PATH_MAX} bytes)`,
       );
     }
-    if (plain && (real === "/proc" || real.startsWith("/proc/") || /^\/*proc(\/|$)/.test(path))) {
+    if (plain && !folder.#isAt(real)) {
       folder.close();
-      throw new Deno.errors.NotCapable(`${path} goes through /proc, which this kernel (before 5.6) cannot check`);
+      throw new Deno.errors.NotCapable(
+        `${path} leads through /proc or another mount namespace, which this kernel cannot check`,
+      );
     }
     return folder;
+  }
+
+  /**
+   * Whether `real`, looked up afresh, is this very folder: without openat2 a
+   * magic link may lead elsewhere (another mount namespace) while
+   * /proc/self/fd names a path that looks harmless.
+   */
+  #isAt(real: string): boolean {
+    if (real === "/proc" || real.startsWith("/proc/")) return false;
+    const r = sys("fstat", this.#fd, addressOf(statBuffer));
+    if (r < 0) return false;
+    const { dev, ino } = readStat();
+    const there = lstat(real);
+    return there?.type === "directory" && there.dev === dev && there.ino === ino;
   }
 
   /** Facts about `name` in this folder (a symlink is not followed); undefined when it is not there. */

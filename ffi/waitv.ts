@@ -31,7 +31,10 @@ const MAX_ENTRIES = 127;
 const FUTEX2_SIZE_U32 = 0x02;
 const FUTEX2_PRIVATE = 128;
 const CLOCK_MONOTONIC = 1;
+const EPERM = 1;
 const ENOSYS = 38;
+/** The longest a call stays in the kernel before it goes back in, so that no deadline overflows a timespec. */
+const MAX_KERNEL_MS = 2 ** 31;
 /** Slices of the fallback for kernels before 5.16. */
 const SLICE_MS = 25;
 /** Unexplained failures in a row after which a batch's waits fail rather than spin. */
@@ -72,9 +75,13 @@ export class PendingWait {
 let supported: boolean | undefined;
 
 /** Whether this kernel has futex_waitv (Linux 5.16 and later). */
-export function hasWaitv(): boolean {
-  // no entries: EINVAL where it exists, ENOSYS where it does not
-  return supported ??= sys("futex_waitv", 0, 0, 0, 0, 0) !== -ENOSYS;
+function hasWaitv(): boolean {
+  // no entries: EINVAL where it exists, ENOSYS where it does not (EPERM where a seccomp filter forbids it)
+  if (supported === undefined) {
+    const r = sys("futex_waitv", 0, 0, 0, 0, 0);
+    supported = r !== -ENOSYS && r !== -EPERM;
+  }
+  return supported;
 }
 
 /** CLOCK_MONOTONIC minus performance.now(), in ns: both count from boot-stable clocks. */
@@ -94,10 +101,10 @@ function monotonicNs(perfMs: number): bigint {
 const active = new Set<Batch>();
 const queued: Batch[] = [];
 
-/** A batch on `address` with room; one whose waits have all ended is on its way out. */
+/** A batch on `address` with room. */
 function batchOf(address: bigint): Batch | undefined {
   for (const batch of [...active, ...queued]) {
-    if (batch.address === address && batch.waits.length > 0 && batch.waits.length < MAX_ENTRIES) return batch;
+    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
   }
 }
 
@@ -160,9 +167,9 @@ class Batch {
       vector[3 * i + 2] = BigInt(FUTEX2_SIZE_U32);
     }
     const deadline = Math.min(...entries.map((wait) => wait.deadline));
-    // while others wait for a place, this turn ends early
-    const end = queued.length > 0 ? Math.min(deadline, performance.now() + TURN_MS) : deadline;
-    this.#unbounded = end === deadline;
+    // while others wait for a place, this turn ends early; a very long wait goes back in every few days
+    const end = Math.min(deadline, performance.now() + (queued.length > 0 ? TURN_MS : MAX_KERNEL_MS));
+    this.#unbounded = queued.length === 0;
     const ns = monotonicNs(end);
     this.#timeout[0] = ns / 1_000_000_000n;
     this.#timeout[1] = ns % 1_000_000_000n;
@@ -244,7 +251,7 @@ async function waitInSlices(wait: PendingWait): Promise<void> {
     if (await sysAsync("futex", word.address, FUTEX_WAIT, word.value(), addressOf(ts), 0, 0) === 0) {
       return wait.settle("woken");
     }
-    word.refresh();
+    if (!wait.cancelled) word.refresh();
   }
   wait.settle("cancelled");
 }
@@ -256,7 +263,8 @@ export function waitOn(word: Word, deadline: number): PendingWait {
     waitInSlices(wait).catch(wait.settle);
     return wait;
   }
-  let batch = batchOf(word.address);
+  // under MAX_BATCHES each wait has a call of its own, which nothing interrupts until it ends
+  let batch = active.size < MAX_BATCHES ? undefined : batchOf(word.address);
   if (batch) {
     batch.add(wait);
   } else {

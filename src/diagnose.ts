@@ -47,7 +47,7 @@ function plural(n: number, one: string, many: string): string {
 }
 
 /** "checkpoint 3 (2 waiting), checkpoint 5 (1 waiting)", or "nobody waits anywhere". */
-export function listWaiters(waiters: Waiters): string {
+function listWaiters(waiters: Waiters): string {
   const ids = Object.keys(waiters).map(Number);
   if (ids.length === 0) return "nobody waits anywhere";
   const listed = ids.slice(0, MAX_LISTED).map((id) => `checkpoint ${id} (${waiters[id]} waiting)`);

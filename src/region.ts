@@ -26,7 +26,8 @@ function granted(path: string): boolean {
 }
 
 function refuse(where: string): Deno.errors.NotCapable {
-  const dir = where.slice(0, Math.max(1, where.lastIndexOf("/")));
+  const slash = where.lastIndexOf("/");
+  const dir = slash < 0 ? "." : where.slice(0, Math.max(1, slash));
   return new Deno.errors.NotCapable(
     `Access to ${where} is not allowed: run again with --allow-read=${dir} --allow-write=${dir}`,
   );

@@ -33,24 +33,34 @@ export const HAVE_GCC = (() => {
 export const NO_PEER = !HAVE_GCC && !Deno.env.get("CI");
 if (NO_PEER) console.warn("gcc is not installed: the tests that need the C peer (tests/peer.c) are skipped");
 
-let peerPath: Promise<string> | undefined;
+const built = new Map<string, Promise<string>>();
 
 /**
- * The C peer, compiled once per test file into a private folder (0700) removed when the file's tests end: never a
- * binary that another user could have planted or replaced.
+ * A C program of tests/ (`peer.c`, `nosys.c`), compiled once per test file into a private folder (0700) removed
+ * when the file's tests end: never a binary that another user could have planted or replaced.
  */
-export function peer(): Promise<string> {
-  peerPath ??= (async () => {
-    if (!HAVE_GCC) throw new Error("gcc is not installed: cannot build the C peer (tests/peer.c)");
-    const dir = await Deno.makeTempDir({ prefix: "ltp-checkpoint-peer-" });
+export function compiled(source: string): Promise<string> {
+  let path = built.get(source);
+  if (path) return path;
+  path = (async () => {
+    if (!HAVE_GCC) throw new Error(`gcc is not installed: cannot build tests/${source}`);
+    const dir = await Deno.makeTempDir({ prefix: "ltp-checkpoint-bin-" });
     globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
-    const out = `${dir}/peer`;
-    const gcc = await new Deno.Command("gcc", { args: ["-O2", "-Wall", "-Werror", "-o", out, `${ROOT}/tests/peer.c`] })
+    const out = `${dir}/${source.replace(/\.c$/, "")}`;
+    const gcc = await new Deno.Command("gcc", {
+      args: ["-O2", "-Wall", "-Werror", "-o", out, `${ROOT}/tests/${source}`],
+    })
       .output();
     if (!gcc.success) throw new Error(`gcc failed: ${new TextDecoder().decode(gcc.stderr)}`);
     return out;
   })();
-  return peerPath;
+  built.set(source, path);
+  return path;
+}
+
+/** The C peer (tests/peer.c). */
+export function peer(): Promise<string> {
+  return compiled("peer.c");
 }
 
 export interface Result {
