@@ -41,12 +41,24 @@ Deno.test("a pending async wait is counted by another process at every instant, 
   assertExit(await child.result, 0);
 });
 
-Deno.test("a same-process wakeSync reaches a pending async wait", async () => {
+Deno.test("a same-process wakeSync reaches pending async waits, several on one id too", async () => {
   using cp = Checkpoint.create();
   const waiting = cp.wait(2, scaled(10000));
   cp.wakeSync(2, 1, scaled(5000));
   await waiting;
+  const three = [cp.wait(2, scaled(10000)), cp.wait(2, scaled(10000)), cp.wait(2, scaled(10000))];
+  cp.wakeSync(2, 3, scaled(5000)); // blocks the event loop: the three must be in the kernel without its help
+  await Promise.all(three);
   assert.equal(cp.waiters(2), 0);
+});
+
+Deno.test("timeouts that are not 1 to 4294967295 ms are refused before anything waits", async () => {
+  using cp = Checkpoint.create();
+  for (const bad of [Infinity, 2 ** 32, 0]) {
+    await assert.rejects(cp.wait(0, bad), RangeError);
+    assert.throws(() => cp.waitSync(0, bad), RangeError);
+  }
+  assert.equal(cp.waiters(0), 0);
 });
 
 Deno.test("1000 concurrent waits on one id in one process are all released by one wake(1000)", async () => {
