@@ -5,7 +5,7 @@
  */
 import { addressOf, cString, libc, sys, sysAsync } from "./libc.ts";
 
-const AT_FDCWD = -100;
+export const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
 const O_RDONLY = 0o0;
 const O_RDWR = 0o2;
@@ -13,12 +13,12 @@ const O_CREAT = 0o100;
 const O_EXCL = 0o200;
 const O_NOCTTY = 0o400;
 const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
+export const O_CLOEXEC = 0o2000000;
 const O_NOATIME = 0o1000000;
 const O_PATH = 0o10000000;
 // O_NOFOLLOW and O_DIRECTORY differ between x86_64 and aarch64
-const O_NOFOLLOW = () => Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
-const O_DIRECTORY = () => Deno.build.arch === "aarch64" ? 0o40000 : 0o200000;
+export const O_NOFOLLOW = () => Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
+export const O_DIRECTORY = () => Deno.build.arch === "aarch64" ? 0o40000 : 0o200000;
 const RESOLVE_NO_MAGICLINKS = 0x02;
 const PROT_READ = 0x1;
 const MAP_SHARED = 0x1;
@@ -26,15 +26,17 @@ export const FUTEX_WAIT = 0;
 export const FUTEX_WAKE = 1;
 const FUTEX_CMP_REQUEUE = 4;
 export const FUTEX_PRIVATE_FLAG = 128;
+/** futex_waitv's flag for a word only this process uses. */
+export const FUTEX2_PRIVATE = 128;
 const INT_MAX = 0x7fffffff;
 const PATH_MAX = 4096;
 
-const EPERM = 1;
-const ENOENT = 2;
+export const EPERM = 1;
+export const ENOENT = 2;
 export const EINTR = 4;
 export const EAGAIN = 11;
 const EEXIST = 17;
-const ENOSYS = 38;
+export const ENOSYS = 38;
 const ELOOP = 40;
 const EOPNOTSUPP = 95;
 export const ETIMEDOUT = 110;

@@ -8,7 +8,18 @@
  * @module
  */
 import { addressOf, cString, libc, sys } from "./libc.ts";
-import { syscallError } from "./file.ts";
+import {
+  AT_FDCWD,
+  ENOENT,
+  EPERM,
+  FUTEX2_PRIVATE,
+  FUTEX_PRIVATE_FLAG,
+  FUTEX_WAIT,
+  O_CLOEXEC,
+  O_DIRECTORY,
+  O_NOFOLLOW,
+  syscallError,
+} from "./file.ts";
 
 /** A thread blocked on a futex word of the file. */
 export interface FutexWaiter {
@@ -30,25 +41,12 @@ export interface FutexWaiters {
   hidden: number;
 }
 
-const AT_FDCWD = -100;
-const O_CLOEXEC = 0o2000000;
-// O_NOFOLLOW and O_DIRECTORY differ between x86_64 and aarch64
-const O_FLAGS = {
-  x86_64: { nofollow: 0o400000, directory: 0o200000 },
-  aarch64: { nofollow: 0o100000, directory: 0o40000 },
-} as const;
-
-const EPERM = 1;
-const ENOENT = 2;
 const ESRCH = 3;
 const EIO = 5;
 const EACCES = 13;
 
-const FUTEX_WAIT = 0;
 const FUTEX_WAIT_BITSET = 9;
-const FUTEX_PRIVATE_FLAG = 128;
 const FUTEX_CLOCK_REALTIME = 256;
-const FUTEX2_PRIVATE = 128;
 // struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 __reserved; }, at most 128 per call
 const WAITV_ENTRY = 24;
 const WAITV_UADDR = 8;
@@ -217,9 +215,8 @@ class Scratch {
       comm: at(n.comm),
       stat: at(n.stat),
     };
-    const arch = Deno.build.arch === "aarch64" ? "aarch64" : "x86_64";
-    this.fileFlags = O_CLOEXEC | O_FLAGS[arch].nofollow;
-    this.dirFlags = this.fileFlags | O_FLAGS[arch].directory;
+    this.fileFlags = O_CLOEXEC | O_NOFOLLOW();
+    this.dirFlags = this.fileFlags | O_DIRECTORY();
     this.nr = { futex: numbers.futex, futexWaitv: numbers.futex_waitv };
   }
 }

@@ -21,7 +21,7 @@
  * @module
  */
 import { addressOf, sys, sysAsync } from "./libc.ts";
-import { FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE } from "./file.ts";
+import { ENOSYS, EPERM, FUTEX2_PRIVATE, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE } from "./file.ts";
 
 const MAX_BATCHES = 16;
 /** How long a batch stays in the kernel at a stretch when others wait for a place. */
@@ -29,10 +29,7 @@ const TURN_MS = 10;
 /** futex_waitv takes at most 128 entries; one is the cancel word. */
 const MAX_ENTRIES = 127;
 const FUTEX2_SIZE_U32 = 0x02;
-const FUTEX2_PRIVATE = 128;
 const CLOCK_MONOTONIC = 1;
-const EPERM = 1;
-const ENOSYS = 38;
 /** The longest a call stays in the kernel before it goes back in, so that no deadline overflows a timespec. */
 const MAX_KERNEL_MS = 2 ** 31;
 /** Slices of the fallback for kernels before 5.16. */
