@@ -20,7 +20,7 @@
  * is back.
  * @module
  */
-import { addressOf, sys, sysAsync } from "./libc.ts";
+import { addressOf, libc, sys, sysAsync } from "./libc.ts";
 import { ENOSYS, EPERM, FUTEX2_PRIVATE, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE } from "./file.ts";
 
 const MAX_BATCHES = 16;
@@ -57,7 +57,11 @@ export class PendingWait {
 
   constructor(readonly word: Word, readonly deadline: number) {
     this.ended = new Promise((resolve, reject) => {
-      this.settle = (end) => end instanceof Error ? reject(end) : resolve(end);
+      this.settle = (end) => {
+        this.batch = undefined; // its batch may serve other waits from now on
+        if (end instanceof Error) reject(end);
+        else resolve(end);
+      };
     });
   }
 
@@ -72,6 +76,12 @@ export class PendingWait {
 let supported: boolean | undefined;
 
 /** Whether this kernel has futex_waitv (Linux 5.16 and later). */
+/** futex_waitv(vector, count, 0, timeout, CLOCK_MONOTONIC) on the thread pool, with bigints made in advance. */
+function waitv(vector: bigint, count: bigint, timeout: bigint): Promise<number | bigint> {
+  const { symbols, numbers } = libc();
+  return symbols.syscallAsync(BigInt(numbers.futex_waitv), vector, count, 0n, timeout, BigInt(CLOCK_MONOTONIC), 0n);
+}
+
 function hasWaitv(): boolean {
   // no entries: EINVAL where it exists, ENOSYS where it does not (EPERM where a seccomp filter forbids it)
   if (supported === undefined) {
@@ -81,17 +91,21 @@ function hasWaitv(): boolean {
   return supported;
 }
 
-/** CLOCK_MONOTONIC minus performance.now(), in ns: both count from boot-stable clocks. */
-let clockOffset: bigint | undefined;
+/** CLOCK_MONOTONIC minus performance.now(), in ms: both count on the same clock. */
+let clockOffset: number | undefined;
 
-function monotonicNs(perfMs: number): bigint {
+/** Writes the CLOCK_MONOTONIC time of `perfMs` (a performance.now() time) into a timespec. */
+function setMonotonic(spec: BigInt64Array, perfMs: number): void {
   if (clockOffset === undefined) {
     const ts = new BigInt64Array(2);
     const before = performance.now();
     sys("clock_gettime", CLOCK_MONOTONIC, addressOf(ts));
-    clockOffset = ts[0] * 1_000_000_000n + ts[1] - BigInt(Math.round(before * 1e6));
+    clockOffset = Number(ts[0]) * 1e3 + Number(ts[1]) / 1e6 - before;
   }
-  return BigInt(Math.round(perfMs * 1e6)) + clockOffset;
+  const ms = perfMs + clockOffset;
+  const seconds = Math.floor(ms / 1e3);
+  spec[0] = BigInt(seconds);
+  spec[1] = BigInt(Math.min(999_999_999, Math.round((ms - seconds * 1e3) * 1e6)));
 }
 
 /** Batches in the kernel (or on their way there), and those waiting for a place, oldest first. */
@@ -105,7 +119,18 @@ function batchOf(address: bigint): Batch | undefined {
   }
 }
 
+/** Batches that have ended, kept for the next waits: their buffers and addresses are made once. */
+const spares: Batch[] = [];
+const MAX_SPARES = MAX_BATCHES;
+
+function newBatch(address: bigint): Batch {
+  const batch = spares.pop() ?? new Batch();
+  batch.address = address;
+  return batch;
+}
+
 class Batch {
+  address = 0n;
   waits: PendingWait[] = [];
   #inFlight = false;
   /** In the kernel for its whole deadline, not for a turn. */
@@ -114,8 +139,14 @@ class Batch {
   readonly #cancel = new Int32Array(1);
   readonly #vector = new BigUint64Array(3 * (MAX_ENTRIES + 1));
   readonly #timeout = new BigInt64Array(2);
+  readonly #cancelAddress = addressOf(this.#cancel);
+  readonly #vectorAddress = addressOf(this.#vector);
+  readonly #timeoutAddress = addressOf(this.#timeout);
 
-  constructor(readonly address: bigint) {}
+  constructor() {
+    this.#vector[1] = this.#cancelAddress;
+    this.#vector[2] = BigInt(FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
+  }
 
   add(wait: PendingWait): void {
     wait.batch = this;
@@ -132,7 +163,7 @@ class Batch {
     }
     if (Atomics.load(this.#cancel, 0) === 1) return;
     Atomics.store(this.#cancel, 0, 1);
-    sys("futex", addressOf(this.#cancel), FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
+    sys("futex", this.#cancelAddress, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
   }
 
   /** Settles the cancelled waits; true when some remain. */
@@ -142,9 +173,10 @@ class Batch {
       return !wait.cancelled;
     });
     if (this.waits.length > 0) return true;
-    active.delete(this);
     const i = queued.indexOf(this);
     if (i >= 0) queued.splice(i, 1);
+    // once only, though a batch may be found empty twice on its way out
+    if ((active.delete(this) || i >= 0) && spares.length < MAX_SPARES) spares.push(this);
     return false;
   }
 
@@ -154,25 +186,23 @@ class Batch {
     const entries = [...this.waits];
     const vector = this.#vector;
     Atomics.store(this.#cancel, 0, 0);
-    vector[0] = 0n;
-    vector[1] = addressOf(this.#cancel);
-    vector[2] = BigInt(FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
     const value = BigInt(entries[0].word.value());
+    const flags = BigInt(FUTEX2_SIZE_U32);
+    let deadline = Infinity;
     for (let i = 1; i <= entries.length; i++) {
       vector[3 * i] = value;
       vector[3 * i + 1] = this.address;
-      vector[3 * i + 2] = BigInt(FUTEX2_SIZE_U32);
+      vector[3 * i + 2] = flags;
+      deadline = Math.min(deadline, entries[i - 1].deadline);
     }
-    const deadline = Math.min(...entries.map((wait) => wait.deadline));
     // while others wait for a place, this turn ends early; a very long wait goes back in every few days
     const end = Math.min(deadline, performance.now() + (queued.length > 0 ? TURN_MS : MAX_KERNEL_MS));
     this.#unbounded = queued.length === 0;
-    const ns = monotonicNs(end);
-    this.#timeout[0] = ns / 1_000_000_000n;
-    this.#timeout[1] = ns % 1_000_000_000n;
+    setMonotonic(this.#timeout, end);
     this.#inFlight = true;
-    sysAsync("futex_waitv", addressOf(vector), entries.length + 1, 0, addressOf(this.#timeout), CLOCK_MONOTONIC)
-      .then((r) => this.#ended(entries, r, end), (error) => this.#fail(entries, error));
+    const count = BigInt(entries.length + 1);
+    waitv(this.#vectorAddress, count, this.#timeoutAddress)
+      .then((r) => this.#ended(entries, Number(r), end), (error) => this.#fail(entries, error));
   }
 
   /** `r`: the index of the last entry woken, or -1 (a cancel, the deadline, a changed word, a signal). */
@@ -265,7 +295,7 @@ export function waitOn(word: Word, deadline: number): PendingWait {
   if (batch) {
     batch.add(wait);
   } else {
-    batch = new Batch(word.address);
+    batch = newBatch(word.address);
     batch.add(wait);
     if (active.size < MAX_BATCHES) batch.start();
     else batch.enqueue();

@@ -1,8 +1,10 @@
 /**
  * Retrying until something happens or a deadline passes: LTP's wake loop,
  * made fast for a partner that is close and cheap for one that is late.
- * Yield the CPU for the first 50 µs, then sleep for a share of the time
- * waited so far: a partner that arrives T late is met within about
+ * Yield the CPU at first (1 ms on the sync path, where a woken waiter
+ * often preempts its waker and the next try must wait for it to be back in
+ * the kernel; 50 µs on the async path, where yielding blocks the event
+ * loop), then sleep for a share of the time waited so far: a partner that arrives T late is met within about
  * T × share, and a long wait costs a few hundred wakeups where LTP's 1 ms
  * sleeps cost thousands. The share is larger on the async path because an
  * event-loop wakeup costs Deno about four times the CPU of a blocking sleep
@@ -10,23 +12,21 @@
  */
 import { sleep, sleepAsync, yieldCpu } from "../ffi/file.ts";
 
-/** How long to keep yielding the CPU before the first sleep. */
-const SPIN_MS = 0.05;
 const MIN_SLEEP_MS = 0.02;
 /** Sync and CLI: a late partner is met within a tenth of its lateness, at most 16 ms. */
-const SYNC = { share: 0.1, maxMs: 16 };
+const SYNC = { spinMs: 1, share: 0.1, maxMs: 16 };
 /** Async: within a quarter of its lateness, at most 50 ms. */
-const ASYNC = { share: 0.25, maxMs: 50 };
+const ASYNC = { spinMs: 0.05, share: 0.25, maxMs: 50 };
 
 /** The pauses between tries: 0 means yield once. */
 class Backoff {
   #start = performance.now();
-  constructor(readonly policy: { share: number; maxMs: number }) {}
+  constructor(readonly policy: { spinMs: number; share: number; maxMs: number }) {}
 
   next(deadline: number): number {
     const now = performance.now();
     const waited = now - this.#start;
-    if (waited < SPIN_MS) return 0;
+    if (waited < this.policy.spinMs) return 0;
     const pause = Math.min(Math.max(waited * this.policy.share, MIN_SLEEP_MS), this.policy.maxMs);
     return Math.min(pause, deadline - now);
   }
