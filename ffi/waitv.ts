@@ -11,13 +11,13 @@
  * call could not both be told.)
  *
  * Deno runs 32 thread-pool calls at once, for every async operation of the
- * process. While fewer than MAX_BATCHES batches are pending each stays in
- * the kernel until it ends, and a new wait on a word already waited on
- * joins that batch (which leaves the kernel for microseconds to take it
- * in). Beyond that, batches take turns: each stays in the kernel for
- * TURN_MS, then yields its place to the longest queued one. A batch out
- * of turn is not seen by wakers, which retry (as LTP's wake does) until it
- * is back.
+ * process. Up to MAX_BATCHES pending waits each get a call of their own,
+ * which nothing disturbs until it ends. Beyond that, a new wait joins a
+ * call on its word (which leaves the kernel for microseconds to take it
+ * in), and calls on more words than that take turns: each stays in the
+ * kernel for TURN_MS, then yields its place to the longest queued one. A
+ * call out of turn is not seen by wakers, which retry (as LTP's wake does)
+ * until it is back.
  * @module
  */
 import { addressOf, libc, sys, sysAsync } from "./libc.ts";
@@ -73,15 +73,15 @@ export class PendingWait {
   }
 }
 
-let supported: boolean | undefined;
-
-/** Whether this kernel has futex_waitv (Linux 5.16 and later). */
 /** futex_waitv(vector, count, 0, timeout, CLOCK_MONOTONIC) on the thread pool, with bigints made in advance. */
 function waitv(vector: bigint, count: bigint, timeout: bigint): Promise<number | bigint> {
   const { symbols, numbers } = libc();
   return symbols.syscallAsync(BigInt(numbers.futex_waitv), vector, count, 0n, timeout, BigInt(CLOCK_MONOTONIC), 0n);
 }
 
+let supported: boolean | undefined;
+
+/** Whether this kernel has futex_waitv (Linux 5.16 and later) and lets us use it. */
 function hasWaitv(): boolean {
   // no entries: EINVAL where it exists, ENOSYS where it does not (EPERM where a seccomp filter forbids it)
   if (supported === undefined) {
