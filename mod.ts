@@ -748,7 +748,7 @@ export class Checkpoint implements Disposable {
   close(): void {
     if (this.#closed) return;
     try {
-      if (this.#removeOnClose) this.remove();
+      if (this.#removeOnClose) this.#unlink();
     } finally {
       this.#closed = true;
       created.delete(this);
@@ -756,6 +756,13 @@ export class Checkpoint implements Disposable {
       this.#folder.close();
       this.#file.close();
     }
+  }
+
+  /** Removes the file from its folder if the name still holds this region. */
+  #unlink(): void {
+    const { dev, ino } = this.#file.stat();
+    const there = this.#folder.stat(this.#name);
+    if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
   }
 
   /**
@@ -774,14 +781,8 @@ export class Checkpoint implements Disposable {
    */
   remove(): void {
     if (this.#closed) throw new Deno.errors.BadResource(`${this.path} is closed`);
-    this.#removeOnClose = false;
-    try {
-      const { dev, ino } = this.#file.stat();
-      const there = this.#folder.stat(this.#name);
-      if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
-    } finally {
-      this.close();
-    }
+    this.#removeOnClose = true;
+    this.close();
   }
 
   /** The same as {@linkcode Checkpoint.close}, for `using`. */

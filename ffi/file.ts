@@ -113,6 +113,13 @@ export function lstat(path: string): FileInfo | undefined {
   return statAt(AT_FDCWD, path);
 }
 
+/** Facts about what a descriptor holds. */
+function fstat(fd: number, what: string): FileInfo {
+  const r = sys("fstat", fd, addressOf(statBuffer));
+  if (r < 0) throw syscallError(`Cannot stat ${what}`, -r);
+  return readStat();
+}
+
 function statAt(dirfd: number, name: string): FileInfo | undefined {
   const r = sys("newfstatat", dirfd, addressOf(cString(name)), addressOf(statBuffer), AT_SYMLINK_NOFOLLOW);
   if (r === -ENOENT) return undefined;
@@ -228,11 +235,13 @@ export class Folder {
    */
   #isAt(real: string): boolean {
     if (real === "/proc" || real.startsWith("/proc/")) return false;
-    const r = sys("fstat", this.#fd, addressOf(statBuffer));
-    if (r < 0) return false;
-    const { dev, ino } = readStat();
-    const there = lstat(real);
-    return there?.type === "directory" && there.dev === dev && there.ino === ino;
+    try {
+      const { dev, ino } = fstat(this.#fd, real);
+      const there = lstat(real);
+      return there?.type === "directory" && there.dev === dev && there.ino === ino;
+    } catch {
+      return false;
+    }
   }
 
   /** Facts about `name` in this folder (a symlink is not followed); undefined when it is not there. */
@@ -293,9 +302,7 @@ export class RegionFile {
   }
 
   stat(): FileInfo {
-    const r = sys("fstat", this.#fd, addressOf(statBuffer));
-    if (r < 0) throw syscallError(`Cannot stat ${this.path}`, -r);
-    return readStat();
+    return fstat(this.#fd, this.path);
   }
 
   read(length: number, offset: number): Uint8Array {
@@ -322,8 +329,8 @@ export class RegionFile {
     if (r < 0) throw syscallError(`Cannot grow ${this.path} to ${length} bytes`, -r);
   }
 
-  /** Maps the first `length` bytes shared and read-only, and reads the futex words' values. */
-  map(length: number): void {
+  /** Maps the first `length` bytes shared and read-only; reads and returns them (the futex words' values). */
+  map(length: number): Uint8Array {
     // user-space addresses fit in 48 bits, so a number holds them exactly
     const r = sys("mmap", 0, length, PROT_READ, MAP_SHARED, this.#fd, 0);
     if (r < 0) throw syscallError(`Cannot map ${this.path}`, -r);
@@ -332,6 +339,7 @@ export class RegionFile {
     const page = this.read(length, 0);
     if (page.length !== length) throw syscallError(`Cannot read ${this.path}`, 14);
     this.#values = new Uint32Array(page.buffer, page.byteOffset, length / 4);
+    return page;
   }
 
   /** The 32-bit word at `offset` as it was read, in native byte order (x86_64 and aarch64: little-endian). */

@@ -29,6 +29,7 @@ const TURN_MS = 10;
 /** futex_waitv takes at most 128 entries; one is the cancel word. */
 const MAX_ENTRIES = 127;
 const FUTEX2_SIZE_U32 = 0x02;
+const SIZE_U32 = BigInt(FUTEX2_SIZE_U32);
 const CLOCK_MONOTONIC = 1;
 /** The longest a call stays in the kernel before it goes back in, so that no deadline overflows a timespec. */
 const MAX_KERNEL_MS = 2 ** 31;
@@ -73,10 +74,13 @@ export class PendingWait {
   }
 }
 
+let waitvNumber: bigint | undefined;
+
 /** futex_waitv(vector, count, 0, timeout, CLOCK_MONOTONIC) on the thread pool, with bigints made in advance. */
 function waitv(vector: bigint, count: bigint, timeout: bigint): Promise<number | bigint> {
   const { symbols, numbers } = libc();
-  return symbols.syscallAsync(BigInt(numbers.futex_waitv), vector, count, 0n, timeout, BigInt(CLOCK_MONOTONIC), 0n);
+  waitvNumber ??= BigInt(numbers.futex_waitv);
+  return symbols.syscallAsync(waitvNumber, vector, count, 0n, timeout, BigInt(CLOCK_MONOTONIC), 0n);
 }
 
 let supported: boolean | undefined;
@@ -187,12 +191,11 @@ class Batch {
     const vector = this.#vector;
     Atomics.store(this.#cancel, 0, 0);
     const value = BigInt(entries[0].word.value());
-    const flags = BigInt(FUTEX2_SIZE_U32);
     let deadline = Infinity;
     for (let i = 1; i <= entries.length; i++) {
       vector[3 * i] = value;
       vector[3 * i + 1] = this.address;
-      vector[3 * i + 2] = flags;
+      vector[3 * i + 2] = SIZE_U32;
       deadline = Math.min(deadline, entries[i - 1].deadline);
     }
     // while others wait for a place, this turn ends early; a very long wait goes back in every few days

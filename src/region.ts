@@ -25,9 +25,14 @@ function granted(path: string): boolean {
     Deno.permissions.querySync({ name: "write", path }).state === "granted";
 }
 
+/** The folder part of a path: "." for a bare name, "/" for a name in the root. */
+function dirname(path: string): string {
+  const slash = path.lastIndexOf("/");
+  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+}
+
 function refuse(where: string): Deno.errors.NotCapable {
-  const slash = where.lastIndexOf("/");
-  const dir = slash < 0 ? "." : where.slice(0, Math.max(1, slash));
+  const dir = dirname(where);
   return new Deno.errors.NotCapable(
     `Access to ${where} is not allowed: run again with --allow-read=${dir} --allow-write=${dir}`,
   );
@@ -44,9 +49,8 @@ function refuse(where: string): Deno.errors.NotCapable {
 function locate(path: string): { folder: Folder; name: string } {
   libc(); // without FFI nothing else matters: say that first
   if (path.includes("\0")) throw new Deno.errors.InvalidData(`${JSON.stringify(path)} contains a NUL byte`);
-  const slash = path.lastIndexOf("/");
-  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
-  const name = path.slice(slash + 1);
+  const dir = dirname(path);
+  const name = path.slice(path.lastIndexOf("/") + 1);
   if (name === "" || name === "." || name === "..") {
     throw new Deno.errors.InvalidData(`${path} names a folder: a checkpoint region is a file`);
   }
@@ -127,12 +131,11 @@ export function openRegion(path: string): Region {
           `${path} holds ${info.size} bytes, less than one page (${page}): not a checkpoint region`,
         );
       }
-      const head = file.read(4, 0);
+      const head = file.map(page).subarray(0, 4);
       if (!hasMagic(head)) {
         const text = JSON.stringify(new TextDecoder().decode(head));
         throw new Deno.errors.InvalidData(`${path} is not a checkpoint region (bad magic: ${text}, expected "LTPM")`);
       }
-      file.map(page);
     });
   });
 }

@@ -73,6 +73,13 @@ async function make(maker: Maker, path: string): Promise<void> {
   assertExit(await run(await peer(), [maker === "c" ? "create" : "create-shell", path], childEnv()), 0);
 }
 
+/** A region made by LTP's C library's rules, and its bytes as made. */
+async function madeByC(regions: Regions): Promise<{ path: string; before: string }> {
+  const path = regions.path();
+  await make("c", path);
+  return { path, before: contentOf(path) };
+}
+
 /** The bytes of a file; Deno's own file API reads /dev/shm under --allow-all. */
 function bytes(path: string): Uint8Array {
   return Deno.readFileSync(path);
@@ -344,9 +351,7 @@ Deno.test("guard: LTP_IPC_LAYOUT=seed left in the environment is refused on a re
   ignore: NO_PEER,
 }, async () => {
   using regions = new Regions();
-  const path = regions.path();
-  await make("c", path);
-  const before = contentOf(path);
+  const { path, before } = await madeByC(regions);
   const env = regionEnv(path, "seed");
   // were they let through, the wait would time out (exit 1) and the wake of nobody succeed (exit 0)
   const t = `${scaled(1000)}`;
@@ -393,9 +398,7 @@ Deno.test("guard: the seed layout chosen explicitly is allowed on a region of LT
   ignore: NO_PEER,
 }, async () => {
   using regions = new Regions();
-  const path = regions.path();
-  await make("c", path);
-  const before = contentOf(path);
+  const { path, before } = await madeByC(regions);
   const t = `${scaled(10000)}`;
   // --layout seed wins over a stale LTP_IPC_LAYOUT=seed, which then is no reason to refuse; id 1022 exists only in seed
   const env = regionEnv(path, "seed");
