@@ -6,7 +6,9 @@
  * 2 a broken set-up. Every failure is one line on stderr (misuse adds the usage).
  * @module
  */
-import { Checkpoint, type CheckpointStatus, type Layout, LAYOUT_OFFSETS } from "./mod.ts";
+import "./src/cli_gate.ts";
+import { Checkpoint, type Layout } from "./mod.ts";
+import { formatStatus } from "./src/status.ts";
 
 const USAGE = `Usage: tst_checkpoint init
    or: tst_checkpoint wait TIMEOUT ID
@@ -162,40 +164,9 @@ async function main(args: string[]): Promise<number> {
   }
 }
 
-const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "default" } as const;
-
 function printStatus(cp: Checkpoint, json: boolean): void {
   const status = cp.status();
-  if (json) return print(Deno.stdout, JSON.stringify(status));
-  print(Deno.stdout, statusText(status));
-}
-
-/** `git status` style: the facts, who waits where, then the one next step that helps. */
-function statusText(s: CheckpointStatus): string {
-  const lines = [
-    `path:     ${s.path}`,
-    `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
-    `made by:  ${s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)"}`,
-    `capacity: ${s.capacity} (ids 0 to ${s.capacity - 1})`,
-    `owner:    uid ${s.uid}, mode ${s.mode.toString(8).padStart(4, "0")}`,
-  ];
-  const ids = Object.keys(s.waiters).map(Number);
-  lines.push(ids.length === 0 ? "waiters:  none" : "waiters:");
-  for (const id of ids) {
-    const who = s.processes?.[id]?.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
-    lines.push(`  checkpoint ${id}: ${s.waiters[id]} waiting${who ? `: ${who}` : ""}`);
-  }
-  // words before this layout's first: whoever waits there uses the other layout
-  const other = s.otherLayout;
-  for (const id of Object.keys(other.waiters).map(Number)) {
-    if (LAYOUT_OFFSETS[other.layout] + 4 * id >= LAYOUT_OFFSETS[s.layout]) continue;
-    lines.push(
-      `elsewhere: ${other.waiters[id]} waiting on checkpoint ${id} of the ${other.layout} layout ` +
-        `(byte ${LAYOUT_OFFSETS[other.layout] + 4 * id}): use one layout on both sides (LTP_IPC_LAYOUT or --layout)`,
-    );
-  }
-  if (s.note) lines.push(`note:     ${s.note}`);
-  return lines.join("\n");
+  print(Deno.stdout, json ? JSON.stringify(status) : formatStatus(status));
 }
 
 /** One printable line: control characters (a newline in a path) are escaped. */

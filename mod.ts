@@ -26,9 +26,10 @@
  * ```
  * @module
  */
+import "./src/gate.ts";
 import { EAGAIN, EINTR, ETIMEDOUT, type Folder, pageSize, type RegionFile, syscallError } from "./ffi/file.ts";
-import { futexWaiters } from "./ffi/proc.ts";
-import { type PendingWait, waitOn } from "./ffi/waitv.ts";
+import type { PendingWait } from "./ffi/waitv.ts";
+import { waitAsync } from "./src/async_wait.ts";
 import { explain, type Layout, type Snapshot, takeSnapshot } from "./src/diagnose.ts";
 import { readEnv, timeoutMultiplier } from "./src/env.ts";
 import { poll, pollSync } from "./src/poll.ts";
@@ -40,13 +41,25 @@ import {
   openRegion,
   type Region,
 } from "./src/region.ts";
+import { type CheckpointStatus, type LayoutSource, statusOf } from "./src/status.ts";
 
 export type { Layout, Snapshot, Waiters } from "./src/diagnose.ts";
+export type { CheckpointStatus, LayoutSource, WaitingProcess } from "./src/status.ts";
+export { MIN_DENO } from "./src/runtime.ts";
 
 /** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
 export interface CheckpointOptions {
   /** The region's layout; when absent, `LTP_IPC_LAYOUT`, else `"ltp"` (LTP mainline's). */
   layout?: Layout;
+}
+
+/** Options of {@linkcode Checkpoint.create}. */
+export interface CreateOptions extends CheckpointOptions {
+  /**
+   * The folder to make the region in. Default: /dev/shm where it may be
+   * used, else the temporary folder (`TMPDIR`, else /tmp).
+   */
+  dir?: string;
 }
 
 /** Options of the async waits and wakes. */
@@ -61,11 +74,10 @@ export const LAYOUT_OFFSETS: Readonly<Record<Layout, number>> = REGION_OFFSETS;
 /** LTP's default checkpoint timeout, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 10000;
 
-const MAX_TIMER_MS = 2 ** 31 - 1;
 const UINT32_MAX = 0xffffffff;
 
-/** Where the layout in force came from: code or the command line, the environment, or the default. */
-export type LayoutSource = "option" | "LTP_IPC_LAYOUT" | "default";
+/** How long a snapshot serves the timeouts that follow it: waits that time out together share one. */
+const SNAPSHOT_SHARED_MS = 20;
 
 function layoutFrom(options?: CheckpointOptions): { layout: Layout; source: LayoutSource } {
   if (options?.layout !== undefined) return { layout: checkLayout(options.layout), source: "option" };
@@ -149,40 +161,6 @@ export class CheckpointTimedOut extends Deno.errors.TimedOut {
   }
 }
 
-/** A waiting thread of another process, as /proc shows it. */
-export interface WaitingProcess {
-  /** Its process id. */
-  pid: number;
-  /** The command name (/proc/PID/comm). */
-  comm: string;
-}
-
-/** What {@linkcode Checkpoint.status} reports. */
-export interface CheckpointStatus {
-  /** The region file. */
-  path: string;
-  /** The layout in force. */
-  layout: Layout;
-  /** Where it came from. */
-  layoutSource: LayoutSource;
-  /** How many checkpoint ids the region holds. */
-  capacity: number;
-  /** The file's owner. */
-  uid: number;
-  /** Its permission bits, such as `0o600`. */
-  mode: number;
-  /** The pid LTP's C library wrote in the header of a region it made; 0 for other regions. */
-  libPid: number;
-  /** Waiters per checkpoint id, counted by the kernel. */
-  waiters: Snapshot["waiters"];
-  /** The same, numbered as the other layout would: waiters here mean the two sides disagree. */
-  otherLayout: Snapshot["otherLayout"];
-  /** Per checkpoint id, the processes found waiting there; absent when /proc could not be read. */
-  processes?: Record<number, WaitingProcess[]>;
-  /** Why some or all waiting processes are not named, and how to see them; absent when all are. */
-  note?: string;
-}
-
 /**
  * An LTP checkpoint region mapped into this process.
  *
@@ -222,10 +200,12 @@ export class Checkpoint implements Disposable {
   #removeOnClose: boolean;
   #pending = new Set<PendingWait>();
   #closed = false;
+  #lastSnapshot?: { at: number; snapshot: Snapshot };
 
+  /** @ignore Regions are made by {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
   private constructor(
     { file, folder, name }: Region,
-    { layout, source }: ReturnType<typeof layoutFrom>,
+    { layout, source }: { layout: Layout; source: LayoutSource },
     removeOnClose: boolean,
   ) {
     this.#file = file;
@@ -301,10 +281,13 @@ export class Checkpoint implements Disposable {
   }
 
   /**
-   * A fresh private region for a test, removed again by `close()` or `using`.
+   * A fresh private region (mode 0600, a new unique name), removed again by
+   * `close()`, `using` or the end of the process.
    *
-   * @param options The layout.
+   * @param options The layout, and the folder to make it in: default
+   *   /dev/shm, or the temporary folder where /dev/shm may not be used.
    * @returns The mapped region.
+   * @throws {Deno.errors.NotCapable} Without read and write permission for the folder.
    * @example
    * ```ts
    * import { Checkpoint } from "./mod.ts";
@@ -312,10 +295,18 @@ export class Checkpoint implements Disposable {
    * using cp = Checkpoint.create({ layout: "seed" });
    * console.log(cp.capacity); // 1023 on a 4096-byte page
    * ```
+   * @example In a folder of the job's own
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * const dir = Deno.makeTempDirSync();
+   * using cp = Checkpoint.create({ dir });
+   * console.log(cp.path.startsWith(dir)); // true
+   * ```
    */
-  static create(options?: CheckpointOptions): Checkpoint {
+  static create(options?: CreateOptions): Checkpoint {
     const layout = layoutFrom(options);
-    const cp = new Checkpoint(initRegion(newRegionPath()), layout, true);
+    const cp = new Checkpoint(initRegion(newRegionPath(options?.dir)), layout, true);
     removeAtExit(cp);
     return cp;
   }
@@ -349,7 +340,11 @@ export class Checkpoint implements Disposable {
 
   /** `what` failed within `ms`: the error, with `detail` and what the region looks like now. */
   #timedOut(what: string, id: number, ms: number, detail = "", woken?: number): CheckpointTimedOut {
-    const snapshot = this.snapshot();
+    const now = performance.now();
+    if (this.#lastSnapshot === undefined || now - this.#lastSnapshot.at > SNAPSHOT_SHARED_MS) {
+      this.#lastSnapshot = { at: now, snapshot: this.snapshot() };
+    }
+    const snapshot = structuredClone(this.#lastSnapshot.snapshot);
     return new CheckpointTimedOut(
       `${what} within ${ms} ms (${this.path})${detail}; ${explain(snapshot, id)}`,
       snapshot,
@@ -405,31 +400,7 @@ export class Checkpoint implements Disposable {
     const { ms, deadline } = deadlineOf(timeoutMs);
     const signal = options?.signal;
     signal?.throwIfAborted();
-    const file = this.#file;
-    const pending = waitOn({
-      address: file.address(offset),
-      value: () => file.word(offset),
-      refresh: () => file.refresh(offset),
-    }, deadline);
-    this.#pending.add(pending);
-    const cancel = () => pending.cancel();
-    // The timer ends the wait on time, and shows a pending wait to `deno
-    // test`'s sanitizers, which cannot see calls on the thread pool.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const arm = () => {
-      const left = deadline - performance.now();
-      if (left <= 0) cancel();
-      else timer = setTimeout(arm, Math.min(Math.ceil(left), MAX_TIMER_MS));
-    };
-    arm();
-    signal?.addEventListener("abort", cancel, { once: true });
-    try {
-      if (await pending.ended === "woken") return;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", cancel);
-      this.#pending.delete(pending);
-    }
+    if (await waitAsync(this.#file, offset, deadline, signal, this.#pending)) return;
     if (this.#closed) throw new Deno.errors.BadResource(`${this.path} was closed while a wait was pending`);
     if (signal?.aborted) throw signal.reason;
     throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
@@ -688,40 +659,8 @@ export class Checkpoint implements Disposable {
    */
   status(): CheckpointStatus {
     const { uid, mode, dev, ino } = this.#file.stat();
-    const { waiters, otherLayout } = this.snapshot();
-    const status: CheckpointStatus = {
-      path: this.path,
-      layout: this.layout,
-      layoutSource: this.layoutSource,
-      capacity: this.capacity,
-      uid,
-      mode,
-      libPid: this.libPid,
-      waiters,
-      otherLayout,
-    };
-    if (Object.keys(waiters).length === 0) return status;
-    if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
-      status.note = "to see which processes wait, run again with --allow-read=/proc";
-      return status;
-    }
-    const found = futexWaiters(dev, ino);
-    const processes: Record<number, WaitingProcess[]> = {};
-    let named = 0;
-    for (const { pid, comm, offset } of found.waiters) {
-      const id = (offset - this.#offset) / 4;
-      if (id < 0 || !(id in waiters)) continue;
-      (processes[id] ??= []).push({ pid, comm });
-      named++;
-    }
-    status.processes = processes;
-    const counted = Object.values(waiters).reduce((a, b) => a + b, 0);
-    if (named < counted) {
-      status.note = found.hidden > 0
-        ? `${found.hidden} process(es) could not be inspected: run as root or as their owner to name every waiter`
-        : "some waiters could not be named (they may have just left)";
-    }
-    return status;
+    const { path, layout, layoutSource, capacity, libPid } = this;
+    return statusOf({ path, layout, layoutSource, capacity, libPid, uid, mode, dev, ino }, this.snapshot());
   }
 
   /**

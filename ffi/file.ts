@@ -3,7 +3,7 @@
  * project sees paths, numbers and this module's classes, never a pointer.
  * @module
  */
-import { addressOf, cString, libc, sys, sysAsync } from "./libc.ts";
+import { addressOf, type Bytes, cString, libc, sys, sysAsync } from "./libc.ts";
 
 export const AT_FDCWD = -100;
 const AT_SYMLINK_NOFOLLOW = 0x100;
@@ -147,7 +147,7 @@ function setTimespec(spec: BigInt64Array, ms: number): void {
   spec[1] = ns % 1_000_000_000n;
 }
 
-function timespec(ms: number): BigInt64Array<ArrayBuffer> {
+function timespec(ms: number): ReturnType<typeof BigInt64Array.from> {
   const spec = new BigInt64Array(2);
   setTimespec(spec, ms);
   return spec;
@@ -312,7 +312,7 @@ export class RegionFile {
     return out.subarray(0, r);
   }
 
-  write(bytes: Uint8Array<ArrayBuffer>, offset: number): void {
+  write(bytes: Bytes, offset: number): void {
     const r = sys("pwrite64", this.#fd, addressOf(bytes), bytes.length, offset);
     if (r !== bytes.length) throw syscallError(`Cannot write ${this.path}`, r < 0 ? -r : 28);
   }

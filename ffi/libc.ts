@@ -206,10 +206,27 @@ export function addressOf(buffer: BufferSource): bigint {
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 }
 
+/**
+ * A byte array backed by a plain ArrayBuffer, named so that every supported
+ * TypeScript accepts it (5.6 in Deno 2.0 has no generic typed arrays).
+ */
+export type Bytes = ReturnType<typeof Uint8Array.from>;
+
 /** A NUL-terminated copy of a path for the C side. */
-export function cString(s: string): Uint8Array<ArrayBuffer> {
+export function cString(s: string): Bytes {
   const bytes = new TextEncoder().encode(s);
   const out = new Uint8Array(bytes.length + 1);
   out.set(bytes);
   return out;
+}
+
+// Loaded at import where FFI is allowed, never closed: a library first
+// opened inside a test counts as leaked to the resource sanitizer of Deno
+// 2.0 to 2.7, and closing it while a thread-pool call runs would crash.
+if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") {
+  try {
+    libc();
+  } catch {
+    // reported, with its cause, on first use
+  }
 }

@@ -188,10 +188,10 @@ function adoptable(path: string, file: RegionFile, info: FileInfo, page: number)
   return bytes;
 }
 
-/** A new unique path under /dev/shm, or the temporary folder where /dev/shm is missing. */
-export function newRegionPath(): string {
+/** A new unique path in `dir`; by default under /dev/shm, or the temporary folder where /dev/shm is missing. */
+export function newRegionPath(dir?: string): string {
   libc();
-  const dir = lstat("/dev/shm")?.type === "directory" ? "/dev/shm" : (readEnv("TMPDIR") || "/tmp");
+  dir ??= lstat("/dev/shm")?.type === "directory" ? "/dev/shm" : (readEnv("TMPDIR") || "/tmp");
   const random = crypto.getRandomValues(new Uint32Array(2));
   return `${dir}/ltp_checkpoint_${Deno.pid}_${random[0].toString(36)}${random[1].toString(36)}`;
 }
