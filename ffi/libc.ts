@@ -127,8 +127,11 @@ export function libc(): Libc {
     );
   }
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    throw new Deno.errors.NotCapable(
-      "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
+    throw Object.assign(
+      new Deno.errors.NotCapable(
+        "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
+      ),
+      { flags: ["--allow-ffi"] },
     );
   }
   let firstError: unknown;

@@ -1,4 +1,5 @@
 /** Environment variables, read so that a missing `--allow-env` never prompts. */
+import { needsFlags } from "./hint.ts";
 
 /** Variables found readable; a query costs about 2 µs, too much for every wait. */
 const allowed = new Set<string>();
@@ -10,7 +11,7 @@ const allowed = new Set<string>();
 export function readEnv(name: string, required = false): string | undefined {
   if (!allowed.has(name) && Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
     if (!required) return undefined;
-    throw new Deno.errors.NotCapable(`Reading ${name} needs permission: run again with --allow-env=${name}`);
+    throw needsFlags(`Reading ${name} needs permission`, [`--allow-env=${name}`]);
   }
   allowed.add(name);
   try {

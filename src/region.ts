@@ -2,6 +2,7 @@
 import { type FileInfo, Folder, geteuid, lstat, pageSize, type RegionFile } from "../ffi/file.ts";
 import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
+import { needsFlags } from "./hint.ts";
 
 /** The magic at byte 0, the same bytes on every machine. */
 const MAGIC = new TextEncoder().encode("LTPM");
@@ -33,9 +34,7 @@ function dirname(path: string): string {
 
 function refuse(where: string): Deno.errors.NotCapable {
   const dir = dirname(where);
-  return new Deno.errors.NotCapable(
-    `Access to ${where} is not allowed: run again with --allow-read=${dir} --allow-write=${dir}`,
-  );
+  return needsFlags(`Access to ${where} is not allowed`, [`--allow-read=${dir}`, `--allow-write=${dir}`]);
 }
 
 /**

@@ -6,6 +6,7 @@
  */
 import { futexWaiters } from "../ffi/proc.ts";
 import type { Layout, Snapshot } from "./diagnose.ts";
+import { runAgainWith } from "./hint.ts";
 import { LAYOUT_OFFSETS } from "./region.ts";
 
 /** Where the layout in force came from: code or the command line, the environment, or the default. */
@@ -75,7 +76,7 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot): CheckpointStat
   };
   if (Object.keys(waiters).length === 0) return status;
   if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
-    status.note = "to see which processes wait, run again with --allow-read=/proc";
+    status.note = `to see which processes wait, ${runAgainWith(["--allow-read=/proc"])}`;
     return status;
   }
   const found = futexWaiters(dev, ino);
