@@ -1,0 +1,188 @@
+/**
+ * What one call of the installed `tst_checkpoint` costs a shell test, side by
+ * side in one run (runs interleaved, medians):
+ *
+ * 1. exec → parked: from fork() until the kernel counts the waiter, as a test
+ *    that waits for its child to park sees it (bench/park.c watches): LTP's C
+ *    wait (tests/peer.c), Deno's floor (bench/park_floor.ts: libc, one open,
+ *    one mmap, one FUTEX_WAIT, run with the installed tool's own `deno run`
+ *    flags) and the installed `tst_checkpoint wait 10000 ID`; with the peak
+ *    memory of each waiter;
+ * 2. one `tst_checkpoint wake` call against `deno run` of an empty file with
+ *    the tool's flags: wall time and peak memory;
+ *
+ * then the project's targets for them, each met or missed.
+ *
+ *   ./deno run --allow-all bench/startup.ts [--quick]   (also part of ./deno task bench)
+ */
+import { Checkpoint } from "../mod.ts";
+import { CLI, INSTALL_FLAGS, peer, ROOT, run, tempDir } from "../tests/helpers.ts";
+import { median, mib, ms, printRows, printTargets, ratio, type Row, runLine, type Target } from "./report.ts";
+
+/** How the bench installs the tool into ROOT/bin/tst_checkpoint: the README's command. */
+const install = (
+  root: string,
+) => ["install", "-g", "-f", "--name", "tst_checkpoint", "--root", root, ...INSTALL_FLAGS, CLI];
+const FLOOR = `${ROOT}/bench/park_floor.ts`;
+/** The checkpoint every waiter parks on, and where its word lies in the ltp layout. */
+const ID = 7, OFFSET = 76 + 4 * ID;
+
+/**
+ * The installed launcher's `exec ... run FLAGS... SCRIPT "$@"` line, split as sh splits it: what comes up to
+ * `run` (the Deno binary), the flags, and the script; so that the floor runs with exactly the tool's flags.
+ */
+function launcher(path: string): { deno: string[]; flags: string[]; script: string } {
+  const exec = Deno.readTextFileSync(path).split("\n").find((line) => line.startsWith("exec "));
+  const words = [...(exec ?? "").matchAll(/"\$@"|'([^']*)'|"([^"$`\\]*)"|([^\s'"]+)/g)]
+    .map((m) => m[0] === '"$@"' ? "$@" : m[1] ?? m[2] ?? m[3]);
+  const at = words.indexOf("run");
+  if (at < 2 || words.at(-1) !== "$@" || words.length < at + 3) {
+    throw new Error(`cannot read the deno run command of ${path}: the bench expects 'exec DENO run FLAGS SCRIPT "$@"'`);
+  }
+  return { deno: words.slice(1, at + 1), flags: words.slice(at + 1, -2), script: words.at(-2)! };
+}
+
+async function compilePark(dir: string): Promise<string> {
+  const out = `${dir}/park`;
+  const gcc = await run("gcc", ["-O2", "-Wall", "-Werror", "-o", out, `${ROOT}/bench/park.c`]);
+  if (gcc.code !== 0) throw new Error(`gcc failed: ${gcc.stderr}`);
+  return out;
+}
+
+interface Stats {
+  park_ns: number;
+  wall_ns: number;
+  max_rss_kb: number;
+  status: number;
+}
+
+/** Measures the rows and targets of this file; `log` gets each row as it is measured. */
+export async function startup(
+  quick: boolean,
+  log: (row: Row) => void = () => {},
+): Promise<{ rows: Row[]; targets: Target[] }> {
+  const runs = quick ? 10 : 30;
+  using dir = tempDir();
+  using cp = Checkpoint.create({ layout: "ltp" });
+  const [park, peerBin] = await Promise.all([compilePark(dir.path), peer()]);
+  const root = `${dir.path}/root`;
+  const installed = await run(Deno.execPath(), install(root));
+  if (installed.code !== 0) throw new Error(`install failed: ${installed.stderr}`);
+  const tool = `${root}/bin/tst_checkpoint`;
+  const { deno, flags, script } = launcher(tool);
+  const empty = `${dir.path}/empty.ts`;
+  Deno.writeTextFileSync(empty, "");
+  // a launcher that runs plain `deno` finds the one running this bench
+  const path = `${Deno.execPath().replace(/\/[^/]*$/, "")}:${Deno.env.get("PATH") ?? ""}`;
+  const options = { env: { ...cp.env, LTP_IPC_LAYOUT: "ltp", PATH: path }, cwd: dir.path };
+
+  const measure = async (watcher: string[], argv: string[]): Promise<Stats> => {
+    const out = await run(watcher[0], [...watcher.slice(1), ...argv], options);
+    const stats = out.code === 0 ? JSON.parse(out.stdout) as Stats : undefined;
+    if (!stats || stats.status !== 0 || stats.park_ns === -1) {
+      throw new Error(`${argv.join(" ")} failed: ${out.stdout}${out.stderr}`);
+    }
+    return stats;
+  };
+  /** Measures each command `runs` times, interleaved, in an order that turns each round; one run first, untimed. */
+  const sideBySide = async <K extends string>(watcher: string[], commands: Record<K, string[]>) => {
+    const keys = Object.keys(commands) as K[];
+    const stats = Object.fromEntries(keys.map((k) => [k, [] as Stats[]])) as Record<K, Stats[]>;
+    for (const k of keys) await measure(watcher, commands[k]); // compiles and caches each, outside the figures
+    for (let i = 0; i < runs; i++) {
+      for (let j = 0; j < keys.length; j++) {
+        const k = keys[(i + j) % keys.length];
+        stats[k].push(await measure(watcher, commands[k]));
+      }
+    }
+    return (k: K, field: keyof Stats) => median(stats[k].map((s) => s[field]));
+  };
+
+  const rows: Row[] = [];
+  const row = (...cells: [string, string, string, string]) => {
+    const r: Row = [...cells, ""];
+    rows.push(r), log(r);
+  };
+
+  const parked = await sideBySide([park, cp.path, `${OFFSET}`], {
+    c: [peerBin, "wait", cp.path, "ltp", `${ID}`, "10000"],
+    floor: [...deno, ...flags, FLOOR, `${ID}`],
+    tool: [tool, "wait", "10000", `${ID}`],
+  });
+  const [cPark, floorPark, toolPark] = [parked("c", "park_ns"), parked("floor", "park_ns"), parked("tool", "park_ns")];
+  const [cRss, floorRss, toolRss] = [
+    parked("c", "max_rss_kb"),
+    parked("floor", "max_rss_kb"),
+    parked("tool", "max_rss_kb"),
+  ];
+  const who = {
+    c: "C: LTP's tst_checkpoint_wait (tests/peer.c)",
+    floor: "floor: Deno, one futex wait, the tool's flags",
+    tool: `installed tst_checkpoint wait 10000 ${ID}`,
+  };
+  const parkWhat = "exec → parked (the kernel counts it)";
+  row(parkWhat, who.c, ms(cPark), ratio(cPark, floorPark));
+  row(parkWhat, who.floor, ms(floorPark), "1.00× (baseline)");
+  row(parkWhat, who.tool, ms(toolPark), ratio(toolPark, floorPark));
+  row("peak RSS of a waiter", who.c, mib(cRss), ratio(cRss, floorRss));
+  row("peak RSS of a waiter", who.floor, mib(floorRss), "1.00× (baseline)");
+  row("peak RSS of a waiter", who.tool, mib(toolRss), ratio(toolRss, floorRss));
+
+  const wake = ["wake", "1", "5", "0"];
+  const called = await sideBySide([peerBin, "run"], {
+    empty: [...deno, ...flags, empty],
+    tool: [tool, ...wake],
+    direct: [...deno, ...flags, script, ...wake],
+  });
+  const [emptyWall, toolWall, directWall] = [
+    called("empty", "wall_ns"),
+    called("tool", "wall_ns"),
+    called("direct", "wall_ns"),
+  ];
+  const [emptyRss, wakeRss] = [called("empty", "max_rss_kb"), called("tool", "max_rss_kb")];
+  row("one call, wall time", "deno run empty.ts, the tool's flags", ms(emptyWall), "1.00× (baseline)");
+  row("one call, wall time", `installed tst_checkpoint ${wake.join(" ")}`, ms(toolWall), ratio(toolWall, emptyWall));
+  row(
+    "one call, wall time",
+    "the same, its deno run line without the launcher",
+    ms(directWall),
+    ratio(directWall, emptyWall),
+  );
+  row("one call, peak RSS", "deno run empty.ts, the tool's flags", mib(emptyRss), "1.00× (baseline)");
+  row("one call, peak RSS", `installed tst_checkpoint ${wake.join(" ")}`, mib(wakeRss), ratio(wakeRss, emptyRss));
+
+  const targets: Target[] = [
+    {
+      what: "the installed `tst_checkpoint wait` parks within 1.10× Deno's floor",
+      met: toolPark <= 1.1 * floorPark,
+      measured: `${ms(toolPark)} against ${ms(floorPark)}: ${ratio(toolPark, floorPark)} (C: ${ms(cPark)})`,
+      miss: `a shell test's wait parks ${ms(toolPark - floorPark)} later than Deno allows; a tight shell test ` +
+        "such as LTP's cn_pec.sh, whose helper reads nothing until the wait is parked, may overflow its netlink " +
+        "buffer on a busy machine",
+    },
+    {
+      what: "a `tst_checkpoint wake` call costs at most 1.10× an empty `deno run` (wall time)",
+      met: toolWall <= 1.1 * emptyWall,
+      measured: `${ms(toolWall)} against ${ms(emptyWall)}: ${ratio(toolWall, emptyWall)}`,
+      miss: `every checkpoint call of a shell test costs ${ms(toolWall - emptyWall)} more than Deno's own ` +
+        "start-up: a test with many calls runs longer, and the moments it means to line up drift apart",
+    },
+    {
+      what: "a waiting `tst_checkpoint` holds at most 1.10× the memory of the FFI floor (the floor's waiter)",
+      met: toolRss <= 1.1 * floorRss,
+      measured: `${mib(toolRss)} against ${mib(floorRss)}: ${ratio(toolRss, floorRss)} (C: ${mib(cRss)})`,
+      miss: `each waiting shell process holds ${mib(toolRss - floorRss)} more than Deno needs, charged to the ` +
+        "memory cgroup of a test that runs it inside one (LTP's memcg tests)",
+    },
+  ];
+  return { rows, targets };
+}
+
+if (import.meta.main) {
+  const quick = Deno.args.includes("--quick");
+  console.error(runLine(quick));
+  const { rows, targets } = await startup(quick, (r) => console.error(r.join("  ")));
+  console.log(runLine(quick));
+  printRows(rows);
+  printTargets(targets);
+}
