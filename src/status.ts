@@ -4,8 +4,9 @@
  * text `tst_checkpoint status` prints of it.
  * @module
  */
-import { futexWaiters } from "../ffi/proc.ts";
+import { type FileId, type FutexWaiters, futexWaiters, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import type { Layout, Snapshot } from "./diagnose.ts";
+import { escapeText } from "./escape.ts";
 import { runAgainWith } from "./hint.ts";
 import { LAYOUT_OFFSETS } from "./region.ts";
 
@@ -16,7 +17,7 @@ export type LayoutSource = "option" | "LTP_IPC_LAYOUT" | "default";
 export interface WaitingProcess {
   /** Its process id. */
   pid: number;
-  /** The command name (/proc/PID/comm). */
+  /** The command name (/proc/PID/comm), escaped: control characters and invalid UTF-8 as `\xNN`. */
   comm: string;
 }
 
@@ -40,9 +41,13 @@ export interface CheckpointStatus {
   waiters: Snapshot["waiters"];
   /** The same, numbered as the other layout would: waiters here mean the two sides disagree. */
   otherLayout: Snapshot["otherLayout"];
-  /** Per checkpoint id, the processes found waiting there; absent when /proc could not be read. */
+  /**
+   * Per checkpoint id, the processes whose /proc records say they wait there:
+   * evidence, not proof (records can be forged). Where they outnumber the
+   * kernel's count, `note` says so. Absent when /proc could not be read.
+   */
   processes?: Record<number, WaitingProcess[]>;
-  /** Why some or all waiting processes are not named, and how to see them; absent when all are. */
+  /** Why some waiting processes are not named, or more are named than wait, and how to see them; absent when none. */
   note?: string;
 }
 
@@ -59,8 +64,57 @@ export interface RegionFacts {
   ino: bigint;
 }
 
-/** The status of a region: `facts`, the kernel's counts in `snapshot`, and the processes /proc names. */
-export function statusOf(facts: RegionFacts, snapshot: Snapshot): CheckpointStatus {
+/** One scan of /proc for some regions' files, or why there is none. */
+export type ProcScan = FutexWaiters | { note: string };
+
+/**
+ * Scans /proc once for the waiters on `files`, within `budgetMs`; where /proc
+ * may not be read, or cannot be, the note that says so. Never throws.
+ */
+export function scanProc(files: FileId[], budgetMs: number = SCAN_BUDGET_MS): ProcScan {
+  if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
+    return { note: `to see which processes wait, ${runAgainWith(["--allow-read=/proc"])}` };
+  }
+  try {
+    return futexWaiters(files, { budgetMs });
+  } catch (error) {
+    return { note: `cannot read /proc: ${escapeText(String((error as Error).message ?? error))}` };
+  }
+}
+
+function plural(n: number, one: string, many: string): string {
+  return `${n} ${n === 1 ? one : many}`;
+}
+
+/** What the scan could not look at, in one note; undefined when it saw everything. */
+function scanNote(found: FutexWaiters): string | undefined {
+  const parts = [];
+  if (found.hidden > 0) {
+    parts.push(
+      `${plural(found.hidden, "process", "processes")} could not be inspected (run as root or as their owner)`,
+    );
+  }
+  if (found.unscanned > 0) {
+    parts.push(`${plural(found.unscanned, "process was", "processes were")} not inspected in time`);
+  }
+  if (found.failed > 0) parts.push(`${plural(found.failed, "process", "processes")} could not be read`);
+  if (found.skipped > 0) {
+    parts.push(
+      `${plural(found.skipped, "futex_waitv record was", "futex_waitv records were")} not read ` +
+        "(vector outside private anonymous memory)",
+    );
+  }
+  return parts.length > 0 ? parts.join(", ") : undefined;
+}
+
+/**
+ * The status of a region: `facts`, the kernel's counts in `snapshot`, and
+ * the processes /proc names, from `scan` when given (entry `file` of the
+ * files it scanned), else from a scan of its own made only when someone
+ * waits. The kernel's counts are the truth: an id with more candidates than
+ * waiters says so in the note.
+ */
+export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan, file = 0): CheckpointStatus {
   const { path, layout, layoutSource, capacity, uid, mode, libPid, dev, ino } = facts;
   const { waiters, otherLayout } = snapshot;
   const status: CheckpointStatus = {
@@ -75,27 +129,40 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot): CheckpointStat
     otherLayout,
   };
   if (Object.keys(waiters).length === 0) return status;
-  if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
-    status.note = `to see which processes wait, ${runAgainWith(["--allow-read=/proc"])}`;
+  scan ??= scanProc([{ dev, ino }]);
+  if ("note" in scan) {
+    status.note = scan.note;
     return status;
   }
-  const found = futexWaiters(dev, ino);
   const processes: Record<number, WaitingProcess[]> = {};
-  let named = 0;
   const offset = LAYOUT_OFFSETS[layout];
-  for (const { pid, comm, offset: at } of found.waiters) {
+  for (const { file: f, pid, comm, offset: at } of scan.waiters) {
     const id = (at - offset) / 4;
-    if (id < 0 || !(id in waiters)) continue;
+    // records at words where the kernel counts nobody are not waits
+    if (f !== file || !(id in waiters)) continue;
     (processes[id] ??= []).push({ pid, comm });
-    named++;
   }
   status.processes = processes;
-  const counted = Object.values(waiters).reduce((a, b) => a + b, 0);
-  if (named < counted) {
-    status.note = found.hidden > 0
-      ? `${found.hidden} process(es) could not be inspected: run as root or as their owner to name every waiter`
-      : "some waiters could not be named (they may have just left)";
+  const notes = [];
+  let unnamed = 0;
+  for (const [id, count] of Object.entries(waiters)) {
+    const named = processes[Number(id)]?.length ?? 0;
+    if (named > count) {
+      notes.push(
+        `checkpoint ${id}: ${named} candidates for ${count} waiting: some records are not real waits ` +
+          "(forged, or the wait ended since the count)",
+      );
+    }
+    unnamed += Math.max(0, count - named);
   }
+  // what the scan missed matters only where a waiter is left unnamed
+  if (unnamed > 0) {
+    const missed = scanNote(scan);
+    notes.push(
+      `${plural(unnamed, "waiter was", "waiters were")} not named: ${missed ?? "they may have just left"}`,
+    );
+  }
+  if (notes.length > 0) status.note = notes.join("; ");
   return status;
 }
 
@@ -104,7 +171,7 @@ const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default:
 /** `git status` style: the facts, who waits where, then the one next step that helps. */
 export function formatStatus(s: CheckpointStatus): string {
   const lines = [
-    `path:     ${s.path}`,
+    `path:     ${escapeText(s.path)}`,
     `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
     `made by:  ${s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)"}`,
     `capacity: ${s.capacity} (ids 0 to ${s.capacity - 1})`,
@@ -113,8 +180,13 @@ export function formatStatus(s: CheckpointStatus): string {
   const ids = Object.keys(s.waiters).map(Number);
   lines.push(ids.length === 0 ? "waiters:  none" : "waiters:");
   for (const id of ids) {
-    const who = s.processes?.[id]?.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
-    lines.push(`  checkpoint ${id}: ${s.waiters[id]} waiting${who ? `: ${who}` : ""}`);
+    const candidates = s.processes?.[id] ?? [];
+    // comm arrives escaped (ffi/proc.ts): escaping it again would double its backslashes
+    const who = candidates.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
+    const more = candidates.length > s.waiters[id]
+      ? ` (${candidates.length} candidates: some records are not real waits)`
+      : "";
+    lines.push(`  checkpoint ${id}: ${s.waiters[id]} waiting${more}${who ? `: ${who}` : ""}`);
   }
   // words before this layout's first: whoever waits there uses the other layout
   const other = s.otherLayout;

@@ -168,7 +168,7 @@ function seen(waiters: FutexWaiter[]): Seen[] {
 /** The waiters on a file, as seen(). */
 function scan(path: string): Seen[] {
   const { dev, ino } = lstat(path)!;
-  return seen(futexWaiters(dev, ino).waiters);
+  return seen(futexWaiters([{ dev, ino }]).waiters);
 }
 
 /** Polls until `ready` holds, for at most `ms`; the error says what was seen last. */
@@ -188,9 +188,9 @@ Deno.test("futexWaiters names each FUTEX_WAIT and futex_waitv entry on the file'
   const privateWaiter = fx.start("private", word(7));
   const sleeper = fx.start("sleep", 0);
   const expected = [
-    { pid: waiter.pid, tid: "thread", comm: "pw-wait", offset: 88 },
-    { pid: vector.pid, tid: vector.pid, comm: "pw-waitv", offset: 96 },
-    { pid: vector.pid, tid: vector.pid, comm: "pw-waitv", offset: 96 },
+    { file: 0, pid: waiter.pid, tid: "thread", comm: "pw-wait", offset: 88 },
+    { file: 0, pid: vector.pid, tid: vector.pid, comm: "pw-waitv", offset: 96 },
+    { file: 0, pid: vector.pid, tid: vector.pid, comm: "pw-waitv", offset: 96 },
   ].sort((a, b) => a.pid - b.pid);
 
   let last: Seen[] = [];
@@ -209,13 +209,13 @@ Deno.test("futexWaiters names each FUTEX_WAIT and futex_waitv entry on the file'
   await Deno.copyFile(fx.file, other);
   assert.deepEqual(scan(other), [], "a file nobody maps has no waiters");
   const { dev, ino } = lstat(fx.file)!;
-  assert.deepEqual(futexWaiters(dev + 1n, ino).waiters, [], "the same inode number on another device is another file");
+  assert.deepEqual(futexWaiters([{ dev: dev + 1n, ino }]).waiters, [], "the same inode number on another device is another file");
 });
 
 Deno.test("futexWaiters skips the processes that end while it reads them", async () => {
   await using fx = await fixture();
   const waiter = fx.start("wait", word(0));
-  const expected = [{ pid: waiter.pid, tid: "thread", comm: "pw-wait", offset: 76 }];
+  const expected = [{ file: 0, pid: waiter.pid, tid: "thread", comm: "pw-wait", offset: 76 }];
   let last: Seen[] = [];
   await until(() => (last = scan(fx.file)).length > 0, scaled(10_000), () => `${JSON.stringify(last)} ${fx.ended()}`);
   // thousands of short-lived processes, each gone between a listing of /proc and the reads that follow
@@ -250,9 +250,9 @@ Deno.test({
     const rootWaiter = fx.start("wait", word(1));
     const nobodyWaiter = fx.start("waitv", word(2), asNobody);
     const all = [
-      { pid: rootWaiter.pid, tid: "thread", comm: "pw-wait", offset: 80 },
-      { pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
-      { pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
+      { file: 0, pid: rootWaiter.pid, tid: "thread", comm: "pw-wait", offset: 80 },
+      { file: 0, pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
+      { file: 0, pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
     ].sort((a, b) => a.pid - b.pid);
     let last: Seen[] = [];
     await until(() => (last = scan(fx.file)).length >= all.length, scaled(10_000), () => {
@@ -264,7 +264,7 @@ Deno.test({
       import { lstat } from "${ROOT}/ffi/file.ts";
       import { futexWaiters } from "${ROOT}/ffi/proc.ts";
       const { dev, ino } = lstat(${JSON.stringify(fx.file)});
-      console.log(JSON.stringify(futexWaiters(dev, ino)));
+      console.log(JSON.stringify(futexWaiters([{ dev, ino }])));
     `;
     const nobody = await run(asNobody[0], [...asNobody.slice(1), Deno.execPath(), "eval", "--quiet", script], {
       env: { DENO_DIR: denoDir },
