@@ -24,5 +24,5 @@ if (page < 0n) Deno.exit(2);
 const word = page + 76n + 4n * BigInt(Deno.args[0]);
 const value = new Uint32Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(word)!, 4))[0];
 const timeout = new BigInt64Array([10n, 0n]);
-const ret = libc.symbols.syscall(NR.futex, word, FUTEX_WAIT, BigInt(value), address(timeout), 0n, 0n, 0n);
+const ret = libc.symbols.syscall(NR.futex, word, FUTEX_WAIT, BigInt(value), address(timeout), 0n, 0n);
 Deno.exit(ret === 0n ? 0 : 1);
