@@ -45,6 +45,7 @@ import { type CheckpointStatus, type LayoutSource, statusOf } from "./src/status
 
 export type { Layout, Snapshot, Waiters } from "./src/diagnose.ts";
 export type { CheckpointStatus, LayoutSource, WaitingProcess } from "./src/status.ts";
+export { formatListing, listRegions, type Maker, type RegionEntry, type RegionListing } from "./src/listing.ts";
 export { MIN_DENO } from "./src/runtime.ts";
 
 /** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */

@@ -168,12 +168,17 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
 
 const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "default" } as const;
 
-/** `git status` style: the facts, who waits where, then the one next step that helps. */
-export function formatStatus(s: CheckpointStatus): string {
+/**
+ * `git status` style: the facts, who waits where, then the one next step
+ * that helps. `madeBy` replaces what the header alone tells of the maker.
+ */
+export function formatStatus(s: CheckpointStatus, madeBy?: string): string {
   const lines = [
     `path:     ${escapeText(s.path)}`,
     `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
-    `made by:  ${s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)"}`,
+    `made by:  ${
+      madeBy ?? (s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)")
+    }`,
     `capacity: ${s.capacity} (ids 0 to ${s.capacity - 1})`,
     `owner:    uid ${s.uid}, mode ${s.mode.toString(8).padStart(4, "0")}`,
   ];

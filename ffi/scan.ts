@@ -1,0 +1,177 @@
+/**
+ * Finding region files in a folder without touching anything else: the
+ * folder is listed with getdents64, each entry looked at without following
+ * a symlink, and only a regular file of a page or more is opened (read-only,
+ * never blocking, without updating its access time where the kernel allows),
+ * to read its first 4 bytes. A FIFO, device, socket or symlink is never
+ * opened; nothing is written.
+ * @module
+ */
+import { addressOf, type Bytes, cString, libc, sys } from "./libc.ts";
+import { AT_FDCWD, EPERM, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, RegionFile, syscallError } from "./file.ts";
+
+const AT_SYMLINK_NOFOLLOW = 0x100;
+const O_NOCTTY = 0o400;
+const O_NONBLOCK = 0o4000;
+const O_NOATIME = 0o1000000;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const DT_UNKNOWN = 0;
+const DT_REG = 8;
+const ENOENT = 2;
+const PATH_MAX = 4096;
+
+// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+const DIRENT_RECLEN = 16;
+const DIRENT_TYPE = 18;
+const DIRENT_NAME = 19;
+
+const MAGIC = [0x4c, 0x54, 0x50, 0x4d]; // "LTPM"
+
+/** The stat facts of a file the listing reports. */
+export interface FoundInfo {
+  dev: bigint;
+  ino: bigint;
+  uid: number;
+  /** Permission bits, e.g. 0o600. */
+  mode: number;
+  size: number;
+}
+
+/** A regular file of a page or more in the folder: a region (open) or one that could not be opened. */
+export interface FoundFile {
+  /** Its name, the bytes the kernel gave. */
+  name: Bytes;
+  /** The folder as given, a slash, and the name decoded (invalid UTF-8 as U+FFFD): for messages. */
+  path: string;
+  info: FoundInfo;
+  /** Open read-only, not yet mapped: it starts with the magic. Close it. */
+  file?: RegionFile;
+  /** The errno of the open, when it failed (another user's file: EACCES). */
+  openError?: number;
+}
+
+/** What a folder holds that may be a region. */
+export interface FolderScan {
+  /** Where the kernel says the folder is. */
+  realPath: string;
+  found: FoundFile[];
+  /** Entries not looked at because the time ran out. */
+  unexamined: number;
+}
+
+const statBuffer = new Uint8Array(256);
+const statView = new DataView(statBuffer.buffer);
+
+/** newfstatat/fstat into statBuffer: the facts, with the file type bits, or -errno. */
+function readStat(r: number): (FoundInfo & { type: number }) | number {
+  if (r < 0) return r;
+  const at = libc().stat;
+  const mode = statView.getUint32(at.mode, true);
+  return {
+    dev: statView.getBigUint64(at.dev, true),
+    ino: statView.getBigUint64(at.ino, true),
+    type: mode & S_IFMT,
+    mode: mode & 0o7777,
+    uid: statView.getUint32(at.uid, true),
+    size: Number(statView.getBigInt64(at.size, true)),
+  };
+}
+
+/** Where an open descriptor's file is, as /proc/self/fd says; undefined when it cannot tell. */
+function realPathOf(fd: number): string | undefined {
+  const out = new Uint8Array(PATH_MAX);
+  const n = sys("readlinkat", AT_FDCWD, addressOf(cString(`/proc/self/fd/${fd}`)), addressOf(out), out.length);
+  if (n <= 0 || n >= out.length) return undefined;
+  return new TextDecoder().decode(out.subarray(0, n));
+}
+
+/** Opens one entry read-only, never blocking or taking a terminal, without touching atime where allowed. */
+function openEntry(dir: number, name: bigint): number {
+  const flags = O_NOFOLLOW() | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  const fd = sys("openat", dir, name, flags | O_NOATIME);
+  return fd === -EPERM ? sys("openat", dir, name, flags) : fd;
+}
+
+/** Looks at one entry: a FoundFile, or undefined for anything that cannot be a region. */
+function examine(dir: number, name: Bytes, path: string, page: number): FoundFile | undefined {
+  const cname = new Uint8Array(name.length + 1);
+  cname.set(name);
+  const at = addressOf(cname);
+  const seen = readStat(sys("newfstatat", dir, at, addressOf(statBuffer), AT_SYMLINK_NOFOLLOW));
+  if (typeof seen === "number" || seen.type !== S_IFREG || seen.size < page) return undefined;
+  const { type: _, ...info } = seen;
+  const fd = openEntry(dir, at);
+  if (fd < 0) return -fd === ENOENT ? undefined : { name, path, info, openError: -fd };
+  // the name may have been swapped between the look and the open: keep only the file looked at
+  const opened = readStat(sys("fstat", fd, addressOf(statBuffer)));
+  const head = new Uint8Array(4);
+  const same = typeof opened !== "number" && opened.type === S_IFREG && opened.dev === info.dev &&
+    opened.ino === info.ino;
+  if (same && sys("pread64", fd, addressOf(head), 4, 0) === 4 && MAGIC.every((b, i) => head[i] === b)) {
+    return { name, path, info, file: new RegionFile(fd, path) };
+  }
+  sys("close", fd);
+  return undefined;
+}
+
+/**
+ * The region files of a folder (a regular file of at least `page` bytes
+ * that starts with `LTPM`), and the regular files of that size it may not
+ * open; stops looking when `deadline` (performance.now()) has passed. The
+ * folder itself is not reached through a symlink.
+ *
+ * @throws {Error} When the folder cannot be opened or listed.
+ */
+export function scanFolder(path: string, page: number, deadline: number): FolderScan {
+  // O_NOATIME too where allowed: listing a folder updates its access time
+  const cpath = addressOf(cString(path));
+  const flags = O_DIRECTORY() | O_NOFOLLOW() | O_CLOEXEC;
+  let dir = sys("openat", AT_FDCWD, cpath, flags | O_NOATIME);
+  if (dir === -EPERM) dir = sys("openat", AT_FDCWD, cpath, flags);
+  if (dir < 0) throw syscallError(`Cannot open the folder ${path}`, -dir);
+  const result: FolderScan = { realPath: "", found: [], unexamined: 0 };
+  try {
+    const real = realPathOf(dir);
+    if (real === undefined) throw new Deno.errors.NotCapable(`Cannot tell where the folder ${path} really is`);
+    result.realPath = real;
+    const decoder = new TextDecoder();
+    const dents = new Uint8Array(32768);
+    const dentsAt = addressOf(dents);
+    for (;;) {
+      const n = sys("getdents64", dir, dentsAt, dents.length);
+      if (n < 0) throw syscallError(`Cannot list the folder ${path}`, -n);
+      if (n === 0) return result;
+      for (let at = 0; at < n; at += dents[at + DIRENT_RECLEN] | (dents[at + DIRENT_RECLEN + 1] << 8)) {
+        // types from getdents need no look at the file: a FIFO or a mount point is never stat()ed
+        const type = dents[at + DIRENT_TYPE];
+        if (type !== DT_REG && type !== DT_UNKNOWN) continue;
+        if (performance.now() > deadline) {
+          result.unexamined++;
+          continue;
+        }
+        const name = dents.slice(at + DIRENT_NAME, dents.indexOf(0, at + DIRENT_NAME));
+        const found = examine(dir, name, `${path.replace(/\/+$/, "")}/${decoder.decode(name)}`, page);
+        if (found) result.found.push(found);
+      }
+    }
+  } catch (error) {
+    for (const f of result.found) f.file?.close();
+    throw error;
+  } finally {
+    sys("close", dir);
+  }
+}
+
+/**
+ * Whether process `pid` exists, from /proc: null when that cannot be told
+ * (no /proc, or /proc hides other users' processes: hidepid).
+ */
+export function processExists(pid: number): boolean | null {
+  const r = sys("newfstatat", AT_FDCWD, addressOf(cString(`/proc/${pid}`)), addressOf(statBuffer), AT_SYMLINK_NOFOLLOW);
+  if (r === 0) return true;
+  if (r !== -ENOENT) return null;
+  // pid 1 always exists: where it cannot be seen, absence proves nothing
+  const init = sys("newfstatat", AT_FDCWD, addressOf(cString("/proc/1")), addressOf(statBuffer), AT_SYMLINK_NOFOLLOW);
+  return init === 0 ? false : null;
+}

@@ -1,0 +1,271 @@
+/**
+ * `status --all`: every checkpoint region in some folders, who made it,
+ * whether its maker lives, who waits on it, and which are stale. Read-only:
+ * regions are mapped read-only, counted with FUTEX_CMP_REQUEUE (which wakes
+ * nobody), and /proc is scanned once for all of them.
+ * @module
+ */
+import { pageSize } from "../ffi/file.ts";
+import { SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { type FoundFile, processExists, scanFolder } from "../ffi/scan.ts";
+import { type Layout, type Snapshot, takeSnapshot } from "./diagnose.ts";
+import { readEnv } from "./env.ts";
+import { escapeText } from "./escape.ts";
+import { runAgainWith } from "./hint.ts";
+import { LAYOUT_OFFSETS, LIB_PID_OFFSET } from "./region.ts";
+import {
+  type CheckpointStatus,
+  formatStatus,
+  type LayoutSource,
+  type ProcScan,
+  type RegionFacts,
+  scanProc,
+  statusOf,
+} from "./status.ts";
+
+/**
+ * Which library made a region, told from its bytes, name and mode:
+ * `ltp-c`: LTP's C library (a non-zero `lib_pid` at byte 8, its pid);
+ * `tst_checkpoint`: this project's `Checkpoint.create()` (named
+ * `ltp_checkpoint_PID_RANDOM`, no header); `ltp-shell`: LTP's shell library
+ * (named `ltp_TEST_PID`, no header, mode 0600, as `tst_test.sh` makes it;
+ * the pid is its shell's); `unknown`: anything else with the magic.
+ */
+export type Maker = "ltp-c" | "ltp-shell" | "tst_checkpoint" | "unknown";
+
+/** One region of a listing: what `status` reports for it, and who made it. */
+export interface RegionEntry extends CheckpointStatus {
+  /** Which library made it. */
+  maker: Maker;
+  /** The pid of its maker, from the header or the name; 0 when unknown. */
+  makerPid: number;
+  /**
+   * Whether a process with that pid exists now; null when unknown (no pid,
+   * /proc not readable or hiding other users' processes). A reused pid reads
+   * as alive: a region is never called stale by mistake that way.
+   */
+  makerAlive: boolean | null;
+  /** Its maker has exited and nobody waits on it, in either layout. */
+  stale: boolean;
+  /** For a stale region: the command that removes it, shell-quoted. Nothing is removed unasked. */
+  removeCommand?: string;
+}
+
+/** What {@linkcode listRegions} found. */
+export interface RegionListing {
+  /** The regions, by folder, then by name. */
+  regions: RegionEntry[];
+  /** What was left out and why: folders not allowed, files another user's, time run out. */
+  notes: string[];
+}
+
+/** How long a whole listing may take by default, the /proc scan included. */
+const LISTING_BUDGET_MS = 3000;
+/** The least time left for the /proc scan, even when the folders took the rest. */
+const MIN_SCAN_MS = 250;
+const MAX_NAMED = 10;
+
+const THIS_PROJECT = /^ltp_checkpoint_(\d+)_[0-9a-z]+$/;
+const LTP_SHELL = /^ltp_.+_(\d+)$/;
+
+/** The layout in force: the option, else LTP_IPC_LAYOUT, else LTP mainline's. */
+function layoutInForce(layout?: Layout): { layout: Layout; source: LayoutSource } {
+  if (layout) return { layout, source: "option" };
+  const fromEnv = readEnv("LTP_IPC_LAYOUT");
+  if (!fromEnv) return { layout: "ltp", source: "default" };
+  if (fromEnv !== "ltp" && fromEnv !== "seed") {
+    throw new TypeError(`Unknown checkpoint layout '${escapeText(fromEnv)}': use "ltp" or "seed" (LTP_IPC_LAYOUT)`);
+  }
+  return { layout: fromEnv, source: "LTP_IPC_LAYOUT" };
+}
+
+/** Bytes as one shell word: as they are when plain, else `$'...'` with every other byte as `\xNN`. */
+export function shellQuote(bytes: Uint8Array): string {
+  const plain = (b: number) =>
+    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
+    "_./-+,:=@%".includes(String.fromCharCode(b));
+  if (bytes.length > 0 && bytes.every(plain)) return String.fromCharCode(...bytes);
+  let out = "$'";
+  for (const b of bytes) {
+    out += b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c
+      ? String.fromCharCode(b)
+      : `\\x${b.toString(16).padStart(2, "0")}`;
+  }
+  return `${out}'`;
+}
+
+/** Who made a region, from the pid in its header, its name and its mode. */
+function makerOf(name: string, libPid: number, mode: number): { maker: Maker; makerPid: number } {
+  if (libPid > 0) return { maker: "ltp-c", makerPid: libPid };
+  const ours = THIS_PROJECT.exec(name);
+  if (ours) return { maker: "tst_checkpoint", makerPid: Number(ours[1]) };
+  const shell = LTP_SHELL.exec(name);
+  if (shell && mode === 0o600) return { maker: "ltp-shell", makerPid: Number(shell[1]) };
+  return { maker: "unknown", makerPid: 0 };
+}
+
+/** A region's facts and kernel counts, read from its open file; the file is closed. */
+function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page: number) {
+  const file = found.file!;
+  try {
+    const bytes = file.map(page);
+    const libPid = new DataView(bytes.buffer, bytes.byteOffset).getInt32(LIB_PID_OFFSET, true);
+    const snapshot: Snapshot = takeSnapshot(layout, page, (offset) => file.futexWaiters(offset));
+    const facts: RegionFacts = {
+      path: found.path,
+      layout,
+      layoutSource: source,
+      capacity: Math.floor((page - LAYOUT_OFFSETS[layout]) / 4),
+      libPid,
+      ...found.info,
+    };
+    return { facts, snapshot };
+  } finally {
+    file.close();
+  }
+}
+
+/** The default folders: /dev/shm and the temporary folder (TMPDIR, else /tmp). */
+function defaultFolders(): string[] {
+  return [...new Set(["/dev/shm", readEnv("TMPDIR") || "/tmp"])];
+}
+
+function readable(path: string): boolean {
+  return Deno.permissions.querySync({ name: "read", path }).state === "granted";
+}
+
+/**
+ * Every checkpoint region in `folders` (by default /dev/shm and the
+ * temporary folder): a regular file of a page or more that starts with
+ * `LTPM`, found without following a symlink and without opening anything
+ * else, each as the status object `status` gives for one region, plus its
+ * maker, whether the maker lives, and whether it is stale. Only folders the
+ * read permission allows are listed; nothing is written. Bounded in time:
+ * what is left when `budgetMs` (3000 by default) has passed is counted in a
+ * note, and /proc is scanned once for all the regions.
+ *
+ * @param folders The folders to list; a folder reached through a symlink is refused (a note).
+ * @param options `layout`: the layout to read with (else LTP_IPC_LAYOUT, else `ltp`); `budgetMs`: the time bound.
+ * @returns The regions and the notes on what was left out.
+ * @throws {TypeError} When LTP_IPC_LAYOUT names no layout.
+ * @example List the regions of a folder
+ * ```ts
+ * import { Checkpoint, listRegions } from "./mod.ts";
+ *
+ * const dir = Deno.makeTempDirSync();
+ * using cp = Checkpoint.create({ dir });
+ * const { regions } = listRegions([dir]);
+ * console.log(regions.map((r) => [r.path === cp.path, r.maker, r.stale])); // [[true, "tst_checkpoint", false]]
+ * cp.remove();
+ * Deno.removeSync(dir);
+ * ```
+ */
+export function listRegions(folders?: string[], options: { layout?: Layout; budgetMs?: number } = {}): RegionListing {
+  const start = performance.now();
+  const budget = options.budgetMs ?? LISTING_BUDGET_MS;
+  const { layout, source } = layoutInForce(options.layout);
+  const page = pageSize();
+  const notes: string[] = [];
+  const regions: { found: FoundFile; facts: RegionFacts; snapshot: Snapshot }[] = [];
+  const unopened: FoundFile[] = [];
+  let unexamined = 0;
+  let uncounted = 0;
+  // the folders may take what the /proc scan does not need
+  const foldersDeadline = start + Math.max(budget - SCAN_BUDGET_MS, budget / 2);
+  for (const folder of folders ?? defaultFolders()) {
+    const shown = escapeText(folder);
+    if (!readable(folder)) {
+      notes.push(`${shown} skipped: ${runAgainWith([`--allow-read=${folder}`])}`);
+      continue;
+    }
+    let scan;
+    try {
+      scan = scanFolder(folder, page, foldersDeadline);
+    } catch (error) {
+      notes.push(`${shown} skipped: ${escapeText((error as Error).message)}`);
+      continue;
+    }
+    if (!readable(scan.realPath)) {
+      for (const f of scan.found) f.file?.close();
+      notes.push(
+        `${shown} skipped: it is ${escapeText(scan.realPath)}: ${runAgainWith([`--allow-read=${scan.realPath}`])}`,
+      );
+      continue;
+    }
+    unexamined += scan.unexamined;
+    scan.found.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
+    for (const found of scan.found) {
+      if (!found.file) {
+        if (new TextDecoder().decode(found.name).startsWith("ltp_")) unopened.push(found);
+        continue;
+      }
+      if (performance.now() > foldersDeadline) {
+        found.file.close();
+        uncounted++;
+        continue;
+      }
+      try {
+        regions.push({ found, ...readRegion(found, layout, source, page) });
+      } catch (error) {
+        notes.push(`${escapeText(found.path)} skipped: ${escapeText((error as Error).message)}`);
+      }
+    }
+  }
+  if (unexamined > 0) notes.push(`${unexamined} files not examined in time`);
+  if (uncounted > 0) notes.push(`${uncounted} regions not counted in time`);
+  if (unopened.length > 0) {
+    const named = unopened.slice(0, MAX_NAMED).map((f) =>
+      `${escapeText(f.path)} (uid ${f.info.uid}, mode ${f.info.mode.toString(8).padStart(4, "0")})`
+    );
+    if (unopened.length > MAX_NAMED) named.push(`${unopened.length - MAX_NAMED} more`);
+    notes.push(`files named ltp_* that this user may not open, maybe regions: ${named.join(", ")}`);
+  }
+
+  const waited = regions.filter((r) => Object.keys(r.snapshot.waiters).length > 0);
+  const procScan: ProcScan | undefined = waited.length === 0 ? undefined : scanProc(
+    waited.map((r) => r.facts),
+    Math.max(MIN_SCAN_MS, Math.min(SCAN_BUDGET_MS, start + budget - performance.now())),
+  );
+  const canSeeProc = readable("/proc");
+  const entries = regions.map(({ found, facts, snapshot }): RegionEntry => {
+    const index = waited.findIndex((r) => r.facts === facts);
+    const status = statusOf(facts, snapshot, index < 0 ? undefined : procScan, index);
+    const { maker, makerPid } = makerOf(new TextDecoder().decode(found.name), facts.libPid, facts.mode);
+    const makerAlive = makerPid > 0 && canSeeProc ? processExists(makerPid) : null;
+    const idle = Object.keys(snapshot.waiters).length === 0 && Object.keys(snapshot.otherLayout.waiters).length === 0;
+    const entry: RegionEntry = { ...status, maker, makerPid, makerAlive, stale: makerAlive === false && idle };
+    if (entry.stale) {
+      const folderPath = new TextEncoder().encode(found.path.slice(0, found.path.lastIndexOf("/") + 1));
+      const bytes = new Uint8Array(folderPath.length + found.name.length);
+      bytes.set(folderPath);
+      bytes.set(found.name, folderPath.length);
+      entry.removeCommand = `LTP_IPC_PATH=${shellQuote(bytes)} tst_checkpoint remove`;
+    }
+    return entry;
+  });
+  if (entries.some((e) => e.makerPid > 0) && !canSeeProc) {
+    notes.push(`whether makers live is unknown: ${runAgainWith(["--allow-read=/proc"])}`);
+  }
+  return { regions: entries, notes };
+}
+
+const MAKERS: Record<Maker, string> = {
+  "ltp-c": "LTP's C library",
+  "ltp-shell": "LTP's shell library",
+  "tst_checkpoint": "this project (Checkpoint.create)",
+  "unknown": "unknown (no pid in its header, a name no library gives)",
+};
+
+/** The text of a listing: one `status` block per region, a blank line between, then the notes. */
+export function formatListing(listing: RegionListing): string {
+  const blocks = listing.regions.map((r) => {
+    const alive = r.makerAlive === null ? "" : r.makerAlive ? " (alive)" : " (exited)";
+    const madeBy = `${MAKERS[r.maker]}${r.makerPid ? `, pid ${r.makerPid}${alive}` : ""}`;
+    const lines = [formatStatus(r, madeBy)];
+    if (r.stale) lines.push(`stale:    its maker has exited and nobody waits; to remove it: ${r.removeCommand}`);
+    return lines.join("\n");
+  });
+  if (blocks.length === 0) blocks.push("no checkpoint regions found");
+  if (listing.notes.length > 0) blocks.push(listing.notes.map((note) => `note:     ${note}`).join("\n"));
+  return blocks.join("\n\n");
+}
