@@ -8,13 +8,16 @@
  */
 import "./src/cli_gate.ts";
 import { Checkpoint, type Layout } from "./mod.ts";
-import { formatStatus } from "./src/status.ts";
+import { readEnv } from "./src/env.ts";
+import { escapeText, safeJson } from "./src/escape.ts";
+import { runAgainWith } from "./src/hint.ts";
 
-const USAGE = `Usage: tst_checkpoint init
+const USAGE = `Usage: tst_checkpoint init [--cleanup]
    or: tst_checkpoint wait TIMEOUT ID
    or: tst_checkpoint wake TIMEOUT ID NR_WAKE
    or: tst_checkpoint waiters TIMEOUT ID COUNT
-   or: tst_checkpoint status [--json]
+   or: tst_checkpoint status [--json] [--all [FOLDER...]]
+   or: tst_checkpoint remove
 Arguments:
        TIMEOUT - timeout in ms
        ID - checkpoint id
@@ -32,8 +35,15 @@ Commands:
   waiters   wait until at least COUNT processes wait on checkpoint ID
   status    show the region and who waits on each checkpoint (with
             --allow-read=/proc, which processes)
+  remove    remove the region named by LTP_IPC_PATH (only a region: a file
+            that is not one is left as it is, exit 2)
 
 Options:
+  --cleanup          init also prints "trap 'tst_checkpoint remove' EXIT", so
+                     that the shell removes the region when it exits (this
+                     replaces the shell's EXIT trap)
+  --all              status of every region in each FOLDER (default: /dev/shm
+                     and the temporary folder), stale ones marked
   --layout ltp|seed  where the futexes start: ltp (LTP mainline, byte 76, the
                      default) or seed (the seed patch, byte 4); also LTP_IPC_LAYOUT
   --json             status as JSON
@@ -48,7 +58,7 @@ Environment:
 Exit codes: 0 done; 1 timed out, misuse or id out of range; 2 broken set-up.
 A timeout says who waited where at that moment.`;
 
-/** Misuse: the message (if any) and the usage, exit 1. */
+/** Misuse: the message and the usage, exit 1. */
 class Usage extends Error {}
 /** A broken set-up: LTP's TBROK, exit 2. */
 class Broken extends Error {}
@@ -83,10 +93,35 @@ function parseUint(name: string, text: string): number {
   return value;
 }
 
-/** Splits options from positionals; `-1` and other non-options stay positional. */
+/** What each command takes, by LTP's names. */
+const ARGUMENTS: Record<string, string[]> = {
+  init: [],
+  wait: ["TIMEOUT", "ID"],
+  wake: ["TIMEOUT", "ID", "NR_WAKE"],
+  waiters: ["TIMEOUT", "ID", "COUNT"],
+  status: [],
+  remove: [],
+};
+
+/** The options each applies to; the others apply to every command. */
+const ONLY_FOR: Record<string, string> = { "--json": "status", "--all": "status", "--cleanup": "init" };
+
+/**
+ * Splits options from positionals, checking every option before the command
+ * is looked at; `-1` and other dashes before a digit stay positional, so
+ * that a negative number is named as an invalid number.
+ */
 function parseArgs(args: string[]) {
   const positionals: string[] = [];
-  const flags = { help: false, version: false, json: false, layout: undefined as Layout | undefined };
+  const seen: string[] = [];
+  const flags = {
+    help: false,
+    version: false,
+    json: false,
+    all: false,
+    cleanup: false,
+    layout: undefined as Layout | undefined,
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
@@ -95,25 +130,50 @@ function parseArgs(args: string[]) {
     } else if (arg === "-h" || arg === "--help") flags.help = true;
     else if (arg === "-V" || arg === "--version") flags.version = true;
     else if (arg === "--json") flags.json = true;
+    else if (arg === "--all") flags.all = true;
+    else if (arg === "--cleanup") flags.cleanup = true;
     else if (arg === "--layout" || arg.startsWith("--layout=")) {
       const value = arg === "--layout" ? args[++i] : arg.slice("--layout=".length);
       if (value !== "seed" && value !== "ltp") throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
       flags.layout = value;
-    } else if (arg.startsWith("--")) throw new Usage(`ERROR: Unknown option '${arg}'`);
+    } else if (/^-[^\d]/.test(arg)) throw new Usage(`ERROR: Unknown option '${arg}'`);
     else positionals.push(arg);
+    if (arg in ONLY_FOR) seen.push(arg);
   }
-  return { positionals, flags };
+  return { positionals, flags, seen };
 }
 
-const ARITY: Record<string, number> = { init: 0, wait: 2, wake: 3, waiters: 3, status: 0 };
+/** "N argument(s)". */
+function count(n: number): string {
+  return `${n} argument${n === 1 ? "" : "s"}`;
+}
 
+/** Checks the command and its arguments; returns the numbers. */
+function parseCommand(command: string | undefined, rest: string[], seen: string[], all: boolean): number[] {
+  if (command === undefined) throw new Usage("ERROR: No COMMAND given");
+  if (!Object.hasOwn(ARGUMENTS, command)) throw new Usage(`ERROR: Invalid COMMAND '${command}'`);
+  for (const option of seen) {
+    if (ONLY_FOR[option] !== command) throw new Usage(`ERROR: ${option} applies to ${ONLY_FOR[option]} only`);
+  }
+  const names = ARGUMENTS[command];
+  if (rest.length !== names.length && !all) {
+    throw new Usage(
+      names.length === 0
+        ? `ERROR: ${command} takes no arguments (got ${rest.length})`
+        : `ERROR: ${command} takes ${names.join(" ")} (got ${count(rest.length)})`,
+    );
+  }
+  return names.map((name, i) => parseUint(name, rest[i]));
+}
+
+/** `text` as one shell word, single-quoted. */
 function shellQuote(text: string): string {
   return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 /** Runs the tool; returns the exit code. Throws Usage for misuse. */
 async function main(args: string[]): Promise<number> {
-  const { positionals, flags } = parseArgs(args);
+  const { positionals, flags, seen } = parseArgs(args);
   if (flags.help) {
     print(Deno.stdout, HELP);
     return 0;
@@ -125,64 +185,126 @@ async function main(args: string[]): Promise<number> {
     return 0;
   }
   const [command, ...rest] = positionals;
-  if (command === undefined) throw new Usage("");
-  if (!(command in ARITY)) throw new Usage(`ERROR: Invalid COMMAND '${command}'`);
-  if (rest.length !== ARITY[command]) throw new Usage("");
-  const names = ["TIMEOUT", "ID", command === "wake" ? "NR_WAKE" : "COUNT"];
-  const [timeout, id, count] = rest.map((text, i) => parseUint(names[i], text));
+  const [timeout, id, number] = parseCommand(command, rest, seen, flags.all);
   if (timeout === 0) throw new Broken("timeout must be >= 1! (0)");
   const options = { layout: flags.layout };
 
-  if (command === "init") {
-    using cp = Checkpoint.init(undefined, options);
-    // init has read LTP_IPC_PATH already, so permission to read it is granted
-    if (cp.path !== Deno.env.get("LTP_IPC_PATH")) {
-      const layout = cp.layout === "ltp" ? "" : `\nexport LTP_IPC_LAYOUT=${cp.layout}`;
-      try {
-        print(Deno.stdout, `export LTP_IPC_PATH=${shellQuote(cp.path)}${layout}`);
-      } catch (error) {
-        cp.remove(); // nobody can learn its path now
-        throw error;
-      }
-    }
-    return 0;
+  switch (command) {
+    case "init":
+      init(options, flags.cleanup);
+      return 0;
+    case "status":
+      await status(options, flags.json, flags.all ? rest : undefined);
+      return 0;
+    case "remove":
+      remove(flags.layout);
+      return 0;
   }
   using cp = Checkpoint.open(undefined, options);
-  switch (command) {
-    case "wait":
-      cp.waitSync(id, timeout);
-      return 0;
-    case "wake":
-      cp.wakeSync(id, count, timeout);
-      return 0;
-    case "waiters":
-      cp.waitForWaitersSync(id, count, timeout);
-      return 0;
-    default:
-      printStatus(cp, flags.json);
-      return 0;
+  if (command === "wait") cp.waitSync(id, timeout);
+  else if (command === "wake") cp.wakeSync(id, number, timeout);
+  else cp.waitForWaitersSync(id, number, timeout);
+  return 0;
+}
+
+/** Prepares the region; prints what `eval` needs: the export line for a new one, the trap with `cleanup`. */
+function init(options: { layout?: Layout }, cleanup: boolean): void {
+  using cp = Checkpoint.init(undefined, options);
+  const lines: string[] = [];
+  // init has read LTP_IPC_PATH already, so permission to read it is granted
+  if (cp.path !== Deno.env.get("LTP_IPC_PATH")) {
+    lines.push(`export LTP_IPC_PATH=${shellQuote(cp.path)}`);
+    if (cp.layout !== "ltp") lines.push(`export LTP_IPC_LAYOUT=${cp.layout}`);
+  }
+  if (cleanup) lines.push("trap 'tst_checkpoint remove' EXIT");
+  if (lines.length === 0) return;
+  try {
+    print(Deno.stdout, lines.join("\n"));
+  } catch (error) {
+    if (lines[0].startsWith("export")) cp.remove(); // nobody can learn its path now
+    throw error;
   }
 }
 
-function printStatus(cp: Checkpoint, json: boolean): void {
-  const status = cp.status();
-  print(Deno.stdout, json ? JSON.stringify(status) : formatStatus(status));
+/** Removes the region at LTP_IPC_PATH; what is not a region is refused by open(), untouched. */
+function remove(layout?: Layout): void {
+  let cp: Checkpoint;
+  try {
+    // the layout does not matter to a removal: a stale LTP_IPC_LAYOUT must not stop it
+    cp = Checkpoint.open(undefined, { layout: layout ?? "ltp" });
+  } catch (error) {
+    const path = readEnv("LTP_IPC_PATH");
+    if (error instanceof Deno.errors.NotFound && path) throw new Broken(`Nothing to remove: ${path} does not exist`);
+    throw error;
+  }
+  cp.remove();
 }
 
-/** One printable line: control characters (a newline in a path) are escaped. */
-function oneLine(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, "0")}`);
+/** One region's status, or with `folders` every region there; only this command loads the code for it. */
+async function status(options: { layout?: Layout }, json: boolean, folders?: string[]): Promise<void> {
+  if (folders) {
+    const { listRegions, formatListing } = await import("./src/listing.ts");
+    const listing = listRegions(folders.length ? folders : undefined, options);
+    print(Deno.stdout, json ? safeJson(listing.regions) : formatListing(listing));
+    return;
+  }
+  const { formatStatus } = await import("./src/status.ts");
+  using cp = Checkpoint.open(undefined, options);
+  const state = cp.status();
+  print(Deno.stdout, json ? safeJson(state) : formatStatus(state));
 }
 
-/** Maps an error to LTP's exit code, printing it as one line. */
+/**
+ * The installed tool's reinstall command (set by the launcher that
+ * tools/install.ts writes), or undefined when run with `deno run`.
+ */
+function reinstallCommand(): string | undefined {
+  try {
+    return readEnv(REINSTALL_ENV) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+const REINSTALL_ENV = "TST_CHECKPOINT_REINSTALL";
+
+/** `path` with `.`, `..` and repeated slashes resolved as written (no file system lookup). */
+function normalise(path: string): string {
+  const parts: string[] = [];
+  const absolute = path.startsWith("/");
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === ".." && parts.length > 0 && parts.at(-1) !== "..") parts.pop();
+    else if (part !== ".." || !absolute) parts.push(part);
+  }
+  return (absolute ? "/" : "") + parts.join("/") || ".";
+}
+
+/**
+ * A missing permission's fix, as fits how the tool was run: `deno run` users
+ * get the flags to add, an installed tool the command that reinstalls it with
+ * them (its flags are fixed in its launcher). Paths in the flags are normalised.
+ */
+function hint(message: string, flags: unknown): string {
+  if (!Array.isArray(flags) || !flags.every((f) => typeof f === "string")) return message;
+  const tail = runAgainWith(flags);
+  if (!message.endsWith(tail)) return message;
+  const fixed = flags.map((flag) =>
+    flag.replace(/^(--allow-(?:read|write)=)(.+)$/, (_, name, path) => name + normalise(path))
+  );
+  const reinstall = reinstallCommand();
+  const fix = reinstall === undefined ? runAgainWith(fixed) : `reinstall with: ${reinstall} ${fixed.join(" ")}`;
+  return message.slice(0, -tail.length) + fix;
+}
+
+/** Maps an error to LTP's exit code, printing it as one line, escaped. */
 function report(error: unknown): number {
   if (error instanceof Usage) {
     // on stderr, unlike LTP: `eval "$(tst_checkpoint init x)"` must run nothing
-    warn(error.message ? `${error.message}\n${USAGE}` : USAGE);
+    warn(`${escapeText(error.message)}\n${USAGE}`);
     return 1;
   }
-  const message = oneLine(error instanceof Error ? error.message : String(error));
+  const text = error instanceof Error ? hint(error.message, (error as { flags?: unknown }).flags) : String(error);
+  const message = escapeText(text);
   if (error instanceof Deno.errors.TimedOut || error instanceof RangeError) {
     warn(`tst_checkpoint: ${message}`);
     return 1;

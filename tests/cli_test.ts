@@ -16,7 +16,7 @@ import {
 } from "./helpers.ts";
 
 const USAGE_LINES = [
-  "Usage: tst_checkpoint init",
+  "Usage: tst_checkpoint init [--cleanup]",
   "   or: tst_checkpoint wait TIMEOUT ID",
   "   or: tst_checkpoint wake TIMEOUT ID NR_WAKE",
 ];
@@ -35,10 +35,39 @@ function assertMisuse(r: { code: number; stdout: string; stderr: string }, messa
   assertUsage(r.stderr.slice(message.length));
 }
 
-Deno.test("no arguments or the wrong number of them print the usage alone on stderr and exit 1", async () => {
-  for (const args of [[], ["wait"], ["wait", "1"], ["wait", "1", "2", "3"], ["wake", "1", "2"], ["init", "x"]]) {
-    assertMisuse(await cli(args, { env: NO_REGION }), "");
+Deno.test("no command or the wrong number of arguments: one ERROR line naming what it takes, then the usage", async () => {
+  const cases: [string[], string][] = [
+    [[], "ERROR: No COMMAND given"],
+    [["wait"], "ERROR: wait takes TIMEOUT ID (got 0 arguments)"],
+    [["wait", "1"], "ERROR: wait takes TIMEOUT ID (got 1 argument)"],
+    [["wait", "1", "2", "3"], "ERROR: wait takes TIMEOUT ID (got 3 arguments)"],
+    [["wake", "1", "2"], "ERROR: wake takes TIMEOUT ID NR_WAKE (got 2 arguments)"],
+    [["waiters", "1"], "ERROR: waiters takes TIMEOUT ID COUNT (got 1 argument)"],
+    [["init", "x"], "ERROR: init takes no arguments (got 1)"],
+    [["remove", "x", "y"], "ERROR: remove takes no arguments (got 2)"],
+    [["status", "/dev/shm"], "ERROR: status takes no arguments (got 1)"],
+  ];
+  for (const [args, message] of cases) assertMisuse(await cli(args, { env: NO_REGION }), `${message}\n`);
+});
+
+Deno.test("options are checked before the command: an unknown one is named first", async () => {
+  for (const args of [["-x", "status"], ["status", "-x"], ["-x", "foo"], ["-x"], ["foo", "-x", "1"]]) {
+    assertMisuse(await cli(args, { env: NO_REGION }), "ERROR: Unknown option '-x'\n");
   }
+  assertMisuse(await cli(["--bogus=1", "wait", "1", "0"], { env: NO_REGION }), "ERROR: Unknown option '--bogus=1'\n");
+  assertMisuse(await cli(["wait", "--json", "1", "0"], { env: NO_REGION }), "ERROR: --json applies to status only\n");
+  assertMisuse(
+    await cli(["wake", "--cleanup", "1", "0", "1"], { env: NO_REGION }),
+    "ERROR: --cleanup applies to init only\n",
+  );
+  assertMisuse(await cli(["wait", "--all", "1", "0"], { env: NO_REGION }), "ERROR: --all applies to status only\n");
+});
+
+Deno.test("what the user typed is escaped in the ERROR line (control, C1 and bidi characters)", async () => {
+  const r = await cli(["foo\x1b[31m\u202e\x85"], { env: NO_REGION });
+  assertMisuse(r, "ERROR: Invalid COMMAND 'foo\\x1b[31m\\u{202e}\\x85'\n");
+  const option = await cli(["--\u2028"], { env: NO_REGION });
+  assertMisuse(option, "ERROR: Unknown option '--\\u{2028}'\n");
 });
 
 Deno.test("bad numbers are refused before anything else, as LTP words it", async () => {

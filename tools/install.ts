@@ -1,0 +1,221 @@
+/**
+ * Installs `tst_checkpoint` so that it stands alone: it keeps working after
+ * the checkout is moved or deleted.
+ *
+ *   ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...]
+ *
+ * Into ROOT (default: $DENO_INSTALL_ROOT, else ~/.deno) it puts:
+ * - ROOT/lib/tst_checkpoint/tst_checkpoint.js: the CLI as one bundled file
+ *   (`deno bundle`, Deno 2.4 and later), or else the CLI's source files;
+ * - ROOT/lib/tst_checkpoint/deno: the running Deno, when it lives inside the
+ *   checkout (as the pinned one in tools/ does), as a hard link where the
+ *   file system allows, else a copy; a Deno outside the checkout is used
+ *   where it is;
+ * - ROOT/bin/tst_checkpoint: a launcher that runs that Deno with the narrow
+ *   permissions, and turns its own broken set-up (that Deno or the code
+ *   gone) into one line and exit 2, LTP's TBROK.
+ *
+ * The folders given are added to the launcher's --allow-read/--allow-write
+ * (besides /dev/shm, /tmp, and /proc for reading, so that `status` names
+ * waiting processes). Each step replaces what was there by a rename, so a
+ * test that runs the tool meanwhile sees the old one or the new one.
+ * @module
+ */
+
+const CHECKOUT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+const NAME = "tst_checkpoint";
+/** Variables the CLI reads; TST_CHECKPOINT_REINSTALL tells it how it was installed, for its hints. */
+const ENV = ["LTP_IPC_PATH", "LTP_IPC_LAYOUT", "LTP_TIMEOUT_MUL", "TMPDIR", "TST_CHECKPOINT_REINSTALL"];
+const READ = ["/dev/shm", "/tmp", "/proc"];
+const WRITE = ["/dev/shm", "/tmp"];
+
+const USAGE = `Usage: ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...]
+Installs ${NAME} into ROOT/bin (default ROOT: $DENO_INSTALL_ROOT, else ~/.deno), standing alone.`;
+
+class Misuse extends Error {}
+
+/** `path` made absolute against the current folder, with `.`, `..` and repeated slashes resolved. */
+function absolute(path: string): string {
+  const parts: string[] = [];
+  for (const part of (path.startsWith("/") ? path : `${Deno.cwd()}/${path}`).split("/")) {
+    if (part === "..") parts.pop();
+    else if (part !== "" && part !== ".") parts.push(part);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/** `text` as one shell word: as it is where that is safe, else single-quoted. */
+function quote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
+function parseArgs(args: string[]) {
+  const out = { root: undefined as string | undefined, read: [] as string[], write: [] as string[] };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i];
+    const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
+      arg,
+      undefined,
+    ];
+    if (name === "-h" || name === "--help") throw new Misuse("");
+    if (name === "--root") {
+      out.root = value ?? args[++i];
+      if (!out.root) throw new Misuse("--root needs a folder");
+    } else if (name === "--allow-read" || name === "--allow-write") {
+      if (!value) throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
+      (name === "--allow-read" ? out.read : out.write).push(...value.split(",").map(absolute));
+    } else throw new Misuse(`Unknown option '${arg}'`);
+  }
+  return out;
+}
+
+/** Places `from` at `to`: a hard link where the file system allows it, else a copy. */
+function linkOrCopy(from: string, to: string): void {
+  try {
+    Deno.linkSync(from, to);
+  } catch {
+    // another file system, or fs.protected_hardlinks for a file this user cannot write
+    Deno.copyFileSync(from, to);
+    Deno.chmodSync(to, 0o755);
+  }
+}
+
+/** Runs the installing Deno; its output, or an error naming the step. */
+function deno(args: string[], what: string): string {
+  const out = new Deno.Command(Deno.execPath(), { args, stdin: "null" }).outputSync();
+  if (!out.success) throw new Error(`${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Whether the running Deno has `deno bundle` (2.4 and later). */
+function canBundle(): boolean {
+  const [major, minor] = Deno.version.deno.split(".").map(Number);
+  return major > 2 || (major === 2 && minor >= 4);
+}
+
+/** The CLI's code in `stage`; returns its entry file's name there. */
+function placeCode(stage: string): string {
+  if (canBundle()) {
+    deno(["bundle", "--quiet", "--no-config", "-o", `${stage}/${NAME}.js`, `${CHECKOUT}/cli.ts`], "deno bundle");
+    return `${NAME}.js`;
+  }
+  const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/cli.ts`], "deno info"));
+  const prefix = `file://${CHECKOUT}/`;
+  for (const module of graph.modules as { specifier: string; error?: string }[]) {
+    if (module.error) throw new Error(`The CLI's code is incomplete: ${module.error}`);
+    if (!module.specifier.startsWith(prefix)) {
+      throw new Error(`The CLI imports ${module.specifier}, outside the checkout`);
+    }
+    const relative = decodeURIComponent(module.specifier.slice(prefix.length));
+    Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), { recursive: true });
+    Deno.copyFileSync(`${CHECKOUT}/${relative}`, `${stage}/${relative}`);
+  }
+  return "cli.ts";
+}
+
+/** A line for the launcher that prints `message` on stderr and exits 2. */
+function broken(test: string, message: string): string {
+  return `${test} || { printf '%s\\n' ${quote(`${NAME}: TBROK: ${message}`)} >&2; exit 2; }`;
+}
+
+function launcher(denoPath: string, code: string, read: string[], write: string[], reinstall: string): string {
+  const flags = [
+    "--no-config",
+    "--no-prompt",
+    "--allow-ffi",
+    `--allow-env=${ENV.join(",")}`,
+    `--allow-read=${[...READ, ...read].join(",")}`,
+    `--allow-write=${[...WRITE, ...write].join(",")}`,
+  ];
+  return `#!/bin/sh
+# ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
+# To allow more folders, reinstall: ${reinstall} --allow-read=DIR --allow-write=DIR
+${
+    broken(
+      `[ -x ${quote(denoPath)} ]`,
+      `the Deno it was installed with is gone (${denoPath}): reinstall it: ${reinstall}`,
+    )
+  }
+${broken(`[ -f ${quote(code)} ]`, `its code is gone (${code}): reinstall it: ${reinstall}`)}
+export TST_CHECKPOINT_REINSTALL=${quote(reinstall)}
+export DENO_NO_UPDATE_CHECK=1
+exec ${quote(denoPath)} run ${flags.map(quote).join(" ")} ${quote(code)} "$@"
+`;
+}
+
+function removeIfThere(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (error) {
+    if (!(error instanceof Deno.errors.NotFound)) throw error;
+  }
+}
+
+/** Installs; returns the launcher's path. */
+function install(args: string[]): string {
+  const { root: given, read, write } = parseArgs(args);
+  const home = Deno.env.get("HOME");
+  const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
+  if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
+  const root = absolute(rootText);
+  for (const dir of [...read, ...write]) {
+    if (dir.includes(",")) throw new Misuse(`${dir} holds a comma, which Deno's permission flags cannot take`);
+  }
+  const lib = `${root}/lib/${NAME}`;
+  const bin = `${root}/bin/${NAME}`;
+  Deno.mkdirSync(`${root}/bin`, { recursive: true });
+  Deno.mkdirSync(`${root}/lib`, { recursive: true });
+
+  const stage = Deno.makeTempDirSync({ dir: `${root}/lib`, prefix: `.${NAME}.new.` });
+  const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
+  try {
+    Deno.chmodSync(stage, 0o755);
+    const code = placeCode(stage);
+    const exec = Deno.realPathSync(Deno.execPath());
+    const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
+    if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
+    const reinstall = [
+      `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts --root ${quote(root)}`,
+      ...read.map((dir) => `--allow-read=${quote(dir)}`),
+      ...write.map((dir) => `--allow-write=${quote(dir)}`),
+    ].join(" ");
+    const text = launcher(inCheckout ? `${lib}/deno` : exec, `${lib}/${code}`, read, write, reinstall);
+
+    let hadOld = true;
+    try {
+      Deno.renameSync(lib, old);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      hadOld = false;
+    }
+    Deno.renameSync(stage, lib);
+    if (hadOld) removeIfThere(old);
+    const tmp = `${bin}.new.${Deno.pid}`;
+    Deno.writeTextFileSync(tmp, text, { mode: 0o755 });
+    Deno.chmodSync(tmp, 0o755);
+    Deno.renameSync(tmp, bin);
+  } catch (error) {
+    removeIfThere(stage);
+    throw error;
+  }
+  return bin;
+}
+
+if (import.meta.main) {
+  try {
+    const bin = install(Deno.args);
+    const on = (Deno.env.get("PATH") ?? "").split(":").includes(bin.replace(/\/[^/]*$/, ""));
+    console.log(`Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`);
+  } catch (error) {
+    if (error instanceof Misuse && !error.message) {
+      console.log(USAGE);
+      Deno.exit(0);
+    }
+    if (error instanceof Misuse) {
+      console.error(`ERROR: ${error.message}\n${USAGE}`);
+      Deno.exit(1);
+    }
+    console.error(`install: ${error instanceof Error ? error.message : error}`);
+    Deno.exit(2);
+  }
+}
