@@ -16,30 +16,40 @@
  *   ./deno run --allow-all bench/startup.ts [--quick]   (also part of ./deno task bench)
  */
 import { Checkpoint } from "../mod.ts";
-import { CLI, INSTALL_FLAGS, peer, ROOT, run, tempDir } from "../tests/helpers.ts";
+import { peer, ROOT, run, tempDir } from "../tests/helpers.ts";
 import { median, mib, ms, printRows, printTargets, ratio, type Row, runLine, type Target } from "./report.ts";
 
-/** How the bench installs the tool into ROOT/bin/tst_checkpoint: the README's command. */
-const install = (
-  root: string,
-) => ["install", "-g", "-f", "--name", "tst_checkpoint", "--root", root, ...INSTALL_FLAGS, CLI];
+/** How the bench installs the tool into ROOT/bin/tst_checkpoint: the README's install, standing alone. */
+const install = (root: string) => ["run", "--allow-all", `${ROOT}/tools/install.ts`, "--root", root];
 const FLOOR = `${ROOT}/bench/park_floor.ts`;
 /** The checkpoint every waiter parks on, and where its word lies in the ltp layout. */
 const ID = 7, OFFSET = 76 + 4 * ID;
 
-/**
- * The installed launcher's `exec ... run FLAGS... SCRIPT "$@"` line, split as sh splits it: what comes up to
- * `run` (the Deno binary), the flags, and the script; so that the floor runs with exactly the tool's flags.
- */
-function launcher(path: string): { deno: string[]; flags: string[]; script: string } {
-  const exec = Deno.readTextFileSync(path).split("\n").find((line) => line.startsWith("exec "));
-  const words = [...(exec ?? "").matchAll(/"\$@"|'([^']*)'|"([^"$`\\]*)"|([^\s'"]+)/g)]
+/** The words of a line of sh as sh splits them: bare, 'single-quoted', "double-quoted" (no expansions), "$@". */
+function shellWords(line: string): string[] {
+  return [...line.matchAll(/"\$@"|'([^']*)'|"([^"$`\\]*)"|([^\s'"]+)/g)]
     .map((m) => m[0] === '"$@"' ? "$@" : m[1] ?? m[2] ?? m[3]);
+}
+
+/**
+ * What the installed launcher runs: the variables it exports (`export NAME=VALUE`) and its last line
+ * `exec DENO run FLAGS... SCRIPT "$@"`, split into the Deno binary, the flags and the script; so that the floor
+ * and the empty run get exactly the tool's Deno, flags and environment.
+ */
+function launcher(path: string): { env: Record<string, string>; deno: string[]; flags: string[]; script: string } {
+  const lines = Deno.readTextFileSync(path).split("\n");
+  const env: Record<string, string> = {};
+  for (const line of lines.filter((l) => l.startsWith("export "))) {
+    const [assignment] = shellWords(line.slice("export ".length));
+    const at = assignment.indexOf("=");
+    if (at > 0) env[assignment.slice(0, at)] = assignment.slice(at + 1);
+  }
+  const words = shellWords(lines.find((line) => line.startsWith("exec ")) ?? "");
   const at = words.indexOf("run");
   if (at < 2 || words.at(-1) !== "$@" || words.length < at + 3) {
     throw new Error(`cannot read the deno run command of ${path}: the bench expects 'exec DENO run FLAGS SCRIPT "$@"'`);
   }
-  return { deno: words.slice(1, at + 1), flags: words.slice(at + 1, -2), script: words.at(-2)! };
+  return { env, deno: words.slice(1, at + 1), flags: words.slice(at + 1, -2), script: words.at(-2)! };
 }
 
 async function compilePark(dir: string): Promise<string> {
@@ -69,12 +79,12 @@ export async function startup(
   const installed = await run(Deno.execPath(), install(root));
   if (installed.code !== 0) throw new Error(`install failed: ${installed.stderr}`);
   const tool = `${root}/bin/tst_checkpoint`;
-  const { deno, flags, script } = launcher(tool);
+  const { env, deno, flags, script } = launcher(tool);
   const empty = `${dir.path}/empty.ts`;
   Deno.writeTextFileSync(empty, "");
-  // a launcher that runs plain `deno` finds the one running this bench
+  // a launcher that runs plain `deno` (as `deno install`'s does) finds the one running this bench
   const path = `${Deno.execPath().replace(/\/[^/]*$/, "")}:${Deno.env.get("PATH") ?? ""}`;
-  const options = { env: { ...cp.env, LTP_IPC_LAYOUT: "ltp", PATH: path }, cwd: dir.path };
+  const options = { env: { ...env, ...cp.env, LTP_IPC_LAYOUT: "ltp", PATH: path }, cwd: dir.path };
 
   const measure = async (watcher: string[], argv: string[]): Promise<Stats> => {
     const out = await run(watcher[0], [...watcher.slice(1), ...argv], options);
