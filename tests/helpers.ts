@@ -185,7 +185,9 @@ export async function runScript(source: string, flags: string[], options: RunOpt
   const file = Deno.makeTempFileSync({ prefix: "ltp-checkpoint-script-", suffix: ".ts" });
   try {
     Deno.writeTextFileSync(file, source);
-    return await run(Deno.execPath(), ["run", "--quiet", ...flags, file], options);
+    // Deno 2.9.0 to 2.9.5 refuse a repeated --quiet
+    const quiet = flags.includes("--quiet") ? [] : ["--quiet"];
+    return await run(Deno.execPath(), ["run", ...quiet, ...flags, file], options);
   } finally {
     Deno.removeSync(file);
   }

@@ -423,7 +423,7 @@ Deno.test("without --allow-ffi on a terminal, the module and the CLI say so in o
 /** The CLI with a shell redirection such as `>/dev/full` applied to it. */
 function cliRedirected(redirect: string, args: string[], env: Record<string, string> = {}) {
   const shell = `${env.LTP_IPC_PATH ? "" : "unset LTP_IPC_PATH; "}exec "$0" "$@" ${redirect}`;
-  return start("sh", ["-c", shell, DENO, "run", "--quiet", ...CHILD_FLAGS, CLI, ...args], { env });
+  return start("sh", ["-c", shell, DENO, "run", ...CHILD_FLAGS, CLI, ...args], { env });
 }
 
 Deno.test("misuse and bad numbers print the usage on stderr, never on stdout; --help prints on stdout", async () => {
@@ -487,7 +487,7 @@ Deno.test("a reader that closes the pipe early (tst_checkpoint ... | true) gets 
   using cp = Checkpoint.create();
   for (const args of [["--help"], ["status"], ["status", "--json"]]) {
     const shell = `"$0" "$@" | true; exit "\${PIPESTATUS[0]}"`;
-    const r = await run("bash", ["-c", shell, DENO, "run", "--quiet", ...CHILD_FLAGS, CLI, ...args], { env: cp.env });
+    const r = await run("bash", ["-c", shell, DENO, "run", ...CHILD_FLAGS, CLI, ...args], { env: cp.env });
     const what = `tst_checkpoint ${args.join(" ")} | true`;
     assert.ok(r.code === 0 || r.code === 2, `${what}: exit ${r.code}: ${r.stderr}`);
     assertNoStackTrace(r.stderr, what);
