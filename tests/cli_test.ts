@@ -7,6 +7,7 @@ import {
   CLI,
   cli,
   INSTALL_FLAGS,
+  listing,
   PAGE,
   ROOT,
   run,
@@ -163,7 +164,7 @@ Deno.test("init refuses a file that holds other data, leaving it unchanged", asy
   assert.equal(snapshot(path), before);
 });
 
-Deno.test("LTP's shell helpers work unchanged with the installed tool first on PATH", async () => {
+Deno.test("the README's alternative, deno install -g, runs LTP's shell helpers while the checkout stays", async () => {
   using root = tempDir();
   const install = await run(Deno.execPath(), [
     "install",
@@ -178,7 +179,7 @@ Deno.test("LTP's shell helpers work unchanged with the installed tool first on P
     CLI,
   ]);
   assertExit(install, 0);
-  const readme = Deno.readTextFileSync(`${ROOT}/README.md`).replace(/\\\n\s*/g, "");
+  const readme = Deno.readTextFileSync(`${ROOT}/README.md`).replace(/\s+/g, " ");
   assert.ok(
     readme.includes(`--name tst_checkpoint ${INSTALL_FLAGS.join(" ")} cli.ts`),
     "the README's install command differs",
@@ -265,4 +266,93 @@ Deno.test("status lists the waiters per checkpoint, and is brief when none wait"
   await cp.wake(3, 2, 10000);
   await cp.wake(700, 1, 10000);
   for (const w of waiting) assertExit(await w.result, 0);
+});
+
+Deno.test("remove removes a region, and only a region: anything else is left as it is, exit 2 in one line", async () => {
+  using dir = tempDir();
+  const region = `${dir.path}/region`;
+  Checkpoint.init(region).close();
+  const removed = await cli(["remove"], { env: { LTP_IPC_PATH: region, LTP_IPC_LAYOUT: "seed" } });
+  assertExit(removed, 0);
+  assert.equal(removed.stdout + removed.stderr, "");
+  assert.deepEqual(listing(dir.path), []);
+
+  const data = `${dir.path}/data`;
+  Deno.writeFileSync(data, new Uint8Array(PAGE).fill(7));
+  Deno.symlinkSync(data, `${dir.path}/link`);
+  Deno.mkdirSync(`${dir.path}/folder`);
+  const before = ["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`));
+  const rows: [Record<string, string>, RegExp][] = [
+    [{ LTP_IPC_PATH: data }, /TBROK: .*data is not a checkpoint region \(bad magic/],
+    [{ LTP_IPC_PATH: `${dir.path}/link` }, /TBROK: .*link is a symbolic link/],
+    [{ LTP_IPC_PATH: `${dir.path}/folder` }, /TBROK: .*folder is a directory, not a checkpoint region/],
+    [{ LTP_IPC_PATH: region }, /TBROK: Nothing to remove: .*region does not exist$/],
+    [{}, /TBROK: LTP_IPC_PATH is not set/],
+  ];
+  for (const [env, pattern] of rows) {
+    const r = await cli(["remove"], { env, clearEnv: true });
+    assertExit(r, 2);
+    assertOneLine(r.stderr, pattern);
+  }
+  assert.deepEqual(["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`)), before);
+});
+
+Deno.test("init --cleanup adds a trap that removes the region when the shell exits, and asks for nothing else", async () => {
+  const fresh = await cli(["init", "--cleanup"], { env: { LTP_IPC_PATH: "" } });
+  assertExit(fresh, 0);
+  const [exported, trap, ...more] = fresh.stdout.split("\n");
+  const path = exported.match(/^export LTP_IPC_PATH='(.+)'$/)?.[1];
+  assert.ok(path, fresh.stdout);
+  assert.equal(trap, "trap 'tst_checkpoint remove' EXIT");
+  assert.deepEqual(more, [""]);
+  assertExit(await cli(["remove"], { env: { LTP_IPC_PATH: path } }), 0);
+
+  using dir = tempDir();
+  const named = await cli(["init", "--cleanup"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
+  assertExit(named, 0);
+  assert.equal(named.stdout, "trap 'tst_checkpoint remove' EXIT\n");
+  const plain = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
+  assert.equal(plain.stdout, "");
+});
+
+Deno.test("status --json escapes what JSON.stringify leaves raw, and parses back to the same path", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/r\u2028\u202e\x85`;
+  using cp = Checkpoint.init(path);
+  const r = await cli(["status", "--json"], { env: cp.env });
+  assertExit(r, 0);
+  assert.doesNotMatch(r.stdout, /[\u2028\u202e\x85]/);
+  assert.match(r.stdout, /r\\u2028\\u202e\\u0085/);
+  assert.equal(JSON.parse(r.stdout).path, path);
+  cp.remove();
+});
+
+Deno.test("status --all lists the regions of the folders given, as text or as a JSON array", async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.init(`${dir.path}/region`);
+  Deno.writeTextFileSync(`${dir.path}/other`, "not a region");
+  const text = await cli(["status", "--all", dir.path]);
+  assertExit(text, 0);
+  assert.match(text.stdout, new RegExp(`path: +${cp.path}\n`));
+  assert.doesNotMatch(text.stdout, /other/);
+  const json = await cli(["status", "--json", "--all", dir.path]);
+  assertExit(json, 0);
+  const regions = JSON.parse(json.stdout);
+  assert.ok(Array.isArray(regions));
+  assert.deepEqual(regions.map((r: { path: string }) => r.path), [cp.path]);
+  cp.remove();
+});
+
+Deno.test("a deno run user's hint names the flags to add, its folder normalised", async () => {
+  using dir = tempDir();
+  const flags = ["--no-prompt", "--allow-ffi", "--allow-env", "--allow-read=/dev/shm", "--allow-write=/dev/shm"];
+  const name = dir.path.slice(dir.path.lastIndexOf("/") + 1);
+  const r = await run(Deno.execPath(), ["run", "--quiet", ...flags, CLI, "init"], {
+    env: { LTP_IPC_PATH: `${dir.path}/./../${name}//region` },
+  });
+  assertExit(r, 2);
+  assertOneLine(
+    r.stderr,
+    new RegExp(`not allowed: run again with --allow-read=${dir.path} --allow-write=${dir.path}$`),
+  );
 });
