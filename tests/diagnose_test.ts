@@ -1,18 +1,27 @@
 /** Hangs staged with real processes: every timeout says who waits where, and status names the waiters. */
 import assert from "node:assert/strict";
+import { lstat } from "../ffi/file.ts";
+import { libc } from "../ffi/libc.ts";
+import { futexWaiters } from "../ffi/proc.ts";
 import { Checkpoint, CheckpointTimedOut } from "../mod.ts";
+import { safeJson } from "../src/escape.ts";
+import { formatStatus } from "../src/status.ts";
 import {
   assertExit,
   assertOneLine,
   CHILD_FLAGS,
   CLI,
   cli,
+  compiled,
+  eventually,
   NO_PEER,
+  ROOT,
   run,
   scaled,
   startActor,
   startCli,
   startPeer,
+  tempDir,
 } from "./helpers.ts";
 
 type Started = { child: Deno.ChildProcess; result: Promise<unknown> };
@@ -172,4 +181,184 @@ Deno.test("status names each waiting process with --allow-read=/proc, async Deno
   } finally {
     await stop(waiters);
   }
+});
+
+/** The attacks on the /proc scanner (tests/forger.c, tests/fuse_staller.c), each a process that blocks until killed. */
+async function startForger(mode: string, path: string, offset: number, comm: string) {
+  const child = new Deno.Command(await compiled("forger.c"), {
+    args: [mode, path, `${offset}`, comm],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "null",
+  }).spawn();
+  const started = { child, result: child.status };
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  reader.releaseLock();
+  child.stdout.cancel().catch(() => {});
+  if (!new TextDecoder().decode(value).startsWith("ready")) {
+    await stop([started]);
+    throw new Error(`forger ${mode} could not start`);
+  }
+  return started;
+}
+
+/** Whether the process's main thread sits in syscall `nr` (what its record says, forged or not). */
+function recordSays(pid: number, nr: number): boolean {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/syscall`).startsWith(`${nr} `);
+  } catch {
+    return false;
+  }
+}
+
+// raw C0 but newline, DEL and C1: what must never reach the terminal
+// deno-lint-ignore no-control-regex
+const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
+
+Deno.test("status names no more processes at an id than the kernel counts without saying so, and escapes their names", {
+  ignore: NO_PEER,
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const word = 76 + 4 * 2;
+  const children = [await startForger("real", cp.path, word, "real-waiter")];
+  try {
+    for (const comm of ["forged-1", "forged\n\x1b[31m2", "note: forged"]) {
+      children.push(await startForger("futex", cp.path, word, comm));
+    }
+    const { futex } = libc().numbers;
+    await cp.waitForWaiters(2, 1, scaled(10000));
+    await eventually(() => children.every((c) => recordSays(c.child.pid, futex)));
+    const status = cp.status();
+    assert.deepEqual(status.waiters, { 2: 1 }, "the kernel counts the real waiter only");
+    assert.equal(status.processes?.[2].length, 4);
+    assert.match(status.note ?? "", /checkpoint 2: 4 candidates for 1 waiting: some records are not real waits/);
+    const text = formatStatus(status);
+    assert.match(text, /checkpoint 2: 1 waiting \(4 candidates: some records are not real waits\): /);
+    assert.doesNotMatch(text, RAW_CONTROL);
+    assert.match(text, /pid \d+ \(forged\\x0a\\x1b\[31m2\)/);
+    assert.equal(text.split("\n").filter((l) => l.startsWith("note:")).length, 1, text);
+    assert.doesNotMatch(safeJson(status), RAW_CONTROL);
+    assert.deepEqual(JSON.parse(safeJson(status)), JSON.parse(JSON.stringify(status)));
+  } finally {
+    await stop(children);
+  }
+});
+
+Deno.test("a futex_waitv record with its vector at 0x8000000000000000 or in a file's page is skipped, never read", {
+  ignore: NO_PEER,
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const children = [await startForger("real", cp.path, 76 + 4, "real-waiter")];
+  try {
+    children.push(await startForger("waitv-wild", cp.path, 76 + 4, "wild"));
+    children.push(await startForger("waitv-file", cp.path, 76 + 4, "in-file"));
+    const { futex_waitv } = libc().numbers;
+    await cp.waitForWaiters(1, 1, scaled(10000));
+    await eventually(() => children.slice(1).every((c) => recordSays(c.child.pid, futex_waitv)));
+    const { dev, ino } = lstat(cp.path)!;
+    const found = futexWaiters([{ dev, ino }]);
+    assert.deepEqual(found.waiters.map((w) => w.pid), [children[0].child.pid]);
+    assert.ok(found.skipped >= 2, `skipped ${found.skipped}`);
+    const status = cp.status();
+    assert.deepEqual(status.processes, { 1: [{ pid: children[0].child.pid, comm: "real-waiter" }] });
+    assert.equal(status.note, undefined);
+  } finally {
+    await stop(children);
+  }
+});
+
+Deno.test("the scan stops at its time budget and at 16 MiB of one process's maps, and says so in counts", {
+  ignore: NO_PEER,
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const children = [await startForger("real", cp.path, 76, "real-waiter")];
+  try {
+    // two processes with 60,000 mappings of a memfd with a long name each, waiting on their own file
+    for (let i = 0; i < 2; i++) children.push(await startForger("many-maps", cp.path, 76, "many-maps"));
+    await cp.waitForWaiters(0, 1, scaled(10000));
+    const { dev, ino } = lstat(cp.path)!;
+    const found = futexWaiters([{ dev, ino }], { budgetMs: scaled(30000) });
+    assert.deepEqual(found.waiters.map((w) => w.pid), [children[0].child.pid]);
+    assert.ok(found.failed >= 2, `maps beyond the bound are failures: ${JSON.stringify(found)}`);
+    const none = futexWaiters([{ dev, ino }], { budgetMs: 0 });
+    assert.deepEqual(none.waiters, []);
+    assert.ok(none.unscanned > 0, "a spent budget leaves processes unscanned, counted");
+  } finally {
+    await stop(children);
+  }
+});
+
+Deno.test({
+  name: "status returns while a process sits in futex_waitv with its vector in a FUSE page nobody serves (needs root)",
+  ignore: Deno.uid() !== 0 || NO_PEER,
+  async fn(t) {
+    using dir = tempDir();
+    const mount = `${dir.path}/mnt`;
+    Deno.mkdirSync(mount);
+    using cp = Checkpoint.create({ dir: dir.path });
+    const staller = new Deno.Command("unshare", {
+      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), mount, cp.path, "80"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // closing its stdin ends the FUSE server, which frees the stuck thread
+    const release = () => staller.stdin.close();
+    try {
+      const reader = staller.stdout.getReader();
+      const first = await reader.read();
+      reader.releaseLock();
+      if (!new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("ready")) {
+        release();
+        const out = await staller.output();
+        await t.step({
+          name: `FUSE cannot be mounted here: ${new TextDecoder().decode(out.stderr).trim()}`,
+          ignore: true,
+          fn() {},
+        });
+        return;
+      }
+      await cp.waitForWaiters(1, 1, scaled(10000));
+      const script = `
+        import { Checkpoint } from "${ROOT}/mod.ts";
+        using cp = Checkpoint.open(${JSON.stringify(cp.path)}, { layout: "ltp" });
+        console.log(JSON.stringify(cp.status()));
+      `;
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["eval", "--quiet", script],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
+      const outcome = await Promise.race([child.output(), late]);
+      clearTimeout(timer);
+      if (outcome === "late") {
+        release(); // lets the blocked status go, so that it can be reaped
+        await child.output();
+        assert.fail("status blocked on the FUSE page");
+      }
+      assertExit({ code: outcome.code, stdout: new TextDecoder().decode(outcome.stdout), stderr: "" }, 0);
+      const status = JSON.parse(new TextDecoder().decode(outcome.stdout));
+      assert.deepEqual(status.waiters, { 1: 1 });
+      assert.deepEqual(status.processes[1].map((p: { pid: number }) => p.pid), [staller.pid]);
+    } finally {
+      try {
+        release();
+      } catch {
+        // closed already
+      }
+      try {
+        staller.kill("SIGKILL");
+      } catch {
+        // ended already
+      }
+      await staller.output().catch(() => {});
+    }
+  },
 });
