@@ -122,7 +122,8 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
     throw new RangeError(`timeout must be from 1 to ${UINT32_MAX} ms, got ${timeoutMs}`);
   }
   const ms = timeoutMs * timeoutMultiplier();
-  return { ms, deadline: performance.now() + ms };
+  // shown in messages: 50 × 1.1 is 55, not 55.00000000000001
+  return { ms: Math.round(ms * 1000) / 1000, deadline: performance.now() + ms };
 }
 
 /**

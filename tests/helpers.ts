@@ -9,12 +9,24 @@ export const PAGE = 4096;
 export type Layout = "seed" | "ltp";
 export const LAYOUTS: Layout[] = ["seed", "ltp"];
 
+/**
+ * The suite runs in a known environment, whatever the caller exported: a region path, a layout or a temporary
+ * folder of the caller's would otherwise reach every region the tests make and every child they start. Tests that
+ * are about these variables set them for their own children. LTP_TIMEOUT_MUL stays: it scales every limit.
+ */
+for (const name of ["LTP_IPC_PATH", "LTP_IPC_LAYOUT", "TMPDIR"]) Deno.env.delete(name);
+
 /** LTP_TIMEOUT_MUL as the tests read it (1 when unset), so that a slow machine passes with a larger one. */
 export const TIMEOUT_MUL = Number(Deno.env.get("LTP_TIMEOUT_MUL") || 1);
 
 /** A test's own time limit in ms, scaled by LTP_TIMEOUT_MUL like every checkpoint timeout. */
 export function scaled(ms: number): number {
   return Math.ceil(ms * TIMEOUT_MUL);
+}
+
+/** A timeout of `ms` as the module's messages print it: multiplied by LTP_TIMEOUT_MUL. */
+export function shownMs(ms: number): string {
+  return String(Math.round(ms * TIMEOUT_MUL * 1000) / 1000);
 }
 
 /** Whether gcc, which builds the C peer, is installed. */
@@ -129,6 +141,23 @@ export function startActor(args: string[], options: RunOptions = {}) {
 export async function startPeer(args: string[], options: RunOptions = {}) {
   return start(await peer(), args, options);
 }
+
+/**
+ * A copy of the module's sources (mod.ts, cli.ts, ffi/, src/) that every user can read, made once per test file
+ * and removed when its tests end: for a child run as another user, who may not be able to read the checkout
+ * (a clone in a private folder). Returns the copy's root.
+ */
+export function readableSources(): string {
+  if (sources) return sources;
+  const dir = Deno.makeTempDirSync({ prefix: "ltp-checkpoint-src-" });
+  globalThis.addEventListener("unload", () => Deno.removeSync(dir, { recursive: true }));
+  for (const name of ["mod.ts", "cli.ts", "deno.json", "ffi", "src"]) {
+    new Deno.Command("cp", { args: ["-r", `${ROOT}/${name}`, dir] }).outputSync();
+  }
+  new Deno.Command("chmod", { args: ["-R", "a+rX", dir] }).outputSync();
+  return sources = dir;
+}
+let sources: string | undefined;
 
 /** A temporary folder, removed by `using`. */
 export function tempDir(): { path: string } & Disposable {
