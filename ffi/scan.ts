@@ -16,6 +16,9 @@ const O_NONBLOCK = 0o4000;
 const O_NOATIME = 0o1000000;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const ENOTDIR = 20;
+const ELOOP = 40;
 const DT_UNKNOWN = 0;
 const DT_REG = 8;
 const ENOENT = 2;
@@ -129,6 +132,12 @@ export function scanFolder(path: string, page: number, deadline: number): Folder
   const flags = O_DIRECTORY() | O_NOFOLLOW() | O_CLOEXEC;
   let dir = sys("openat", AT_FDCWD, cpath, flags | O_NOATIME);
   if (dir === -EPERM) dir = sys("openat", AT_FDCWD, cpath, flags);
+  if (dir === -ENOTDIR || dir === -ELOOP) {
+    const seen = readStat(sys("newfstatat", AT_FDCWD, cpath, addressOf(statBuffer), AT_SYMLINK_NOFOLLOW));
+    if (typeof seen !== "number" && seen.type === S_IFLNK) {
+      throw new Deno.errors.NotCapable(`${path} is a symbolic link, not followed: name the folder it leads to`);
+    }
+  }
   if (dir < 0) throw syscallError(`Cannot open the folder ${path}`, -dir);
   const result: FolderScan = { realPath: "", found: [], unexamined: 0 };
   try {
