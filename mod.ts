@@ -8,6 +8,9 @@
  *
  * Needs `--allow-ffi` (libc's mmap and futex), and read and write permission
  * for the region file, which the module checks itself before opening it.
+ * Runs on every Deno 2 release (2.0.0 and later) on Linux, x86_64 and
+ * aarch64; Deno 1.x is refused at import with one line naming the release
+ * needed.
  *
  * @example Wake a child process that waits at checkpoint 0
  * ```ts
@@ -384,7 +387,7 @@ export class Checkpoint implements Disposable {
    * to one slice, and a wake landing there is lost.)
    *
    * @param id The checkpoint, from 0 to `capacity - 1`.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves when woken.
    * @throws {CheckpointTimedOut} When nobody woke it in time.
@@ -413,7 +416,7 @@ export class Checkpoint implements Disposable {
    * and signal listeners included) until woken or timed out.
    *
    * @param id The checkpoint.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @throws {CheckpointTimedOut} When nobody woke it in time.
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
@@ -464,8 +467,8 @@ export class Checkpoint implements Disposable {
    * rule: waking more than `nrWake` never succeeds and ends in a timeout).
    *
    * @param id The checkpoint.
-   * @param nrWake How many waiters to wake; 0 succeeds while nobody waits.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [nrWake=1] How many waiters to wake; 0 succeeds while nobody waits.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves once exactly `nrWake` were woken.
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
@@ -491,8 +494,8 @@ export class Checkpoint implements Disposable {
    * Wakes as {@linkcode Checkpoint.wake} does, blocking the thread.
    *
    * @param id The checkpoint.
-   * @param nrWake How many waiters to wake.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [nrWake=1] How many waiters to wake.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
@@ -512,7 +515,7 @@ export class Checkpoint implements Disposable {
    * `TST_CHECKPOINT_WAKE_AND_WAIT`), each with the full timeout.
    *
    * @param id The checkpoint.
-   * @param timeoutMs Milliseconds, at least 1, for each half.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
    * @param options An abort signal.
    * @returns Resolves when woken back.
    * @throws {Deno.errors.TimedOut} When either half timed out.
@@ -533,7 +536,7 @@ export class Checkpoint implements Disposable {
    * The blocking twin of {@linkcode Checkpoint.wakeAndWait}.
    *
    * @param id The checkpoint.
-   * @param timeoutMs Milliseconds, at least 1, for each half.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
    * @throws {Deno.errors.TimedOut} When either half timed out.
    * @example
    * ```ts ignore
@@ -582,7 +585,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param count How many waiters to wait for.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @param options An abort signal.
    * @returns Resolves when that many wait.
    * @throws {CheckpointTimedOut} When fewer arrived in time.
@@ -610,7 +613,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param count How many waiters to wait for.
-   * @param timeoutMs Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
    * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts
