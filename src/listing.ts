@@ -150,7 +150,7 @@ function readable(path: string): boolean {
  * @throws {TypeError} When LTP_IPC_LAYOUT names no layout.
  * @example List the regions of a folder
  * ```ts
- * import { Checkpoint, listRegions } from "./mod.ts";
+ * import { Checkpoint, listRegions } from "../mod.ts";
  *
  * const dir = Deno.makeTempDirSync();
  * using cp = Checkpoint.create({ dir });

@@ -209,7 +209,11 @@ Deno.test("futexWaiters names each FUTEX_WAIT and futex_waitv entry on the file'
   await Deno.copyFile(fx.file, other);
   assert.deepEqual(scan(other), [], "a file nobody maps has no waiters");
   const { dev, ino } = lstat(fx.file)!;
-  assert.deepEqual(futexWaiters([{ dev: dev + 1n, ino }]).waiters, [], "the same inode number on another device is another file");
+  assert.deepEqual(
+    futexWaiters([{ dev: dev + 1n, ino }]).waiters,
+    [],
+    "the same inode number on another device is another file",
+  );
 });
 
 Deno.test("futexWaiters skips the processes that end while it reads them", async () => {

@@ -31,7 +31,9 @@ function facts(path: string): string {
   const i = Deno.lstatSync(path);
   let h = 0x811c9dc5;
   if (i.isFile) { for (const b of Deno.readFileSync(path)) h = Math.imul(h ^ b, 0x01000193) >>> 0; }
-  return JSON.stringify([path, i.mode, i.size, i.mtime, i.atime, i.ctime, i.isSymlink, h]);
+  // ctime: Deno 2.1 and later (2.0's FileInfo has none)
+  const { ctime } = i as { ctime?: Date | null };
+  return JSON.stringify([path, i.mode, i.size, i.mtime, i.atime, ctime, i.isSymlink, h]);
 }
 
 function byName(regions: RegionEntry[], dir: string): Record<string, RegionEntry> {
