@@ -4,8 +4,8 @@ import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 import { needsFlags } from "./hint.ts";
 
-/** The magic at byte 0, the same bytes on every machine. */
-const MAGIC = new TextEncoder().encode("LTPM");
+/** The magic at byte 0, the same bytes on every machine; copied into a plain ArrayBuffer, as TypeScript 5.7 wants. */
+const MAGIC = Uint8Array.from(new TextEncoder().encode("LTPM"));
 
 /** Where each layout's futex array starts (spec section 1; 64-bit Linux). */
 export const LAYOUT_OFFSETS = { seed: 4, ltp: 76 } as const;
