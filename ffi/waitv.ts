@@ -10,6 +10,10 @@
  * result names only the last entry woken: two words woken at once in one
  * call could not both be told.)
  *
+ * The call's own deadline (the earliest of its waits') ends it on time, so
+ * a wait in the kernel needs no timer; a wait queued for a place has none,
+ * and one timer, at the earliest deadline among those, ends them.
+ *
  * Deno runs 32 thread-pool calls at once, for every async operation of the
  * process. Up to MAX_BATCHES pending waits each get a call of their own,
  * which nothing disturbs until it ends. Beyond that, a new wait joins a
@@ -21,7 +25,7 @@
  * @module
  */
 import { addressOf, libc, sys, sysAsync } from "./libc.ts";
-import { ENOSYS, EPERM, FUTEX2_PRIVATE, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE } from "./file.ts";
+import { ENOSYS, EPERM, FUTEX2_PRIVATE, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, type RegionFile } from "./file.ts";
 
 const MAX_BATCHES = 16;
 /** How long a batch stays in the kernel at a stretch when others wait for a place. */
@@ -33,40 +37,36 @@ const SIZE_U32 = BigInt(FUTEX2_SIZE_U32);
 const CLOCK_MONOTONIC = 1;
 /** The longest a call stays in the kernel before it goes back in, so that no deadline overflows a timespec. */
 const MAX_KERNEL_MS = 2 ** 31;
+/** The longest delay setTimeout takes. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** Slices of the fallback for kernels before 5.16. */
 const SLICE_MS = 25;
 /** Unexplained failures in a row after which a batch's waits fail rather than spin. */
 const MAX_FAILURES = 100;
+/** Entry counts as bigints, made once. */
+const COUNTS = Array.from({ length: MAX_ENTRIES + 2 }, (_, i) => BigInt(i));
 
-/** How a pending wait ended. */
+/** How a pending wait ended: woken, or given up (cancelled, or its deadline passed). */
 export type WaitEnd = "woken" | "cancelled";
 
-/** What a wait needs from its region: the word's address, and its value as last read. */
-export interface Word {
-  address: bigint;
-  value(): number;
-  /** Reads the value again; throws when the file can no longer be read. */
-  refresh(): void;
-}
-
-/** One pending wait. */
+/** One wait on the word at `offset` of `file`; `done` is called once, when it has left the kernel. */
 export class PendingWait {
-  readonly ended: Promise<WaitEnd>;
-  settle!: (end: WaitEnd | Error) => void;
   cancelled = false;
   batch?: Batch;
 
-  constructor(readonly word: Word, readonly deadline: number) {
-    this.ended = new Promise((resolve, reject) => {
-      this.settle = (end) => {
-        this.batch = undefined; // its batch may serve other waits from now on
-        if (end instanceof Error) reject(end);
-        else resolve(end);
-      };
-    });
+  constructor(
+    readonly file: RegionFile,
+    readonly offset: number,
+    readonly deadline: number,
+    readonly done: (end: WaitEnd | Error) => void,
+  ) {}
+
+  settle(end: WaitEnd | Error): void {
+    this.batch = undefined; // its batch may serve other waits from now on
+    this.done(end);
   }
 
-  /** Asks the wait to leave the kernel; `ended` then says whether a wake got there first. */
+  /** Asks the wait to leave the kernel; `done` then says whether a wake got there first. */
   cancel(): void {
     if (this.cancelled) return;
     this.cancelled = true;
@@ -80,7 +80,7 @@ let waitvNumber: bigint | undefined;
 function waitv(vector: bigint, count: bigint, timeout: bigint): Promise<number | bigint> {
   const { symbols, numbers } = libc();
   waitvNumber ??= BigInt(numbers.futex_waitv);
-  return symbols.syscallAsync(waitvNumber, vector, count, 0n, timeout, BigInt(CLOCK_MONOTONIC), 0n);
+  return symbols.syscallAsync(waitvNumber, vector, count, 0n, timeout, COUNTS[CLOCK_MONOTONIC], 0n);
 }
 
 let supported: boolean | undefined;
@@ -118,8 +118,10 @@ const queued: Batch[] = [];
 
 /** A batch on `address` with room. */
 function batchOf(address: bigint): Batch | undefined {
-  for (const batch of [...active, ...queued]) {
-    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
+  for (const batches of [active, queued]) {
+    for (const batch of batches) {
+      if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
+    }
   }
 }
 
@@ -127,36 +129,84 @@ function batchOf(address: bigint): Batch | undefined {
 const spares: Batch[] = [];
 const MAX_SPARES = MAX_BATCHES;
 
-function newBatch(address: bigint): Batch {
+function newBatch(wait: PendingWait, address: bigint): Batch {
   const batch = spares.pop() ?? new Batch();
   batch.address = address;
+  batch.waits.push(wait);
+  wait.batch = batch;
   return batch;
+}
+
+/**
+ * The one timer of the module: at the earliest deadline among queued
+ * waits, which have no kernel call to end them. It runs only while some
+ * batch is queued, so it never outlives the waits (a `deno test` sanitizer
+ * would call it leaked).
+ */
+let queueTimer: ReturnType<typeof setTimeout> | undefined;
+let queueTimerAt = Infinity;
+
+function watchQueued(deadline: number): void {
+  if (deadline >= queueTimerAt) return;
+  clearTimeout(queueTimer);
+  queueTimerAt = deadline;
+  queueTimer = setTimeout(expireQueued, Math.min(Math.max(0, Math.ceil(deadline - performance.now())), MAX_TIMER_MS));
+}
+
+function unwatchQueued(): void {
+  if (queueTimer === undefined) return;
+  clearTimeout(queueTimer);
+  queueTimer = undefined;
+  queueTimerAt = Infinity;
+}
+
+/** Settles the queued waits whose deadline has passed, and watches for the next. */
+function expireQueued(): void {
+  queueTimer = undefined;
+  queueTimerAt = Infinity;
+  const now = performance.now();
+  let earliest = Infinity;
+  for (const batch of [...queued]) {
+    for (const wait of batch.waits) {
+      if (wait.deadline <= now) wait.cancelled = true;
+      else earliest = Math.min(earliest, wait.deadline);
+    }
+    batch.kick(); // a queued batch settles its cancelled waits at once
+  }
+  if (queued.length > 0) watchQueued(earliest);
 }
 
 class Batch {
   address = 0n;
+  /** Its waits, oldest first: while a call is in the kernel, its entries are the first `#armed` of them. */
   waits: PendingWait[] = [];
+  #armed = 0;
   #inFlight = false;
   /** In the kernel for its whole deadline, not for a turn. */
   #unbounded = false;
   #failures = 0;
+  /** The call's end, as a performance.now() time. */
+  #end = 0;
   readonly #cancel = new Int32Array(1);
   readonly #vector = new BigUint64Array(3 * (MAX_ENTRIES + 1));
   readonly #timeout = new BigInt64Array(2);
   readonly #cancelAddress = addressOf(this.#cancel);
   readonly #vectorAddress = addressOf(this.#vector);
   readonly #timeoutAddress = addressOf(this.#timeout);
+  readonly #onResult = (r: number | bigint) => this.#ended(Number(r));
+  readonly #onError = (error: unknown) => this.#fail(error instanceof Error ? error : new Error(String(error)));
 
   constructor() {
     this.#vector[1] = this.#cancelAddress;
     this.#vector[2] = BigInt(FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
   }
 
-  add(wait: PendingWait): void {
+  /** Takes `wait` in: into the call in the kernel, or into the queue with the batch. */
+  join(wait: PendingWait): void {
     wait.batch = this;
     this.waits.push(wait);
     if (this.#inFlight) this.kick();
-    else if (active.has(this)) this.#arm();
+    else watchQueued(wait.deadline);
   }
 
   /** Ends the kernel call now, so that it starts again with the waits as they are. */
@@ -172,13 +222,19 @@ class Batch {
 
   /** Settles the cancelled waits; true when some remain. */
   #drop(): boolean {
-    this.waits = this.waits.filter((wait) => {
+    const waits = this.waits;
+    let kept = 0;
+    for (const wait of waits) {
       if (wait.cancelled) wait.settle("cancelled");
-      return !wait.cancelled;
-    });
-    if (this.waits.length > 0) return true;
+      else waits[kept++] = wait;
+    }
+    waits.length = kept;
+    if (kept > 0) return true;
     const i = queued.indexOf(this);
-    if (i >= 0) queued.splice(i, 1);
+    if (i >= 0) {
+      queued.splice(i, 1);
+      if (queued.length === 0) unwatchQueued();
+    }
     // once only, though a batch may be found empty twice on its way out
     if ((active.delete(this) || i >= 0) && spares.length < MAX_SPARES) spares.push(this);
     return false;
@@ -187,62 +243,67 @@ class Batch {
   /** Enters the kernel for the waits as they are now. */
   #arm(): void {
     if (!this.#drop()) return next();
-    const entries = [...this.waits];
+    const waits = this.waits;
     const vector = this.#vector;
     Atomics.store(this.#cancel, 0, 0);
-    const value = BigInt(entries[0].word.value());
+    const value = BigInt(waits[0].file.word(waits[0].offset));
     let deadline = Infinity;
-    for (let i = 1; i <= entries.length; i++) {
-      vector[3 * i] = value;
-      vector[3 * i + 1] = this.address;
-      vector[3 * i + 2] = SIZE_U32;
-      deadline = Math.min(deadline, entries[i - 1].deadline);
+    for (let i = 0; i < waits.length; i++) {
+      const at = 3 * (i + 1);
+      vector[at] = value;
+      vector[at + 1] = this.address;
+      vector[at + 2] = SIZE_U32;
+      if (waits[i].deadline < deadline) deadline = waits[i].deadline;
     }
     // while others wait for a place, this turn ends early; a very long wait goes back in every few days
     const end = Math.min(deadline, performance.now() + (queued.length > 0 ? TURN_MS : MAX_KERNEL_MS));
     this.#unbounded = queued.length === 0;
     setMonotonic(this.#timeout, end);
+    this.#end = end;
+    this.#armed = waits.length;
     this.#inFlight = true;
-    const count = BigInt(entries.length + 1);
-    waitv(this.#vectorAddress, count, this.#timeoutAddress)
-      .then((r) => this.#ended(entries, Number(r), end), (error) => this.#fail(entries, error));
+    waitv(this.#vectorAddress, COUNTS[waits.length + 1], this.#timeoutAddress).then(this.#onResult, this.#onError);
   }
 
   /** `r`: the index of the last entry woken, or -1 (a cancel, the deadline, a changed word, a signal). */
-  #ended(entries: PendingWait[], r: number, end: number): void {
+  #ended(r: number): void {
     this.#inFlight = false;
+    const waits = this.waits;
+    const now = performance.now();
+    if (r < 0 && Atomics.load(this.#cancel, 0) !== 1 && now < this.#end - 1) {
+      // unexplained: the word changed (EAGAIN) or a signal came; read its value again
+      try {
+        if (++this.#failures > MAX_FAILURES) throw new Error("futex_waitv keeps failing");
+        waits[0].file.refresh(waits[0].offset);
+      } catch (error) {
+        return this.#fail(error instanceof Error ? error : new Error(String(error)));
+      }
+    } else this.#failures = 0;
     // a wake takes a word's waiters in the order they were queued, so the
     // entries up to the last one woken were all woken
-    const woken = new Set(entries.slice(0, Math.max(0, r)));
-    const explained = r >= 0 || Atomics.load(this.#cancel, 0) === 1 || performance.now() >= end - 1;
-    try {
-      if (!explained) {
-        // the word changed (EAGAIN) or a signal came: read its value again
-        if (++this.#failures > MAX_FAILURES) throw new Error("futex_waitv keeps failing");
-        entries[0].word.refresh();
-      } else this.#failures = 0;
-    } catch (error) {
-      return this.#fail(entries, error);
+    const woken = Math.max(0, r);
+    for (let i = 0; i < woken; i++) waits[i].settle("woken");
+    if (woken > 0) waits.splice(0, woken);
+    let earliest = Infinity;
+    for (const wait of waits) {
+      if (wait.deadline <= now + 1) wait.cancelled = true;
+      else if (wait.deadline < earliest) earliest = wait.deadline;
     }
-    const now = performance.now();
-    for (const wait of this.waits) {
-      if (woken.has(wait)) wait.settle("woken");
-      else if (wait.deadline <= now + 1) wait.cancelled = true;
-    }
-    this.waits = this.waits.filter((wait) => !woken.has(wait));
     if (queued.length > 0 && this.#drop()) {
       // its turn is over: to the back of the queue
       active.delete(this);
       queued.push(this);
+      watchQueued(earliest);
       return next();
     }
     this.#arm();
   }
 
-  #fail(entries: PendingWait[], error: unknown): void {
+  /** The call failed: its waits fail with `error`, the others go on. */
+  #fail(error: Error): void {
     this.#inFlight = false;
-    this.waits = this.waits.filter((wait) => !entries.includes(wait));
-    for (const wait of entries) wait.settle(error instanceof Error ? error : new Error(String(error)));
+    const failed = this.waits.splice(0, this.#armed);
+    for (const wait of failed) wait.settle(error);
     this.#arm();
   }
 
@@ -255,6 +316,7 @@ class Batch {
   /** Waits for a place; batches in the kernel for their whole deadline must now take turns. */
   enqueue(): void {
     queued.push(this);
+    for (const wait of this.waits) watchQueued(wait.deadline);
     for (const batch of active) if (batch.#unbounded) batch.kick();
   }
 }
@@ -262,6 +324,7 @@ class Batch {
 /** Gives free places to queued batches, oldest first. */
 function next(): void {
   while (active.size < MAX_BATCHES && queued.length > 0) queued.shift()!.start();
+  if (queued.length === 0) unwatchQueued();
 }
 
 /**
@@ -272,36 +335,31 @@ function next(): void {
  */
 async function waitInSlices(wait: PendingWait): Promise<void> {
   const ts = new BigInt64Array(2);
-  const { word } = wait;
+  const { file, offset } = wait;
   while (!wait.cancelled) {
     const slice = Math.min(SLICE_MS, wait.deadline - performance.now());
     if (slice <= 0) break;
     ts[0] = 0n;
     ts[1] = BigInt(Math.round(slice * 1e6));
-    if (await sysAsync("futex", word.address, FUTEX_WAIT, word.value(), addressOf(ts), 0, 0) === 0) {
+    if (await sysAsync("futex", file.address(offset), FUTEX_WAIT, file.word(offset), addressOf(ts), 0, 0) === 0) {
       return wait.settle("woken");
     }
-    if (!wait.cancelled) word.refresh();
+    if (!wait.cancelled) file.refresh(offset);
   }
   wait.settle("cancelled");
 }
 
-/** Starts waiting on `word` until `deadline` (performance.now()). */
-export function waitOn(word: Word, deadline: number): PendingWait {
-  const wait = new PendingWait(word, deadline);
+/** Puts `wait` in the kernel until it is woken, cancelled, or its deadline (performance.now()) passes. */
+export function waitOn(wait: PendingWait): void {
   if (!hasWaitv()) {
-    waitInSlices(wait).catch(wait.settle);
-    return wait;
+    waitInSlices(wait).catch((error) => wait.settle(error instanceof Error ? error : new Error(String(error))));
+    return;
   }
+  const address = wait.file.address(wait.offset);
   // under MAX_BATCHES each wait has a call of its own, which nothing interrupts until it ends
-  let batch = active.size < MAX_BATCHES ? undefined : batchOf(word.address);
-  if (batch) {
-    batch.add(wait);
-  } else {
-    batch = newBatch(word.address);
-    batch.add(wait);
-    if (active.size < MAX_BATCHES) batch.start();
-    else batch.enqueue();
-  }
-  return wait;
+  const joined = active.size < MAX_BATCHES ? undefined : batchOf(address);
+  if (joined) return joined.join(wait);
+  const batch = newBatch(wait, address);
+  if (active.size < MAX_BATCHES) batch.start();
+  else batch.enqueue();
 }

@@ -1,13 +1,18 @@
 /**
  * An async wait on one checkpoint word: the kernel-side wait of
- * ffi/waitv.ts, with its deadline, abort signal and what `deno test`'s
- * sanitizers see of it.
+ * ffi/waitv.ts, with its abort signal.
+ *
+ * What `deno test`'s sanitizers see of it: nothing but its kernel call, a
+ * nonblocking FFI call, which their op sanitizer tracks. A wait that ends
+ * before its test does leaves nothing behind (its call has returned before
+ * the promise settles); one still pending at the end of a test is reported
+ * as "An async operation to do a non blocking ffi call was started in
+ * this test, but never completed". The wait needs no timer: the call's own
+ * deadline ends it.
  * @module
  */
 import type { RegionFile } from "../ffi/file.ts";
-import { type PendingWait, waitOn } from "../ffi/waitv.ts";
-
-const MAX_TIMER_MS = 2 ** 31 - 1;
+import { PendingWait, waitOn } from "../ffi/waitv.ts";
 
 /**
  * Waits on the word at `offset` of `file` until woken (true), or until
@@ -16,35 +21,23 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * can cancel it. An abort of `signal` cancels it too: the caller tells an
  * abort by `signal.aborted`.
  */
-export async function waitAsync(
+export function waitAsync(
   file: RegionFile,
   offset: number,
   deadline: number,
   signal: AbortSignal | undefined,
   pending: Set<PendingWait>,
 ): Promise<boolean> {
-  const wait = waitOn({
-    address: file.address(offset),
-    value: () => file.word(offset),
-    refresh: () => file.refresh(offset),
-  }, deadline);
-  pending.add(wait);
-  const cancel = () => wait.cancel();
-  // The timer ends the wait on time, and shows a pending wait to `deno
-  // test`'s sanitizers, which cannot see calls on the thread pool.
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const arm = () => {
-    const left = deadline - performance.now();
-    if (left <= 0) cancel();
-    else timer = setTimeout(arm, Math.min(Math.ceil(left), MAX_TIMER_MS));
-  };
-  arm();
-  signal?.addEventListener("abort", cancel, { once: true });
-  try {
-    return await wait.ended === "woken";
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener("abort", cancel);
-    pending.delete(wait);
-  }
+  return new Promise((resolve, reject) => {
+    const wait = new PendingWait(file, offset, deadline, (end) => {
+      pending.delete(wait);
+      signal?.removeEventListener("abort", cancel);
+      if (end instanceof Error) reject(end);
+      else resolve(end === "woken");
+    });
+    const cancel = () => wait.cancel();
+    waitOn(wait);
+    pending.add(wait);
+    signal?.addEventListener("abort", cancel, { once: true });
+  });
 }

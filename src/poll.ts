@@ -20,12 +20,10 @@ const ASYNC = { spinMs: 0.05, share: 0.25, maxMs: 50 };
 
 /** The pauses between tries: 0 means yield once. */
 class Backoff {
-  #start = performance.now();
-  constructor(readonly policy: { spinMs: number; share: number; maxMs: number }) {}
+  constructor(readonly policy: { spinMs: number; share: number; maxMs: number }, readonly start: number) {}
 
-  next(deadline: number): number {
-    const now = performance.now();
-    const waited = now - this.#start;
+  next(now: number, deadline: number): number {
+    const waited = now - this.start;
     if (waited < this.policy.spinMs) return 0;
     const pause = Math.min(Math.max(waited * this.policy.share, MIN_SLEEP_MS), this.policy.maxMs);
     return Math.min(pause, deadline - now);
@@ -34,27 +32,36 @@ class Backoff {
 
 /** Calls `tryOnce` until it returns true or `deadline` (performance.now()) passes; false then. */
 export function pollSync(tryOnce: () => boolean, deadline: number): boolean {
-  const backoff = new Backoff(SYNC);
+  if (tryOnce()) return true;
+  const backoff = new Backoff(SYNC, performance.now());
   for (;;) {
-    if (tryOnce()) return true;
-    if (performance.now() >= deadline) return false;
-    const pause = backoff.next(deadline);
+    const now = performance.now();
+    if (now >= deadline) return false;
+    const pause = backoff.next(now, deadline);
     if (pause > 0) sleep(pause);
     else yieldCpu();
+    if (tryOnce()) return true;
   }
 }
 
-/** As pollSync, without blocking the event loop for longer than a yield; an abort rejects with its reason. */
+/**
+ * As pollSync, without blocking the event loop for longer than a yield; an
+ * abort rejects with its reason. The first try is made at once, before any
+ * promise, clock read or allocation: most wakes find their waiter there.
+ */
 export async function poll(tryOnce: () => boolean, deadline: number, signal?: AbortSignal): Promise<boolean> {
-  const backoff = new Backoff(ASYNC);
+  signal?.throwIfAborted();
+  if (tryOnce()) return true;
+  const backoff = new Backoff(ASYNC, performance.now());
   for (;;) {
-    signal?.throwIfAborted();
-    if (tryOnce()) return true;
-    if (performance.now() >= deadline) return false;
-    const pause = backoff.next(deadline);
+    const now = performance.now();
+    if (now >= deadline) return false;
+    const pause = backoff.next(now, deadline);
     if (pause >= 1) await pauseUnlessAborted(pause, signal);
     else if (pause > 0) await sleepAsync(pause);
     else yieldCpu();
+    signal?.throwIfAborted();
+    if (tryOnce()) return true;
   }
 }
 
