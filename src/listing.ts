@@ -61,8 +61,8 @@ export interface RegionListing {
 
 /** How long a whole listing may take by default, the /proc scan included. */
 const LISTING_BUDGET_MS = 3000;
-/** The least time left for the /proc scan, even when the folders took the rest. */
-const MIN_SCAN_MS = 250;
+/** The time kept for the /proc scan (~30 ms on a quiet machine): the folders may take the rest. */
+const MIN_SCAN_MS = 500;
 const MAX_NAMED = 10;
 
 const THIS_PROJECT = /^ltp_checkpoint_(\d+)_[0-9a-z]+$/;
@@ -170,8 +170,10 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   const unopened: FoundFile[] = [];
   let unexamined = 0;
   let uncounted = 0;
-  // the folders may take what the /proc scan does not need
-  const foldersDeadline = start + Math.max(budget - SCAN_BUDGET_MS, budget / 2);
+  // counting regions (the kernel's truth, ~3 ms each) comes first; the /proc scan gets what is left, at least MIN_SCAN_MS
+  const foldersDeadline = start + Math.max(budget - MIN_SCAN_MS, budget / 2);
+  // a folder named twice, or /dev/shm and TMPDIR the same: each region once
+  const seen = new Set<string>();
   for (const folder of folders ?? defaultFolders()) {
     const shown = escapeText(folder);
     if (!readable(folder)) {
@@ -195,6 +197,12 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     unexamined += scan.unexamined;
     scan.found.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
     for (const found of scan.found) {
+      const id = `${found.info.dev}:${found.info.ino}`;
+      if (seen.has(id)) {
+        found.file?.close();
+        continue;
+      }
+      seen.add(id);
       if (!found.file) {
         if (new TextDecoder().decode(found.name).startsWith("ltp_")) unopened.push(found);
         continue;

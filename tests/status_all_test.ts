@@ -161,6 +161,11 @@ Deno.test("listRegions says which folders it may not read or open, and lists the
   assert.match(listing.notes[0], /missing skipped: .*no such file/);
   assert.match(listing.notes[1], /link skipped: .*is a symbolic link, not followed/);
   assert.equal(formatListing(listing).split("\n")[0], "no checkpoint regions found");
+  const page = new Uint8Array(PAGE);
+  page.set(new TextEncoder().encode("LTPM"));
+  Deno.writeFileSync(`${dir.path}/ltp_once_1`, page);
+  const twice = listRegions([dir.path, `${dir.path}/`, `${dir.path}/.`], { layout: "ltp" });
+  assert.deepEqual(twice.regions.map((r) => r.path), [`${dir.path}/ltp_once_1`], "a folder named thrice lists once");
 
   const script = `
     import { listRegions } from "${ROOT}/mod.ts";
