@@ -469,7 +469,7 @@ function inspect(s: Scratch, dir: number, pid: number, targets: Target[], result
   if (typeof blocked === "number") return blocked;
   if (blocked.length === 0) return 0;
   // a vector's words may lie anywhere: only futex() records let the maps read stop early
-  const last = blocked.some((b) => b.vector) ? Infinity : Math.max(...blocked.map((b) => b.address));
+  const last = blocked.reduce((max, b) => b.vector ? Infinity : Math.max(max, b.address), 0);
   const mapped = readMappings(s, dir, targets, last);
   if (mapped !== 0 || s.ranges.length === 0) return mapped;
   const found: { tid: number; file: number; offset: number }[] = [];
