@@ -20,6 +20,8 @@ const O_PATH = 0o10000000;
 export const O_NOFOLLOW = () => Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
 export const O_DIRECTORY = () => Deno.build.arch === "aarch64" ? 0o40000 : 0o200000;
 const RESOLVE_NO_MAGICLINKS = 0x02;
+const RESOLVE_NO_SYMLINKS = 0x04;
+const RESOLVE_BENEATH = 0x08;
 const PROT_READ = 0x1;
 const MAP_SHARED = 0x1;
 export const FUTEX_WAIT = 0;
@@ -36,6 +38,8 @@ export const ENOENT = 2;
 export const EINTR = 4;
 export const EAGAIN = 11;
 const EEXIST = 17;
+const EXDEV = 18;
+const ENOTDIR = 20;
 export const ENOSYS = 38;
 const ELOOP = 40;
 const EOPNOTSUPP = 95;
@@ -80,6 +84,8 @@ export interface FileInfo {
   mode: number;
   uid: number;
   size: number;
+  /** How many names (hard links) the file has. */
+  nlink: number;
 }
 
 const TYPES: Record<number, FileType> = {
@@ -105,6 +111,8 @@ function readStat(): FileInfo {
     mode: mode & 0o7777,
     uid: view.getUint32(at.uid, true),
     size: Number(view.getBigInt64(at.size, true)),
+    // st_nlink follows st_ino on x86_64 (64 bits) and st_mode in the generic layout of aarch64 (32 bits)
+    nlink: Deno.build.arch === "aarch64" ? view.getUint32(20, true) : Number(view.getBigUint64(16, true)),
   };
 }
 
@@ -181,30 +189,79 @@ function readlink(path: string): string | undefined {
   return new TextDecoder().decode(out.subarray(0, n));
 }
 
+/** openat2 (Linux 5.6): the descriptor, or -errno; -ENOSYS or -EPERM where the kernel or a seccomp filter lacks it. */
+function openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number {
+  const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
+  const name = cString(path);
+  return sys("openat2", dirfd, addressOf(name), addressOf(how), how.byteLength);
+}
+
+/** `path` with `.`, `..` and repeated slashes resolved as written, nothing looked up: `/a/./b/../c` is `/a/c`. */
+export function normalise(path: string): string {
+  const parts: string[] = [];
+  const absolute = path.startsWith("/");
+  for (const part of path.split("/")) {
+    if (part === "" || part === ".") continue;
+    if (part === ".." && parts.length > 0 && parts.at(-1) !== "..") parts.pop();
+    else if (part !== ".." || !absolute) parts.push(part);
+  }
+  return (absolute ? "/" : "") + parts.join("/") || ".";
+}
+
+function isProc(path: string): boolean {
+  return path === "/proc" || path.startsWith("/proc/");
+}
+
+/** Whether `name` in the folder `dirfd` is the file `id` (a symlink is not followed). */
+function holdsAt(dirfd: number, name: string, id: { dev: bigint; ino: bigint }): boolean {
+  const there = statAt(dirfd, name);
+  return there?.dev === id.dev && there.ino === id.ino;
+}
+
+/** Removes `name` from the folder `dirfd`; true when it was there. */
+function unlinkAt(dirfd: number, name: string, what: string): boolean {
+  const r = sys("unlinkat", dirfd, addressOf(cString(name)), 0);
+  if (r === -ENOENT) return false;
+  if (r < 0) throw syscallError(`Cannot remove ${what}`, -r);
+  return true;
+}
+
+const RESOLVE_WITHIN = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+
 /**
- * A folder held open by a file descriptor: everything below is looked up
- * relative to it, so renaming or swapping its path for a symlink afterwards
- * changes nothing. `realPath` is where the kernel says it is.
+ * A folder that files are opened, created and removed in, confined to an
+ * allowed folder. Opened by path and asked where it really is (`realPath`),
+ * then held `within()` the outermost allowed folder that contains it: that
+ * root is held open, and the folder's path beneath it is resolved afresh for
+ * every open, create, stat and removal with openat2's RESOLVE_BENEATH, so
+ * the kernel refuses (EXDEV, or not found) once the folder has been moved
+ * out of the root. Without openat2 the folder itself is held, and checked to
+ * be still at its real path before a removal and after a create.
  */
 export class Folder {
   #fd: number;
+  /** The folder's path beneath the root held in #fd; undefined when #fd is the folder itself (no openat2). */
+  #rest: string | undefined;
 
-  private constructor(fd: number, readonly realPath: string) {
+  private constructor(fd: number, readonly realPath: string, rest?: string) {
     this.#fd = fd;
+    this.#rest = rest;
   }
 
   /**
-   * Opens `path` (symlinks in it are followed, magic links such as
-   * /proc/PID/root are refused) and asks the kernel where it landed.
+   * Opens `path` (symlinks in it are followed, unless `noFollow` for its
+   * last component; magic links such as /proc/PID/root are refused) and asks
+   * the kernel where it landed. Without openat2 a path through /proc is
+   * refused, as written (after `..` is resolved) and as the kernel names the
+   * folder, and the folder must be the one at its real path.
    */
-  static open(path: string): Folder {
-    const flags = O_PATH | O_DIRECTORY() | O_CLOEXEC;
-    const how = new BigUint64Array([BigInt(flags), 0n, BigInt(RESOLVE_NO_MAGICLINKS)]);
-    const name = addressOf(cString(path));
-    let fd = sys("openat2", AT_FDCWD, name, addressOf(how), how.byteLength);
+  static open(path: string, options: { noFollow?: boolean } = {}): Folder {
+    const flags = O_PATH | O_DIRECTORY() | O_CLOEXEC | (options.noFollow ? O_NOFOLLOW() : 0);
+    let fd = openat2(AT_FDCWD, path, flags, 0, RESOLVE_NO_MAGICLINKS);
     // before Linux 5.6, or where a seccomp filter forbids it: a plain open, checked below
     const plain = fd === -ENOSYS || fd === -EPERM;
-    if (plain) fd = sys("openat", AT_FDCWD, name, flags);
+    if (plain && isProc(normalise(path))) throw throughProc(path);
+    if (plain) fd = sys("openat", AT_FDCWD, addressOf(cString(path)), flags);
     if (fd === -ELOOP) {
       throw new Deno.errors.NotCapable(
         `The folder ${path} is reached through a magic link (such as /proc/PID/root): use a plain path`,
@@ -212,7 +269,7 @@ export class Folder {
     }
     if (fd < 0) throw syscallError(`Cannot open the folder ${path}`, -fd);
     const real = readlink(`/proc/self/fd/${fd}`);
-    const folder = new Folder(fd, real ?? "");
+    const folder = new Folder(fd, real ?? "", plain ? undefined : ".");
     if (real === undefined || !real.startsWith("/") || real.endsWith(" (deleted)")) {
       folder.close();
       throw new Deno.errors.NotCapable(
@@ -221,20 +278,47 @@ export class Folder {
     }
     if (plain && !folder.#isAt(real)) {
       folder.close();
-      throw new Deno.errors.NotCapable(
-        `${path} leads through /proc or another mount namespace, which this kernel cannot check`,
-      );
+      throw throughProc(path);
     }
     return folder;
   }
 
   /**
+   * This folder, held from now on beneath `root` (an ancestor of its real
+   * path, or that path itself), which is opened without following any
+   * symlink and must still be where it was. Closes this object unless it is
+   * returned: without openat2 it is, unchanged.
+   */
+  within(root: string): Folder {
+    if (this.#rest === undefined) return this;
+    const fd = openat2(
+      AT_FDCWD,
+      root,
+      O_PATH | O_DIRECTORY() | O_CLOEXEC,
+      0,
+      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+    );
+    const moved = () =>
+      new Deno.errors.Interrupted(`${root} changed while ${this.realPath} was being opened; try again`);
+    if (fd === -ELOOP || fd === -ENOENT || fd === -ENOTDIR) throw moved();
+    if (fd < 0) throw syscallError(`Cannot open the folder ${root}`, -fd);
+    if (readlink(`/proc/self/fd/${fd}`) !== root) {
+      sys("close", fd);
+      throw moved();
+    }
+    const rest = this.realPath === root ? "." : this.realPath.slice(root === "/" ? 1 : root.length + 1);
+    this.close();
+    return new Folder(fd, this.realPath, rest);
+  }
+
+  /**
    * Whether `real`, looked up afresh, is this very folder: without openat2 a
    * magic link may lead elsewhere (another mount namespace) while
-   * /proc/self/fd names a path that looks harmless.
+   * /proc/self/fd names a path that looks harmless, and a folder may have
+   * been moved since it was opened.
    */
   #isAt(real: string): boolean {
-    if (real === "/proc" || real.startsWith("/proc/")) return false;
+    if (isProc(real)) return false;
     try {
       const { dev, ino } = fstat(this.#fd, real);
       const there = lstat(real);
@@ -244,34 +328,111 @@ export class Folder {
     }
   }
 
+  /**
+   * Runs `use` with a descriptor of the folder as it is now: resolved afresh
+   * beneath the root, or the held folder if it is still at its real path.
+   * Gives `missing` when the folder is no longer there (moved out of the
+   * root, or away).
+   */
+  #now<T>(use: (dirfd: number) => T, missing: T): T {
+    if (this.#rest === undefined) return this.#isAt(this.realPath) ? use(this.#fd) : missing;
+    const dirfd = openat2(this.#fd, this.#rest, O_PATH | O_DIRECTORY() | O_CLOEXEC, 0, RESOLVE_WITHIN);
+    if (dirfd === -ENOENT || dirfd === -ENOTDIR || dirfd === -EXDEV || dirfd === -ELOOP) return missing;
+    if (dirfd < 0) throw syscallError(`Cannot open the folder ${this.realPath}`, -dirfd);
+    try {
+      return use(dirfd);
+    } finally {
+      sys("close", dirfd);
+    }
+  }
+
   /** Facts about `name` in this folder (a symlink is not followed); undefined when it is not there. */
   stat(name: string): FileInfo | undefined {
-    return statAt(this.#fd, name);
+    return this.#now((dirfd) => statAt(dirfd, name), undefined);
   }
 
   /** Removes `name` from this folder; true when it was there. */
   unlink(name: string): boolean {
-    const r = sys("unlinkat", this.#fd, addressOf(cString(name)), 0);
-    if (r === -ENOENT) return false;
-    if (r < 0) throw syscallError(`Cannot remove ${this.realPath}/${name}`, -r);
-    return true;
+    return this.#now((dirfd) => unlinkAt(dirfd, name, `${this.realPath}/${name}`), false);
+  }
+
+  /**
+   * Removes `name` from this folder if it still holds the file `id` (its
+   * dev and ino): the folder is resolved afresh, and the name looked at
+   * just before it is unlinked. True when it was removed.
+   */
+  removeIf(name: string, id: { dev: bigint; ino: bigint }): boolean {
+    return this.#now((dirfd) => holdsAt(dirfd, name, id) && unlinkAt(dirfd, name, `${this.realPath}/${name}`), false);
   }
 
   /**
    * Opens `name` in this folder: never through a symlink, never blocking on a
    * FIFO, never taking a terminal, and without touching its access time where
    * the kernel allows that (the owner, or root). `create` adds O_CREAT|O_EXCL;
-   * then EEXIST gives undefined, so that the caller may look again.
+   * then EEXIST gives undefined, so that the caller may look again. A file
+   * created while its folder was out of the root is removed again, and
+   * refused.
    */
   open(name: string, path: string, options: { write: boolean; create?: boolean }): RegionFile | undefined {
     let flags = (options.write ? O_RDWR : O_RDONLY) | O_NOFOLLOW() | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
     if (options.create) flags |= O_CREAT | O_EXCL;
-    const cname = addressOf(cString(name));
-    let fd = sys("openat", this.#fd, cname, flags | O_NOATIME, 0o600);
-    if (fd === -EPERM) fd = sys("openat", this.#fd, cname, flags, 0o600);
+    const mode = options.create ? 0o600 : 0;
+    const rest = this.#rest;
+    const cname = cString(name);
+    const at = (flags: number) =>
+      rest === undefined
+        ? sys("openat", this.#fd, addressOf(cname), flags, mode)
+        : openat2(this.#fd, `${rest}/${name}`, flags, mode, RESOLVE_WITHIN);
+    let fd = at(flags | O_NOATIME);
+    if (fd === -EPERM) fd = at(flags);
     if (fd === -EEXIST && options.create) return undefined;
+    if (fd === -EXDEV) {
+      throw new Deno.errors.NotCapable(
+        `${path} is no longer within the allowed folders: its folder ${this.realPath} was moved`,
+      );
+    }
     if (fd < 0) throw syscallError(`Cannot open ${path}`, -fd);
-    return new RegionFile(fd, path);
+    const file = new RegionFile(fd, path);
+    if (options.create) this.#confirmCreated(file, name);
+    return file;
+  }
+
+  /**
+   * The kernel's scoped lookup checks where the folder is on the way to it,
+   * not when the new file is linked into it: a folder moved out in between
+   * gets the file. So the name is looked up again, beneath the root
+   * (checked to the end, as for any open); where it does not hold the new
+   * file, that file is removed from wherever it is and the create refused.
+   */
+  #confirmCreated(file: RegionFile, name: string): void {
+    const made = file.stat();
+    if (this.#holds(name, made)) return;
+    let removed = false;
+    try {
+      removed = this.#rest === undefined
+        ? holdsAt(this.#fd, name, made) && unlinkAt(this.#fd, name, file.path)
+        : file.unlinkWhereItIs(made);
+    } catch {
+      // said below
+    }
+    file.close();
+    throw new Deno.errors.NotCapable(
+      `${file.path} was created while its folder ${this.realPath} was moved out of the allowed folders; ` +
+        (removed ? "removed again" : "it could not be removed again"),
+    );
+  }
+
+  /** Whether `name`, resolved afresh within the root (or in the folder still at its real path), is the file `id`. */
+  #holds(name: string, id: { dev: bigint; ino: bigint }): boolean {
+    if (this.#rest === undefined) return this.#isAt(this.realPath) && holdsAt(this.#fd, name, id);
+    const fd = openat2(this.#fd, `${this.#rest}/${name}`, O_PATH | O_NOFOLLOW() | O_CLOEXEC, 0, RESOLVE_WITHIN);
+    if (fd < 0) return false;
+    try {
+      const { dev, ino } = fstat(fd, name);
+      return dev === id.dev && ino === id.ino;
+    } finally {
+      sys("close", fd);
+    }
   }
 
   /** Closes the descriptor; safe to call twice. */
@@ -279,6 +440,12 @@ export class Folder {
     if (this.#fd >= 0) sys("close", this.#fd);
     this.#fd = -1;
   }
+}
+
+function throughProc(path: string): Deno.errors.NotCapable {
+  return new Deno.errors.NotCapable(
+    `${path} leads through /proc or another mount namespace, which this kernel cannot check (no openat2): use a plain path`,
+  );
 }
 
 /**
@@ -303,6 +470,32 @@ export class RegionFile {
 
   stat(): FileInfo {
     return fstat(this.#fd, this.path);
+  }
+
+  /**
+   * Removes this file from the folder the kernel says it is in now, if its
+   * name there is still this file (`id`), reaching that folder through no
+   * symlink: for a file created where it must not stay. True when removed.
+   */
+  unlinkWhereItIs(id: { dev: bigint; ino: bigint }): boolean {
+    const where = readlink(`/proc/self/fd/${this.#fd}`);
+    if (!where?.startsWith("/") || where.endsWith(" (deleted)")) return false;
+    const slash = where.lastIndexOf("/");
+    const flags = O_PATH | O_DIRECTORY() | O_CLOEXEC;
+    const dirfd = openat2(
+      AT_FDCWD,
+      where.slice(0, slash) || "/",
+      flags,
+      0,
+      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
+    );
+    if (dirfd < 0) return false;
+    try {
+      const name = where.slice(slash + 1);
+      return holdsAt(dirfd, name, id) && unlinkAt(dirfd, name, where);
+    } finally {
+      sys("close", dirfd);
+    }
   }
 
   read(length: number, offset: number): Uint8Array {

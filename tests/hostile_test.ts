@@ -74,32 +74,80 @@ Deno.test({
       ["foreign-zeros", /bad magic/, true],
     ]);
     const init = await cli(["init"], { env: { LTP_IPC_PATH: `${d}/foreign-zeros` } });
-    assertOneLine(init.stderr, /belongs to uid 12345; refusing to change another user's file/);
+    assertOneLine(
+      init.stderr,
+      /belongs to uid 12345, so another user could have planted it: remove it, or choose another path/,
+    );
   },
 });
 
-/** Makes a region at `path`, lets `prepare` change it, and asserts that the CLI uses it and changes no byte. */
-async function assertUsable(path: string, prepare: (path: string) => void): Promise<void> {
+/**
+ * Makes a region at `path`, lets `prepare` change it, and asserts that the CLI waits and wakes on it and changes
+ * no byte; `init` adopts it (already a region: nothing to change) or, when `initRefuses` matches, refuses it.
+ */
+async function assertUsable(path: string, prepare: (path: string) => void, initRefuses?: RegExp): Promise<void> {
   Checkpoint.init(path).close();
   prepare(path);
   const before = contentOf(path); // mtime changes: futexes on a shared mapping dirty the page, in C too
-  assertExit(await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: path } }), 1);
-  assertExit(await cli(["wake", "10", "0", "0"], { env: { LTP_IPC_PATH: path } }), 0);
-  assertExit(await cli(["init"], { env: { LTP_IPC_PATH: path } }), 0); // already a region: nothing to change
+  const env = { LTP_IPC_PATH: path };
+  assertExit(await cli(["wait", "10", "0"], { env }), 1);
+  assertExit(await cli(["wake", "10", "0", "0"], { env }), 0);
+  const init = await cli(["init"], { env });
+  if (initRefuses) {
+    assertExit(init, 2);
+    assertOneLine(init.stderr, initRefuses);
+  } else assertExit(init, 0);
   assert.equal(contentOf(path), before);
 }
 
-Deno.test("a region of mode 0666 is used as LTP's C library makes it", async () => {
+Deno.test("a region of mode 0666 is used as LTP's C library makes it, and init adopts it", async () => {
   using dir = tempDir();
   await assertUsable(`${dir.path}/shared`, (p) => Deno.chmodSync(p, 0o666));
 });
 
 Deno.test({
-  name: "a region of another owner is used as LTP's C library makes it (needs root)",
+  name: "a region of another owner is used as LTP's C library makes it; init never adopts it (needs root)",
   ignore: Deno.uid() !== 0,
   async fn() {
     using dir = tempDir();
-    await assertUsable(`${dir.path}/foreign`, (p) => Deno.chownSync(p, 12345, 12345));
+    await assertUsable(
+      `${dir.path}/foreign`,
+      (p) => Deno.chownSync(p, 12345, 12345),
+      /TBROK: .*foreign belongs to uid 12345, so another user could have planted it: remove it, or choose another path$/,
+    );
+  },
+});
+
+Deno.test("a region with a second name (hard link) is used, but init never adopts it: someone could have linked it", async () => {
+  using dir = tempDir();
+  await assertUsable(
+    `${dir.path}/linked`,
+    (p) => Deno.linkSync(p, `${dir.path}/second-name`),
+    /TBROK: .*linked has 2 names \(hard links\), .*: remove it, or choose another path$/,
+  );
+  // an empty file with two names is not adopted either, and stays empty
+  Deno.writeFileSync(`${dir.path}/empty`, new Uint8Array(0));
+  Deno.linkSync(`${dir.path}/empty`, `${dir.path}/empty-too`);
+  const init = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/empty` } });
+  assertExit(init, 2);
+  assertOneLine(init.stderr, /has 2 names/);
+  assert.equal(Deno.statSync(`${dir.path}/empty`).size, 0);
+});
+
+Deno.test({
+  name: "root's init never adopts another user's file, not even an empty one in a folder of root's (needs root)",
+  ignore: Deno.uid() !== 0,
+  async fn() {
+    using dir = tempDir();
+    const path = `${dir.path}/planted`;
+    Deno.writeFileSync(path, new Uint8Array(0));
+    Deno.chownSync(path, 65534, 65534);
+    Deno.chmodSync(path, 0o666);
+    const before = snapshot(path);
+    const init = await cli(["init"], { env: { LTP_IPC_PATH: path } });
+    assertExit(init, 2);
+    assertOneLine(init.stderr, /planted belongs to uid 65534, so another user could have planted it/);
+    assert.equal(snapshot(path), before);
   },
 });
 
