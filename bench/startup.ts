@@ -71,7 +71,7 @@ export async function startup(
   quick: boolean,
   log: (row: Row) => void = () => {},
 ): Promise<{ rows: Row[]; targets: Target[] }> {
-  const runs = quick ? 10 : 30;
+  const runs = quick ? 10 : 50;
   using dir = tempDir();
   using cp = Checkpoint.create({ layout: "ltp" });
   const [park, peerBin] = await Promise.all([compilePark(dir.path), peer()]);
