@@ -78,7 +78,10 @@ Deno.test("the installed tool's broken set-up (its Deno or its code gone) is one
   Deno.renameSync(`${lib}/${code}`, `${dir.path}/code`);
   const noCode = await run(tool, ["wait", "10", "0"], { env: cp.env });
   assertExit(noCode, 2);
-  assertOneLine(noCode.stderr, /^tst_checkpoint: TBROK: its code is gone \(.*\): reinstall it: cd .*tools\/install\.ts --root /);
+  assertOneLine(
+    noCode.stderr,
+    /^tst_checkpoint: TBROK: its code is gone \(.*\): reinstall it: cd .*tools\/install\.ts --root /,
+  );
   Deno.renameSync(`${dir.path}/code`, `${lib}/${code}`);
   Deno.removeSync(`${lib}/deno`);
   const noDeno = await run(tool, ["wake", "10", "0", "0"], { env: cp.env });

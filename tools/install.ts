@@ -194,6 +194,9 @@ function install(args: string[]): string {
     Deno.writeTextFileSync(tmp, text, { mode: 0o755 });
     Deno.chmodSync(tmp, 0o755);
     Deno.renameSync(tmp, bin);
+    // proves the install runs, and fills Deno's code cache for the first real call
+    const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" }).outputSync();
+    if (!check.success) throw new Error(`${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`);
   } catch (error) {
     removeIfThere(stage);
     throw error;
