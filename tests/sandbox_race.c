@@ -14,6 +14,18 @@
  *       with i (so that some writes land in the middle of whatever another
  *       process does to the fresh file). Prints how many files it wrote.
  *
+ *   sandbox_race move INSIDE OUTSIDE SECONDS
+ *       Makes the folder INSIDE, and after a short pause of varying length
+ *       moves it to OUTSIDE/g<i> (rename), again and again: an attacker's
+ *       folder within the allowed folder, taken out of it between a check
+ *       and a create. Right after each move the folder gets the
+ *       set-group-ID bit, under the folder's own lock as every create in
+ *       it: a file created in it after that takes the folder's group, so a
+ *       file of that group was created while its folder was outside, and
+ *       one of another group while it was inside (the instant between the
+ *       move and the mode change counts as inside). Prints how many
+ *       folders it moved out.
+ *
  *   sandbox_race descend DIR NAME LEVELS [COMMAND ARG...]
  *       Goes LEVELS folders named NAME down from DIR, one relative step at a
  *       time and making each that is missing, then runs COMMAND there. Its
@@ -85,6 +97,31 @@ static void spin_us(double us)
 		;
 }
 
+static int move(const char *inside, const char *outside, double seconds)
+{
+	char path[4096];
+	double end = now() + seconds;
+	long n = 0;
+
+	for (; !stop && now() < end; n++) {
+		int fd;
+
+		if (mkdir(inside, 0755) || (fd = open(inside, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+			perror(inside);
+			return 2;
+		}
+		spin_us((n * 37) % 100);
+		snprintf(path, sizeof(path), "%s/g%ld", outside, n);
+		if (rename(inside, path) || fchmod(fd, 02755)) {
+			perror(path);
+			return 2;
+		}
+		close(fd);
+	}
+	printf("%ld\n", n);
+	return 0;
+}
+
 static int writer(const char *dir, long count, double seconds)
 {
 	static char data[WRITE_SIZE];
@@ -149,9 +186,12 @@ int main(int argc, char *argv[])
 		return swap(argv[2], argv[3], atof(argv[4]));
 	if (argc == 5 && !strcmp(argv[1], "writer"))
 		return writer(argv[2], atol(argv[3]), atof(argv[4]));
+	if (argc == 5 && !strcmp(argv[1], "move"))
+		return move(argv[2], argv[3], atof(argv[4]));
 	if (argc >= 5 && !strcmp(argv[1], "descend"))
 		return descend(argv[2], argv[3], atol(argv[4]), argv + 5);
-	fprintf(stderr, "usage: %s swap A B SECONDS | writer DIR COUNT SECONDS | descend DIR NAME LEVELS [COMMAND...]\n",
+	fprintf(stderr, "usage: %s swap A B SECONDS | writer DIR COUNT SECONDS | move INSIDE OUTSIDE SECONDS | "
+		"descend DIR NAME LEVELS [COMMAND...]\n",
 		argv[0]);
 	return 1;
 }

@@ -10,7 +10,20 @@
  */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, assertOneLine, CHILD_FLAGS, CLI, cli, ROOT, run, scaled, start, tempDir } from "./helpers.ts";
+import {
+  assertExit,
+  assertOneLine,
+  CHILD_FLAGS,
+  CLI,
+  cli,
+  compiled as compiledProgram,
+  HAVE_GCC,
+  ROOT,
+  run,
+  scaled,
+  start,
+  tempDir,
+} from "./helpers.ts";
 
 const DENO = Deno.execPath();
 const NOBODY = 65534;
@@ -230,6 +243,131 @@ Deno.test({
     "(root only; ignore: Deno.uid() !== 0)",
   ignore: !IS_ROOT,
   fn: () => raceFolderSwap("nobody"),
+});
+
+// ---------------------------------------------------------------------------
+// 1b. The folder moved out of DIR between the check and the create
+
+/** A script that alternates init(FOLDER/mN) and create({ dir: FOLDER }) for MS milliseconds; prints JSON. */
+const MOVED_LOOP = `
+const [folder, ms] = Deno.args;
+const end = performance.now() + Number(ms);
+let made = 0;
+const errors: Record<string, number> = {};
+for (let i = 0; performance.now() < end; i++) {
+  try {
+    if (i % 2) Checkpoint.create({ dir: folder }).close();
+    else Checkpoint.init(folder + "/m" + i).close();
+    made++;
+  } catch (e) {
+    const name = e instanceof Error ? e.name : "not an Error";
+    errors[name] = (errors[name] ?? 0) + 1;
+  }
+}
+console.log(JSON.stringify({ made, errors }));`;
+
+/** Files below `folder` whose group is `gid`, and how many files there are in all. */
+async function filesOfGroup(folder: string, gid: number): Promise<{ marked: string[]; all: number }> {
+  const all = await filesBelow(folder);
+  return { marked: all.filter((path) => Deno.lstatSync(path).gid === gid), all: all.length };
+}
+
+/**
+ * DIR/d, owned by nobody, gets a fresh folder DIR/d/sub again and again,
+ * which nobody moves out to OUTSIDE/g<i> soon after (tests/sandbox_race.c
+ * move: it marks each folder it moved out, so that a file created in it
+ * afterwards has nobody's group). Root's sandboxed module (init and
+ * create({ dir })) and CLI make regions in DIR/d/sub meanwhile: a file of
+ * nobody's group left anywhere was created outside DIR and kept.
+ * `withoutOpenat2`: the module and the CLI run under tests/nosys.c, as on
+ * a kernel before 5.6, where the folder is checked after the create.
+ */
+async function raceMovedFolder(withoutOpenat2: boolean) {
+  const { race } = await compiled();
+  const wrap = withoutOpenat2 ? [await compiledProgram("nosys.c"), "38", "437"] : [];
+  using w = workspace();
+  const folder = `${w.dir}/d`;
+  const sub = `${folder}/sub`;
+  Deno.mkdirSync(folder);
+  for (const path of [w.root, w.dir]) Deno.chmodSync(path, 0o711);
+  for (const path of [folder, w.outside]) Deno.chownSync(path, NOBODY, NOBODY);
+  const ms = scaled(3000);
+  const flags = sandboxFlags(w.dir);
+  const mover = start(...asNobody(race, ["move", sub, w.outside, String(ms / 1000 + 5)]));
+  const deno = (args: string[], env?: Record<string, string>) =>
+    withoutOpenat2 ? run(wrap[0], [...wrap.slice(1), DENO, ...args], { env }) : run(DENO, args, { env });
+  const moduleChild = deno(["run", "--quiet", ...flags, script(w.root, "moved", MOVED_LOOP), sub, String(ms)]);
+  const cliCodes: Record<number, number> = {};
+  const end = performance.now() + ms;
+  for (let i = 0; performance.now() < end; i++) {
+    const r = await deno(["run", "--quiet", ...flags, CLI, "init"], { LTP_IPC_PATH: `${sub}/c${i}` });
+    cliCodes[r.code] = (cliCodes[r.code] ?? 0) + 1;
+    assertNoStackTrace(r.stderr, "the CLI");
+  }
+  const moduleResult = await moduleChild;
+  kill(mover.child, "SIGTERM");
+  const moves = await mover.result;
+
+  assertExit(moves, 0);
+  assertExit(moduleResult, 0);
+  const loop = JSON.parse(moduleResult.stdout);
+  const { marked, all } = await filesOfGroup(w.root, NOBODY);
+  const moved = (await filesBelow(w.outside)).length - marked.length;
+  const summary = `${marked.length} files created outside DIR and kept (${marked.slice(0, 3).join(", ")}); ` +
+    `${all} files in all, ${moved} of them made inside and moved out with their folder; ` +
+    `module: ${moduleResult.stdout.trim()}; CLI exit codes: ${JSON.stringify(cliCodes)}; ` +
+    `${moves.stdout.trim()} folders moved out`;
+  assert.deepEqual(marked.length, 0, summary);
+  // not vacuous: regions were made, and folders holding them were moved out soon after
+  assert.ok(loop.made > 0 && moved > 0, `nothing was made, or nothing moved out: ${summary}`);
+  assert.deepEqual(Object.keys(cliCodes).filter((code) => code !== "0" && code !== "2"), [], summary);
+  assert.ok(Number(moves.stdout) > 100, `the mover hardly moved: ${summary}`);
+}
+
+Deno.test({
+  name: "a folder that nobody moves out of DIR while root's module and CLI create in it: nothing made outside DIR " +
+    "is kept (needs root)",
+  ignore: !IS_ROOT || !HAVE_SETPRIV,
+  fn: () => raceMovedFolder(false),
+});
+
+Deno.test({
+  name: "the same without openat2 (a seccomp filter, as before Linux 5.6): nothing made outside DIR is kept " +
+    "(needs root)",
+  ignore: !IS_ROOT || !HAVE_SETPRIV || !HAVE_GCC,
+  fn: () => raceMovedFolder(true),
+});
+
+Deno.test("close() and remove() never unlink outside DIR: a folder moved out after the create keeps its region", async () => {
+  using w = workspace();
+  Deno.mkdirSync(`${w.dir}/a`);
+  Deno.mkdirSync(`${w.dir}/b`);
+  const body = `
+    const [dir] = Deno.args;
+    const created = Checkpoint.create({ dir: dir + "/a" });
+    const inited = Checkpoint.init(dir + "/b/r");
+    console.log("ready");
+    await Deno.stdin.read(new Uint8Array(1)); // the folders are moved out meanwhile
+    created.close();
+    inited.remove();`;
+  const child = new Deno.Command(DENO, {
+    args: ["run", "--quiet", ...sandboxFlags(w.dir), script(w.root, "moved-away", body), w.dir],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  const ready = await lines.read();
+  Deno.renameSync(`${w.dir}/a`, `${w.outside}/a`);
+  Deno.renameSync(`${w.dir}/b`, `${w.outside}/b`);
+  const writer = child.stdin.getWriter();
+  await writer.write(new Uint8Array([10]));
+  await writer.close();
+  while (!(await lines.read()).done);
+  const { code } = await child.status;
+  assert.deepEqual({ ready: ready.value, code }, { ready: "ready\n", code: 0 }, await stderr);
+  assert.equal((await filesBelow(w.outside)).length, 2, "both regions are still where their folders went");
 });
 
 // ---------------------------------------------------------------------------
