@@ -116,13 +116,20 @@ function setMonotonic(spec: BigInt64Array, perfMs: number): void {
 const active = new Set<Batch>();
 const queued: Batch[] = [];
 
-/** A batch on `address` with room. */
+/**
+ * The newest batch made for each word, so that a wait finds a queued batch
+ * to join without looking through every one (a page has 1005 words).
+ */
+const newest = new Map<bigint, Batch>();
+
+/** A batch on `address` with room: one in the kernel first, else the newest. */
 function batchOf(address: bigint): Batch | undefined {
-  for (const batches of [active, queued]) {
-    for (const batch of batches) {
-      if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
-    }
+  for (const batch of active) {
+    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
   }
+  const batch = newest.get(address);
+  // an empty batch has ended: it is spare or serves another word now
+  if (batch?.address === address && batch.waits.length > 0 && batch.waits.length < MAX_ENTRIES) return batch;
 }
 
 /** Batches that have ended, kept for the next waits: their buffers and addresses are made once. */
@@ -134,6 +141,7 @@ function newBatch(wait: PendingWait, address: bigint): Batch {
   batch.address = address;
   batch.waits.push(wait);
   wait.batch = batch;
+  newest.set(address, batch);
   return batch;
 }
 
@@ -235,6 +243,7 @@ class Batch {
       queued.splice(i, 1);
       if (queued.length === 0) unwatchQueued();
     }
+    if (newest.get(this.address) === this) newest.delete(this.address);
     // once only, though a batch may be found empty twice on its way out
     if ((active.delete(this) || i >= 0) && spares.length < MAX_SPARES) spares.push(this);
     return false;
