@@ -4,7 +4,10 @@
  * a symlink, and only a regular file of a page or more is opened (read-only,
  * never blocking, without updating its access time where the kernel allows),
  * to read its first 4 bytes. A FIFO, device, socket or symlink is never
- * opened; nothing is written.
+ * opened; nothing is written. Each entry is first pinned with O_PATH, which
+ * asks no file system anything, and skipped when it is a mount point (its
+ * mount differs from the folder's): a FUSE file system mounted on a file
+ * could otherwise stall the stat or the open for as long as its daemon likes.
  * @module
  */
 import { addressOf, type Bytes, cString, libc, sys } from "./libc.ts";
@@ -14,6 +17,7 @@ const AT_SYMLINK_NOFOLLOW = 0x100;
 const O_NOCTTY = 0o400;
 const O_NONBLOCK = 0o4000;
 const O_NOATIME = 0o1000000;
+const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
@@ -61,6 +65,8 @@ export interface FolderScan {
   found: FoundFile[];
   /** Entries not looked at because the time ran out. */
   unexamined: number;
+  /** Entries skipped because another file system is mounted on them. */
+  mountPoints: number;
 }
 
 const statBuffer = new Uint8Array(256);
@@ -89,40 +95,75 @@ function realPathOf(fd: number): string | undefined {
   return new TextDecoder().decode(out.subarray(0, n));
 }
 
-/** Opens one entry read-only, never blocking or taking a terminal, without touching atime where allowed. */
-function openEntry(dir: number, name: bigint): number {
-  const flags = O_NOFOLLOW() | O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
-  const fd = sys("openat", dir, name, flags | O_NOATIME);
-  return fd === -EPERM ? sys("openat", dir, name, flags) : fd;
+const fdinfo = new Uint8Array(1024);
+const MNT_ID = new TextEncoder().encode("\nmnt_id:");
+
+/** The id of the mount a descriptor of ours is on, from /proc/self/fdinfo (asks no file system); -1 when unknown. */
+function mountIdOf(fd: number): number {
+  const info = sys("openat", AT_FDCWD, addressOf(cString(`/proc/self/fdinfo/${fd}`)), O_CLOEXEC);
+  if (info < 0) return -1;
+  const n = sys("pread64", info, addressOf(fdinfo), fdinfo.length, 0);
+  sys("close", info);
+  for (let at = 0; at + MNT_ID.length < n; at++) {
+    if (!MNT_ID.every((b, i) => fdinfo[at + i] === b)) continue;
+    let i = at + MNT_ID.length;
+    while (fdinfo[i] === 0x09 || fdinfo[i] === 0x20) i++;
+    let id = 0;
+    for (; fdinfo[i] >= 0x30 && fdinfo[i] <= 0x39; i++) id = id * 10 + fdinfo[i] - 0x30;
+    return id;
+  }
+  return -1;
 }
 
-/** Looks at one entry: a FoundFile, or undefined for anything that cannot be a region. */
-function examine(dir: number, name: Bytes, path: string, page: number): FoundFile | undefined {
+/**
+ * Opens the file `pinned` (an O_PATH descriptor) holds, read-only, never
+ * blocking or taking a terminal, without touching atime where allowed: the
+ * very file pinned, through its /proc/self/fd link, whatever was mounted on
+ * or renamed over its name since.
+ */
+function openPinned(pinned: number): number {
+  const link = addressOf(cString(`/proc/self/fd/${pinned}`));
+  const flags = O_CLOEXEC | O_NOCTTY | O_NONBLOCK;
+  const fd = sys("openat", AT_FDCWD, link, flags | O_NOATIME);
+  return fd === -EPERM ? sys("openat", AT_FDCWD, link, flags) : fd;
+}
+
+/** Looks at one entry: a FoundFile, "mount point", or undefined for anything that cannot be a region. */
+function examine(
+  dir: number,
+  folderMount: number,
+  name: Bytes,
+  path: string,
+  page: number,
+): FoundFile | "mount point" | undefined {
   const cname = new Uint8Array(name.length + 1);
   cname.set(name);
-  const at = addressOf(cname);
-  const seen = readStat(sys("newfstatat", dir, at, addressOf(statBuffer), AT_SYMLINK_NOFOLLOW));
-  if (typeof seen === "number" || seen.type !== S_IFREG || seen.size < page) return undefined;
-  const { type: _, ...info } = seen;
-  const fd = openEntry(dir, at);
-  if (fd < 0) return -fd === ENOENT ? undefined : { name, path, info, openError: -fd };
-  // the name may have been swapped between the look and the open: keep only the file looked at
-  const opened = readStat(sys("fstat", fd, addressOf(statBuffer)));
-  const head = new Uint8Array(4);
-  const same = typeof opened !== "number" && opened.type === S_IFREG && opened.dev === info.dev &&
-    opened.ino === info.ino;
-  if (same && sys("pread64", fd, addressOf(head), 4, 0) === 4 && MAGIC.every((b, i) => head[i] === b)) {
-    return { name, path, info, file: new RegionFile(fd, path) };
+  const pinned = sys("openat", dir, addressOf(cname), O_PATH | O_NOFOLLOW() | O_CLOEXEC);
+  if (pinned < 0) return undefined;
+  try {
+    if (mountIdOf(pinned) !== folderMount) return "mount point";
+    const seen = readStat(sys("fstat", pinned, addressOf(statBuffer)));
+    if (typeof seen === "number" || seen.type !== S_IFREG || seen.size < page) return undefined;
+    const { type: _, ...info } = seen;
+    const fd = openPinned(pinned);
+    if (fd < 0) return -fd === ENOENT ? undefined : { name, path, info, openError: -fd };
+    const head = new Uint8Array(4);
+    if (sys("pread64", fd, addressOf(head), 4, 0) === 4 && MAGIC.every((b, i) => head[i] === b)) {
+      return { name, path, info, file: new RegionFile(fd, path) };
+    }
+    sys("close", fd);
+    return undefined;
+  } finally {
+    sys("close", pinned);
   }
-  sys("close", fd);
-  return undefined;
 }
 
 /**
  * The region files of a folder (a regular file of at least `page` bytes
  * that starts with `LTPM`), and the regular files of that size it may not
  * open; stops looking when `deadline` (performance.now()) has passed. The
- * folder itself is not reached through a symlink.
+ * folder itself is not reached through a symlink; an entry something is
+ * mounted on is counted, never looked into.
  *
  * @throws {Error} When the folder cannot be opened or listed.
  */
@@ -139,10 +180,13 @@ export function scanFolder(path: string, page: number, deadline: number): Folder
     }
   }
   if (dir < 0) throw syscallError(`Cannot open the folder ${path}`, -dir);
-  const result: FolderScan = { realPath: "", found: [], unexamined: 0 };
+  const result: FolderScan = { realPath: "", found: [], unexamined: 0, mountPoints: 0 };
   try {
     const real = realPathOf(dir);
-    if (real === undefined) throw new Deno.errors.NotCapable(`Cannot tell where the folder ${path} really is`);
+    const folderMount = mountIdOf(dir);
+    if (real === undefined || folderMount < 0) {
+      throw new Deno.errors.NotCapable(`Cannot tell where the folder ${path} really is (/proc must be mounted)`);
+    }
     result.realPath = real;
     const decoder = new TextDecoder();
     const dents = new Uint8Array(32768);
@@ -160,8 +204,9 @@ export function scanFolder(path: string, page: number, deadline: number): Folder
           continue;
         }
         const name = dents.slice(at + DIRENT_NAME, dents.indexOf(0, at + DIRENT_NAME));
-        const found = examine(dir, name, `${path.replace(/\/+$/, "")}/${decoder.decode(name)}`, page);
-        if (found) result.found.push(found);
+        const found = examine(dir, folderMount, name, `${path.replace(/\/+$/, "")}/${decoder.decode(name)}`, page);
+        if (found === "mount point") result.mountPoints++;
+        else if (found) result.found.push(found);
       }
     }
   } catch (error) {

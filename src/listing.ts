@@ -195,6 +195,12 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
       continue;
     }
     unexamined += scan.unexamined;
+    if (scan.mountPoints > 0) {
+      const what = scan.mountPoints === 1
+        ? "entry has a file system mounted on it"
+        : "entries have file systems mounted on them";
+      notes.push(`${shown}: ${scan.mountPoints} ${what}, not looked into`);
+    }
     scan.found.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
     for (const found of scan.found) {
       const id = `${found.info.dev}:${found.info.ino}`;

@@ -4,6 +4,7 @@
  * a file's page. Run as root in a private mount namespace:
  *
  *   unshare -m --propagation private fuse_staller MOUNTDIR PATH OFFSET
+ *   unshare -m --propagation private fuse_staller --file FILE
  *
  * Mounts MOUNTDIR (one file, "file", of one page) from /dev/fuse and serves
  * it from a child process, answering everything but READ; the child exits
@@ -15,6 +16,11 @@
  * thread calls futex_waitv with its vector in the FUSE file's page, and stays
  * blocked in that call while the kernel faults the page in. Prints "ready"
  * once the READ request has arrived; exits 2 when it cannot be set up.
+ *
+ * With --file it mounts a file system whose root is a regular file on FILE
+ * (as fusermount may let a user do on a file they own) and answers nothing
+ * but INIT: whoever stats or opens FILE in that mount namespace waits for
+ * the daemon. Prints "ready" once mounted, then sleeps until killed.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -35,6 +41,8 @@
 
 static int dev;
 static uint32_t *word;
+/* the root is a file nobody gets an answer about */
+static int file_mode;
 
 static void reply(uint64_t unique, int error, const void *body, size_t size)
 {
@@ -78,6 +86,8 @@ static void serve(void)
 			_exit(0);
 		struct fuse_in_header *in = (struct fuse_in_header *)buf;
 		void *arg = buf + sizeof(*in);
+		if (file_mode && in->opcode != FUSE_INIT)
+			continue;
 		switch (in->opcode) {
 		case FUSE_INIT: {
 			struct fuse_init_in *init = arg;
@@ -134,14 +144,18 @@ int main(int argc, char **argv)
 {
 	char options[128], path[4096];
 	pthread_t waiter;
-	if (argc != 4)
+	file_mode = argc == 3 && !strcmp(argv[1], "--file");
+	if (argc != 4 && !file_mode)
 		return 2;
+	if (file_mode)
+		argv++;
 	dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	if (dev < 0) {
 		perror("fuse_staller: /dev/fuse");
 		return 2;
 	}
-	snprintf(options, sizeof(options), "fd=%d,rootmode=40000,user_id=0,group_id=0", dev);
+	snprintf(options, sizeof(options), "fd=%d,rootmode=%o,user_id=0,group_id=0", dev,
+		 file_mode ? S_IFREG : S_IFDIR);
 	if (mount("staller", argv[1], "fuse", MS_NOSUID | MS_NODEV, options)) {
 		perror("fuse_staller: mount");
 		return 2;
@@ -154,6 +168,12 @@ int main(int argc, char **argv)
 	if (server < 0)
 		return 2;
 	close(0);
+	if (file_mode) {
+		printf("ready\n");
+		fflush(stdout);
+		for (;;)
+			pause();
+	}
 	int fd = open(argv[2], O_RDONLY);
 	char *page = fd < 0 ? MAP_FAILED : mmap(NULL, 4096, PROT_READ, MAP_SHARED, fd, 0);
 	if (page == MAP_FAILED)

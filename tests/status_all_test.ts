@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Checkpoint, formatListing, listRegions, type RegionEntry } from "../mod.ts";
 import { shellQuote } from "../src/listing.ts";
-import { NO_PEER, PAGE, peer, ROOT, run, scaled, startPeer, tempDir } from "./helpers.ts";
+import { compiled, NO_PEER, PAGE, peer, ROOT, run, scaled, startPeer, tempDir } from "./helpers.ts";
 
 /** A process that lives until killed, for a live maker's pid. */
 function sleeper(): Deno.ChildProcess {
@@ -224,4 +224,79 @@ Deno.test("listRegions finds the regions among 5,000 other files", () => {
   const listing = listRegions([dir.path], { layout: "ltp", budgetMs: scaled(60000) });
   assert.deepEqual(listing.regions.map((r) => r.path).sort(), [0, 1, 2].map((i) => `${dir.path}/ltp_t_${i}`));
   assert.deepEqual(listing.notes, []);
+});
+
+Deno.test({
+  name: "listRegions never looks into a file with a FUSE file system mounted on it that never answers (needs root)",
+  ignore: Deno.uid() !== 0 || NO_PEER,
+  async fn(t) {
+    using dir = tempDir();
+    const page = new Uint8Array(PAGE);
+    Deno.writeFileSync(`${dir.path}/ltp_trap_1`, page);
+    page.set(new TextEncoder().encode("LTPM"));
+    Deno.writeFileSync(`${dir.path}/ltp_real_1`, page);
+    const staller = new Deno.Command("unshare", {
+      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--file", `${dir.path}/ltp_trap_1`],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // closing its stdin ends the FUSE server: whatever waits on it gets an error
+    const release = () => {
+      try {
+        staller.stdin.close();
+      } catch {
+        // closed already
+      }
+    };
+    try {
+      const reader = staller.stdout.getReader();
+      const first = await reader.read();
+      reader.releaseLock();
+      if (!new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("ready")) {
+        release();
+        const out = await staller.output();
+        await t.step({
+          name: `FUSE cannot be mounted here: ${new TextDecoder().decode(out.stderr).trim()}`,
+          ignore: true,
+          fn() {},
+        });
+        return;
+      }
+      const script = `${dir.path}/script.ts`;
+      Deno.writeTextFileSync(
+        script,
+        `import { listRegions } from "${ROOT}/mod.ts";
+         console.log(JSON.stringify(listRegions([${JSON.stringify(dir.path)}], { layout: "ltp" })));`,
+      );
+      // the mount exists in the staller's mount namespace only: list from there
+      const child = new Deno.Command("nsenter", {
+        args: ["-t", `${staller.pid}`, "-m", Deno.execPath(), "run", "--quiet", "--allow-all", script],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
+      const outcome = await Promise.race([child.output(), late]);
+      clearTimeout(timer);
+      if (outcome === "late") {
+        release();
+        await child.output();
+        assert.fail("listRegions blocked on the FUSE file");
+      }
+      assert.equal(outcome.code, 0, new TextDecoder().decode(outcome.stderr));
+      const listing = JSON.parse(new TextDecoder().decode(outcome.stdout));
+      assert.deepEqual(listing.regions.map((r: RegionEntry) => r.path), [`${dir.path}/ltp_real_1`]);
+      assert.deepEqual(listing.notes, [`${dir.path}: 1 entry has a file system mounted on it, not looked into`]);
+    } finally {
+      release();
+      try {
+        staller.kill("SIGKILL");
+      } catch {
+        // ended already
+      }
+      await staller.output().catch(() => {});
+    }
+  },
 });
