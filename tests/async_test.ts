@@ -107,3 +107,23 @@ Deno.test("closing a region rejects its pending waits with BadResource and leave
     other.close();
   }
 });
+
+Deno.test({
+  name: "waits queued beyond their share of Deno's thread pool time out and abort, leaving no timer or call behind",
+  sanitizeOps: true,
+  sanitizeResources: true,
+  fn: async () => {
+    using cp = Checkpoint.create();
+    const controller = new AbortController();
+    const end = (waiting: Promise<void>) => waiting.then(() => "woken", (e) => e.name);
+    const timingOut = Array.from({ length: 24 }, (_, i) => end(cp.wait(200 + i, 50)));
+    const aborted = Array.from(
+      { length: 24 },
+      (_, i) => end(cp.wait(300 + i, scaled(30000), { signal: controller.signal })),
+    );
+    assert.deepEqual(await Promise.all(timingOut), timingOut.map(() => "TimedOut"));
+    controller.abort();
+    assert.deepEqual(await Promise.all(aborted), aborted.map(() => "AbortError"));
+    assert.deepEqual(cp.snapshot().waiters, {});
+  },
+});
