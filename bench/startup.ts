@@ -17,7 +17,7 @@
  */
 import { Checkpoint } from "../mod.ts";
 import { peer, ROOT, run, tempDir } from "../tests/helpers.ts";
-import { median, mib, ms, printRows, printTargets, ratio, type Row, runLine, type Target } from "./report.ts";
+import { median, mib, ms, printRows, printTargets, type Row, runLine, type Target } from "./report.ts";
 
 /** How the bench installs the tool into ROOT/bin/tst_checkpoint: the README's install, standing alone. */
 const install = (root: string) => ["run", "--allow-all", `${ROOT}/tools/install.ts`, "--root", root];
@@ -74,7 +74,7 @@ export async function startup(
   const runs = quick ? 10 : 50;
   using dir = tempDir();
   using cp = Checkpoint.create({ layout: "ltp" });
-  const [park, peerBin] = await Promise.all([compilePark(dir.path), peer()]);
+  const [watcher, peerBin] = await Promise.all([compilePark(dir.path), peer()]);
   const root = `${dir.path}/root`;
   const installed = await run(Deno.execPath(), install(root));
   if (installed.code !== 0) throw new Error(`install failed: ${installed.stderr}`);
@@ -94,7 +94,11 @@ export async function startup(
     }
     return stats;
   };
-  /** Measures each command `runs` times, interleaved, in an order that turns each round; one run first, untimed. */
+  /**
+   * Measures each command `runs` times, interleaved, in an order that turns each round; one run first, untimed.
+   * Gives each command's median, and its ratio to another as the median of each round's ratio: the runs of a round
+   * are back to back, so they share the machine's load of that moment.
+   */
   const sideBySide = async <K extends string>(watcher: string[], commands: Record<K, string[]>) => {
     const keys = Object.keys(commands) as K[];
     const stats = Object.fromEntries(keys.map((k) => [k, [] as Stats[]])) as Record<K, Stats[]>;
@@ -105,8 +109,12 @@ export async function startup(
         stats[k].push(await measure(watcher, commands[k]));
       }
     }
-    return (k: K, field: keyof Stats) => median(stats[k].map((s) => s[field]));
+    return {
+      of: (k: K, field: keyof Stats) => median(stats[k].map((s) => s[field])),
+      vs: (k: K, base: K, field: keyof Stats) => median(stats[k].map((s, i) => s[field] / stats[base][i][field])),
+    };
   };
+  const times = (x: number) => `${x.toFixed(2)}×`;
 
   const rows: Row[] = [];
   const row = (...cells: [string, string, string, string]) => {
@@ -114,29 +122,27 @@ export async function startup(
     rows.push(r), log(r);
   };
 
-  const parked = await sideBySide([park, cp.path, `${OFFSET}`], {
+  const parked = await sideBySide([watcher, cp.path, `${OFFSET}`], {
     c: [peerBin, "wait", cp.path, "ltp", `${ID}`, "10000"],
     floor: [...deno, ...flags, FLOOR, `${ID}`],
     tool: [tool, "wait", "10000", `${ID}`],
   });
-  const [cPark, floorPark, toolPark] = [parked("c", "park_ns"), parked("floor", "park_ns"), parked("tool", "park_ns")];
-  const [cRss, floorRss, toolRss] = [
-    parked("c", "max_rss_kb"),
-    parked("floor", "max_rss_kb"),
-    parked("tool", "max_rss_kb"),
-  ];
   const who = {
     c: "C: LTP's tst_checkpoint_wait (tests/peer.c)",
     floor: "floor: Deno, one futex wait, the tool's flags",
     tool: `installed tst_checkpoint wait 10000 ${ID}`,
   };
-  const parkWhat = "exec → parked (the kernel counts it)";
-  row(parkWhat, who.c, ms(cPark), ratio(cPark, floorPark));
-  row(parkWhat, who.floor, ms(floorPark), "1.00× (baseline)");
-  row(parkWhat, who.tool, ms(toolPark), ratio(toolPark, floorPark));
-  row("peak RSS of a waiter", who.c, mib(cRss), ratio(cRss, floorRss));
-  row("peak RSS of a waiter", who.floor, mib(floorRss), "1.00× (baseline)");
-  row("peak RSS of a waiter", who.tool, mib(toolRss), ratio(toolRss, floorRss));
+  const waiterRows = [["exec → parked (the kernel counts it)", "park_ns", ms], [
+    "peak RSS of a waiter",
+    "max_rss_kb",
+    mib,
+  ]];
+  for (const [what, field, unit] of waiterRows as [string, keyof Stats, (x: number) => string][]) {
+    for (const k of ["c", "floor", "tool"] as const) {
+      const vs = k === "floor" ? "1.00× (baseline)" : times(parked.vs(k, "floor", field));
+      row(what, who[k], unit(parked.of(k, field)), vs);
+    }
+  }
 
   const wake = ["wake", "1", "5", "0"];
   const called = await sideBySide([peerBin, "run"], {
@@ -144,44 +150,55 @@ export async function startup(
     tool: [tool, ...wake],
     direct: [...deno, ...flags, script, ...wake],
   });
-  const [emptyWall, toolWall, directWall] = [
-    called("empty", "wall_ns"),
-    called("tool", "wall_ns"),
-    called("direct", "wall_ns"),
-  ];
-  const [emptyRss, wakeRss] = [called("empty", "max_rss_kb"), called("tool", "max_rss_kb")];
-  row("one call, wall time", "deno run empty.ts, the tool's flags", ms(emptyWall), "1.00× (baseline)");
-  row("one call, wall time", `installed tst_checkpoint ${wake.join(" ")}`, ms(toolWall), ratio(toolWall, emptyWall));
-  row(
-    "one call, wall time",
-    "the same, its deno run line without the launcher",
-    ms(directWall),
-    ratio(directWall, emptyWall),
-  );
-  row("one call, peak RSS", "deno run empty.ts, the tool's flags", mib(emptyRss), "1.00× (baseline)");
-  row("one call, peak RSS", `installed tst_checkpoint ${wake.join(" ")}`, mib(wakeRss), ratio(wakeRss, emptyRss));
+  const whoCalls = {
+    empty: "deno run empty.ts, the tool's flags",
+    tool: `installed tst_checkpoint ${wake.join(" ")}`,
+    direct: "the same, its deno run line without the launcher",
+  };
+  const callRows = [["one call, wall time", "wall_ns", ms], ["one call, peak RSS", "max_rss_kb", mib]];
+  for (const [what, field, unit] of callRows as [string, keyof Stats, (x: number) => string][]) {
+    for (const k of ["empty", "tool", "direct"] as const) {
+      const vs = k === "empty" ? "1.00× (baseline)" : times(called.vs(k, "empty", field));
+      row(what, whoCalls[k], unit(called.of(k, field)), vs);
+    }
+  }
 
+  const p = {
+    tool: parked.of("tool", "park_ns"),
+    floor: parked.of("floor", "park_ns"),
+    vs: parked.vs("tool", "floor", "park_ns"),
+  };
+  const w = {
+    tool: called.of("tool", "wall_ns"),
+    empty: called.of("empty", "wall_ns"),
+    vs: called.vs("tool", "empty", "wall_ns"),
+  };
+  const m = {
+    tool: parked.of("tool", "max_rss_kb"),
+    floor: parked.of("floor", "max_rss_kb"),
+    vs: parked.vs("tool", "floor", "max_rss_kb"),
+  };
   const targets: Target[] = [
     {
       what: "the installed `tst_checkpoint wait` parks within 1.10× Deno's floor",
-      met: toolPark <= 1.1 * floorPark,
-      measured: `${ms(toolPark)} against ${ms(floorPark)}: ${ratio(toolPark, floorPark)} (C: ${ms(cPark)})`,
-      miss: `a shell test's wait parks ${ms(toolPark - floorPark)} later than Deno allows; a tight shell test ` +
+      met: p.vs <= 1.1,
+      measured: `${times(p.vs)}: ${ms(p.tool)} against ${ms(p.floor)} (C: ${ms(parked.of("c", "park_ns"))})`,
+      miss: `a shell test's wait parks ${ms(p.tool - p.floor)} later than Deno allows; a tight shell test ` +
         "such as LTP's cn_pec.sh, whose helper reads nothing until the wait is parked, may overflow its netlink " +
         "buffer on a busy machine",
     },
     {
       what: "a `tst_checkpoint wake` call costs at most 1.10× an empty `deno run` (wall time)",
-      met: toolWall <= 1.1 * emptyWall,
-      measured: `${ms(toolWall)} against ${ms(emptyWall)}: ${ratio(toolWall, emptyWall)}`,
-      miss: `every checkpoint call of a shell test costs ${ms(toolWall - emptyWall)} more than Deno's own ` +
+      met: w.vs <= 1.1,
+      measured: `${times(w.vs)}: ${ms(w.tool)} against ${ms(w.empty)}`,
+      miss: `every checkpoint call of a shell test costs ${ms(w.tool - w.empty)} more than Deno's own ` +
         "start-up: a test with many calls runs longer, and the moments it means to line up drift apart",
     },
     {
       what: "a waiting `tst_checkpoint` holds at most 1.10× the memory of the FFI floor (the floor's waiter)",
-      met: toolRss <= 1.1 * floorRss,
-      measured: `${mib(toolRss)} against ${mib(floorRss)}: ${ratio(toolRss, floorRss)} (C: ${mib(cRss)})`,
-      miss: `each waiting shell process holds ${mib(toolRss - floorRss)} more than Deno needs, charged to the ` +
+      met: m.vs <= 1.1,
+      measured: `${times(m.vs)}: ${mib(m.tool)} against ${mib(m.floor)} (C: ${mib(parked.of("c", "max_rss_kb"))})`,
+      miss: `each waiting shell process holds ${mib(m.tool - m.floor)} more than Deno needs, charged to the ` +
         "memory cgroup of a test that runs it inside one (LTP's memcg tests)",
     },
   ];
