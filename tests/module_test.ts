@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, CHILD_FLAGS, PAGE, ROOT, run, runScript, snapshot, tempDir } from "./helpers.ts";
+import { assertExit, CHILD_FLAGS, listing, PAGE, ROOT, run, runScript, snapshot, tempDir } from "./helpers.ts";
 
 const magic = (path: string) => new TextDecoder().decode(Deno.readFileSync(path).subarray(0, 4));
 
@@ -302,4 +302,29 @@ Deno.test("remove() deletes an init()ed region with only the region's permission
   again.remove();
   assert.equal(snapshot(`${dir.path}/fresh`), "absent");
   assert.throws(() => again.remove(), Deno.errors.BadResource);
+});
+
+Deno.test("hints name the folder to allow, normalised: .. and // resolved, relative paths absolute where the cwd may be read", async () => {
+  using dir = tempDir();
+  const script = `import { Checkpoint } from "${ROOT}/mod.ts";
+    for (const path of ["/var/tmp/a/../b//x", "/var/tmp/./c/", "sub/../y", "z"]) {
+      try { Checkpoint.init(path); console.log("made " + path); }
+      catch (e) { console.log(e.name + ": " + e.message); }
+    }`;
+  const expected = (cwd: string) => [
+    "NotCapable: Access to /var/tmp/a/../b//x is not allowed: run again with --allow-read=/var/tmp/b " +
+    "--allow-write=/var/tmp/b",
+    "InvalidData: /var/tmp/./c/ names a folder: a checkpoint region is a file",
+    `NotCapable: Access to sub/../y is not allowed: run again with --allow-read=${cwd} --allow-write=${cwd}`,
+    `NotCapable: Access to z is not allowed: run again with --allow-read=${cwd} --allow-write=${cwd}`,
+  ];
+  const readable = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${dir.path},${ROOT}`], {
+    cwd: dir.path,
+  });
+  assertExit(readable, 0);
+  assert.deepEqual(readable.stdout.trim().split("\n"), expected(dir.path));
+  const unreadable = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${ROOT}`], { cwd: dir.path });
+  assertExit(unreadable, 0);
+  assert.deepEqual(unreadable.stdout.trim().split("\n"), expected("."));
+  assert.deepEqual(listing(dir.path), []);
 });
