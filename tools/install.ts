@@ -93,14 +93,15 @@ function canBundle(): boolean {
   return major > 2 || (major === 2 && minor >= 4);
 }
 
-/** The CLI's code in `stage`; returns its entry file's name there. */
-function placeCode(stage: string): string {
+/** The CLI's code in `stage`; returns its files' names there, the entry first. */
+function placeCode(stage: string): string[] {
   if (canBundle()) {
     deno(["bundle", "--quiet", "--no-config", "-o", `${stage}/${NAME}.js`, `${CHECKOUT}/cli.ts`], "deno bundle");
-    return `${NAME}.js`;
+    return [`${NAME}.js`];
   }
   const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/cli.ts`], "deno info"));
   const prefix = `file://${CHECKOUT}/`;
+  const files = ["cli.ts"];
   for (const module of graph.modules as { specifier: string; error?: string }[]) {
     if (module.error) throw new Error(`The CLI's code is incomplete: ${module.error}`);
     if (!module.specifier.startsWith(prefix)) {
@@ -109,16 +110,17 @@ function placeCode(stage: string): string {
     const relative = decodeURIComponent(module.specifier.slice(prefix.length));
     Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), { recursive: true });
     Deno.copyFileSync(`${CHECKOUT}/${relative}`, `${stage}/${relative}`);
+    if (relative !== "cli.ts") files.push(relative);
   }
-  return "cli.ts";
+  return files;
 }
 
-/** A line for the launcher that prints `message` on stderr and exits 2. */
-function broken(test: string, message: string): string {
-  return `${test} || { printf '%s\\n' ${quote(`${NAME}: TBROK: ${message}`)} >&2; exit 2; }`;
+/** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
+function broken(...parts: string[]): string {
+  return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
 }
 
-function launcher(denoPath: string, code: string, read: string[], write: string[], reinstall: string): string {
+function launcher(denoPath: string, code: string[], read: string[], write: string[], reinstall: string): string {
   const flags = [
     "--no-config",
     "--no-prompt",
@@ -127,19 +129,18 @@ function launcher(denoPath: string, code: string, read: string[], write: string[
     `--allow-read=${[...READ, ...read].join(",")}`,
     `--allow-write=${[...WRITE, ...write].join(",")}`,
   ];
+  const gone = quote(
+    `${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): reinstall it: ${reinstall}`,
+  );
+  const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote(`): reinstall it: ${reinstall}`)];
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
 # To allow more folders, reinstall: ${reinstall} --allow-read=DIR --allow-write=DIR
-${
-    broken(
-      `[ -x ${quote(denoPath)} ]`,
-      `the Deno it was installed with is gone (${denoPath}): reinstall it: ${reinstall}`,
-    )
-  }
-${broken(`[ -f ${quote(code)} ]`, `its code is gone (${code}): reinstall it: ${reinstall}`)}
+[ -x ${quote(denoPath)} ] || ${broken(gone)}
+for f in ${code.map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone)}; done
 export TST_CHECKPOINT_REINSTALL=${quote(reinstall)}
 export DENO_NO_UPDATE_CHECK=1
-exec ${quote(denoPath)} run ${flags.map(quote).join(" ")} ${quote(code)} "$@"
+exec ${quote(denoPath)} run ${flags.map(quote).join(" ")} ${quote(code[0])} "$@"
 `;
 }
 
@@ -179,7 +180,8 @@ function install(args: string[]): string {
       ...read.map((dir) => `--allow-read=${quote(dir)}`),
       ...write.map((dir) => `--allow-write=${quote(dir)}`),
     ].join(" ");
-    const text = launcher(inCheckout ? `${lib}/deno` : exec, `${lib}/${code}`, read, write, reinstall);
+    const files = code.map((name) => `${lib}/${name}`);
+    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, read, write, reinstall);
 
     let hadOld = true;
     try {
