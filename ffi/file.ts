@@ -181,19 +181,29 @@ export async function sleepAsync(ms: number): Promise<void> {
   ts.fill(0n); // keeps ts alive until the call is done
 }
 
+// Buffers for the synchronous calls below, allocated once (a fresh 4 KiB
+// buffer costs more than the readlink itself): they run one at a time
+const link = new Uint8Array(PATH_MAX);
+let linkAddress: bigint | undefined;
+/** struct open_how { u64 flags; u64 mode; u64 resolve; } */
+const how = new BigUint64Array(3);
+let howAddress: bigint | undefined;
+
 /** Where a symlink points, or undefined when it cannot be read or does not fit in PATH_MAX. */
 function readlink(path: string): string | undefined {
-  const out = new Uint8Array(PATH_MAX);
-  const n = sys("readlinkat", AT_FDCWD, addressOf(cString(path)), addressOf(out), out.length);
-  if (n < 0 || n >= out.length) return undefined;
-  return new TextDecoder().decode(out.subarray(0, n));
+  const name = cString(path);
+  const n = sys("readlinkat", AT_FDCWD, addressOf(name), linkAddress ??= addressOf(link), link.length);
+  if (n < 0 || n >= link.length) return undefined;
+  return new TextDecoder().decode(link.subarray(0, n));
 }
 
 /** openat2 (Linux 5.6): the descriptor, or -errno; -ENOSYS or -EPERM where the kernel or a seccomp filter lacks it. */
 function openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number {
-  const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
+  how[0] = BigInt(flags);
+  how[1] = BigInt(mode);
+  how[2] = BigInt(resolve);
   const name = cString(path);
-  return sys("openat2", dirfd, addressOf(name), addressOf(how), how.byteLength);
+  return sys("openat2", dirfd, addressOf(name), howAddress ??= addressOf(how), how.byteLength);
 }
 
 /** `path` with `.`, `..` and repeated slashes resolved as written, nothing looked up: `/a/./b/../c` is `/a/c`. */
@@ -285,27 +295,18 @@ export class Folder {
 
   /**
    * This folder, held from now on beneath `root` (an ancestor of its real
-   * path, or that path itself), which is opened without following any
-   * symlink and must still be where it was. Closes this object unless it is
+   * path, or that path itself), which is opened through no symlink: so it is
+   * the folder at that path at that moment. Closes this object unless it is
    * returned: without openat2 it is, unchanged.
    */
   within(root: string): Folder {
     if (this.#rest === undefined) return this;
-    const fd = openat2(
-      AT_FDCWD,
-      root,
-      O_PATH | O_DIRECTORY() | O_CLOEXEC,
-      0,
-      RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS,
-    );
-    const moved = () =>
-      new Deno.errors.Interrupted(`${root} changed while ${this.realPath} was being opened; try again`);
-    if (fd === -ELOOP || fd === -ENOENT || fd === -ENOTDIR) throw moved();
-    if (fd < 0) throw syscallError(`Cannot open the folder ${root}`, -fd);
-    if (readlink(`/proc/self/fd/${fd}`) !== root) {
-      sys("close", fd);
-      throw moved();
+    const flags = O_PATH | O_DIRECTORY() | O_CLOEXEC;
+    const fd = openat2(AT_FDCWD, root, flags, 0, RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS);
+    if (fd === -ELOOP || fd === -ENOENT || fd === -ENOTDIR) {
+      throw new Deno.errors.Interrupted(`${root} changed while ${this.realPath} was being opened; try again`);
     }
+    if (fd < 0) throw syscallError(`Cannot open the folder ${root}`, -fd);
     const rest = this.realPath === root ? "." : this.realPath.slice(root === "/" ? 1 : root.length + 1);
     this.close();
     return new Folder(fd, this.realPath, rest);
