@@ -317,7 +317,7 @@ export class Checkpoint implements Disposable {
   }
 
   /**
-   * What a child process needs to attach: pass it as `env` to `Deno.Command`.
+   * What a child process needs to attach, `LTP_IPC_PATH` and `LTP_IPC_LAYOUT`: pass it as `env` to `Deno.Command`.
    *
    * @example
    * ```ts
@@ -328,9 +328,8 @@ export class Checkpoint implements Disposable {
    * ```
    */
   get env(): Record<string, string> {
-    return this.layout === "ltp"
-      ? { LTP_IPC_PATH: this.path }
-      : { LTP_IPC_PATH: this.path, LTP_IPC_LAYOUT: this.layout };
+    // the layout too, so that a child never inherits a stale LTP_IPC_LAYOUT of its parent's caller
+    return { LTP_IPC_PATH: this.path, LTP_IPC_LAYOUT: this.layout };
   }
 
   #wordOf(id: number): number {
