@@ -37,7 +37,7 @@ Deno.test("the ltp layout is the default, with 1005 ids on a 4096-byte page; see
   using seed = Checkpoint.create({ layout: "seed" });
   assert.deepEqual([ltp.layout, ltp.layoutSource, ltp.capacity], ["ltp", "default", 1005]);
   assert.deepEqual([seed.layout, seed.layoutSource, seed.capacity], ["seed", "option", 1023]);
-  assert.deepEqual(ltp.env, { LTP_IPC_PATH: ltp.path });
+  assert.deepEqual(ltp.env, { LTP_IPC_PATH: ltp.path, LTP_IPC_LAYOUT: "ltp" });
   assert.deepEqual(seed.env, { LTP_IPC_PATH: seed.path, LTP_IPC_LAYOUT: "seed" });
 });
 
