@@ -328,3 +328,19 @@ Deno.test("hints name the folder to allow, normalised: .. and // resolved, relat
   assert.deepEqual(unreadable.stdout.trim().split("\n"), expected("."));
   assert.deepEqual(listing(dir.path), []);
 });
+
+Deno.test("a file allowed without its folder is refused, naming the folder: nothing could keep it there", async () => {
+  using dir = tempDir();
+  const path = `${dir.path}/region`;
+  const script = `import { Checkpoint } from "${ROOT}/mod.ts";
+    try { Checkpoint.init(${JSON.stringify(path)}); console.log("made"); }
+    catch (e) { console.log(e.name + ": " + e.message); }`;
+  const r = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${path}`, `--allow-write=${path}`]);
+  assertExit(r, 0);
+  assert.equal(
+    r.stdout.trim(),
+    `NotCapable: Access to ${path} is allowed, but not to its folder, which is needed to keep it there: ` +
+      `run again with --allow-read=${dir.path} --allow-write=${dir.path}`,
+  );
+  assert.deepEqual(listing(dir.path), []);
+});
