@@ -37,6 +37,7 @@ import { explain, type Layout, type Snapshot, takeSnapshot } from "./src/diagnos
 import { readEnv, timeoutMultiplier } from "./src/env.ts";
 import { poll, pollSync } from "./src/poll.ts";
 import {
+  createRegion,
   initRegion,
   LAYOUT_OFFSETS as REGION_OFFSETS,
   LIB_PID_OFFSET,
@@ -245,7 +246,8 @@ export class Checkpoint implements Disposable {
    * @returns The mapped region.
    * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
    * @throws {Deno.errors.InvalidData} When the path holds something that is not a region.
-   * @throws {Deno.errors.PermissionDenied} When the file would change and belongs to another user.
+   * @throws {Deno.errors.PermissionDenied} When the file belongs to another user or has more than one name
+   *   (a file another user could have planted).
    * @throws {Deno.errors.InvalidData} When LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @example Prepare the file named by LTP_IPC_PATH
    * ```ts
@@ -292,7 +294,10 @@ export class Checkpoint implements Disposable {
    * @param options The layout, and the folder to make it in: default
    *   /dev/shm, or the temporary folder where /dev/shm may not be used.
    * @returns The mapped region.
-   * @throws {Deno.errors.NotCapable} Without read and write permission for the folder.
+   * @throws {Deno.errors.NotCapable} Without read and write permission for the folder; without `dir`, when
+   *   neither /dev/shm nor the temporary folder is allowed.
+   * @throws {Deno.errors.NotFound} When `dir` does not exist.
+   * @throws {Deno.errors.InvalidData} When `dir` is a symbolic link or not a folder.
    * @example
    * ```ts
    * import { Checkpoint } from "./mod.ts";
@@ -311,7 +316,7 @@ export class Checkpoint implements Disposable {
    */
   static create(options?: CreateOptions): Checkpoint {
     const layout = layoutFrom(options);
-    const cp = new Checkpoint(initRegion(newRegionPath(options?.dir)), layout, true);
+    const cp = new Checkpoint(createRegion(options?.dir), layout, true);
     removeAtExit(cp);
     return cp;
   }
@@ -703,9 +708,7 @@ export class Checkpoint implements Disposable {
 
   /** Removes the file from its folder if the name still holds this region. */
   #unlink(): void {
-    const { dev, ino } = this.#file.stat();
-    const there = this.#folder.stat(this.#name);
-    if (there?.dev === dev && there.ino === ino) this.#folder.unlink(this.#name);
+    this.#folder.removeIf(this.#name, this.#file.stat());
   }
 
   /**

@@ -164,9 +164,16 @@ export function libc(): Libc {
 
 /** The calling thread's errno; valid right after a synchronous call only. */
 export function errno(): number {
-  const p = libc().symbols.__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+  // the main thread's errno stays at one address: found once, so that reading it allocates nothing (an
+  // allocation may collect garbage, and the collector's own calls may set errno first)
+  if (errnoView === undefined) {
+    const p = libc().symbols.__errno_location();
+    if (!p) return 0;
+    errnoView = new Deno.UnsafePointerView(p);
+  }
+  return errnoView.getInt32();
 }
+let errnoView: Deno.UnsafePointerView | undefined;
 
 type Arg = number | bigint;
 
