@@ -147,7 +147,7 @@ function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
  * ```
  */
 export class CheckpointTimedOut extends Deno.errors.TimedOut {
-  /** Who waited where when the time was up. */
+  /** Who waited where when the time was up (frozen: waits that time out together share one). */
   readonly snapshot: Snapshot;
   /** For a wake: how many it woke in all (LTP's rule: more than asked for is a failure too). */
   readonly woken?: number;
@@ -351,9 +351,14 @@ export class Checkpoint implements Disposable {
   #timedOut(what: string, id: number, ms: number, detail = "", woken?: number): CheckpointTimedOut {
     const now = performance.now();
     if (this.#lastSnapshot === undefined || now - this.#lastSnapshot.at > SNAPSHOT_SHARED_MS) {
-      this.#lastSnapshot = { at: now, snapshot: this.snapshot() };
+      const taken = this.snapshot();
+      // shared by the errors of waits that time out together, so read-only
+      Object.freeze(taken.waiters);
+      Object.freeze(taken.otherLayout.waiters);
+      Object.freeze(taken.otherLayout);
+      this.#lastSnapshot = { at: now, snapshot: Object.freeze(taken) };
     }
-    const snapshot = structuredClone(this.#lastSnapshot.snapshot);
+    const snapshot = this.#lastSnapshot.snapshot;
     return new CheckpointTimedOut(
       `${what} within ${ms} ms (${this.path})${detail}; ${explain(snapshot, id)}`,
       snapshot,

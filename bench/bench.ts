@@ -16,6 +16,8 @@
  * 6. 1000 async waits in one process released by one wake(1000);
  * 7. the installed CLI: exec → parked of its wait beside Deno's floor and C's,
  *    and one call against `deno run` of an empty file (bench/startup.ts);
+ * 8. the async round trip against LTP's protocol done raw through the thread
+ *    pool, and waits that time out together (bench/async.ts);
  *
  * then the project's targets, each met, or missed with what the miss means.
  *
@@ -24,6 +26,7 @@
 import { Checkpoint } from "../mod.ts";
 import { ACTOR, CHILD_FLAGS, peer, run, start, startActor, startPeer } from "../tests/helpers.ts";
 import { median, ms, printRows, printTargets, ratio, type Row, runLine, type Target, us } from "./report.ts";
+import { asyncWaits } from "./async.ts";
 import { startup } from "./startup.ts";
 
 const quick = Deno.args.includes("--quick");
@@ -243,6 +246,10 @@ row("1000 async waits, one wake(1000)", 'the waiting child prints "woken"', `${r
 const cli = await startup(quick, log);
 rows.push(...cli.rows);
 
+// 8. async waits against LTP's protocol done raw through Deno's thread pool; mass timeouts (bench/async.ts)
+const waits = await asyncWaits(quick, log);
+rows.push(...waits.rows);
+
 console.log(runLine(quick));
 printRows(rows);
 
@@ -288,5 +295,6 @@ const targets: Target[] = [
     miss: "many waiters released at once resume late: a test whose waiters must go on together sees them spread out",
   },
   ...cli.targets,
+  ...waits.targets,
 ];
 printTargets(targets);
