@@ -87,9 +87,17 @@ function warn(text: string): void {
 
 const UINT_MAX = 4294967295;
 
+/** Whether `text[at]` is an ASCII digit (what `\d` matches); no regular expression: the first one costs a call ~0.2 ms. */
+function isDigit(text: string, at: number): boolean {
+  const c = text.charCodeAt(at);
+  return c >= 48 && c <= 57;
+}
+
 /** A decimal number up to UINT_MAX and nothing else (no sign, space or junk, unlike strtoul). */
 function parseUint(name: string, text: string): number {
-  const value = /^\d+$/.test(text) ? Number(text) : NaN;
+  let digits = text.length > 0;
+  for (let i = 0; digits && i < text.length; i++) digits = isDigit(text, i);
+  const value = digits ? Number(text) : NaN;
   if (!(value <= UINT_MAX)) throw new Usage(`ERROR: Invalid ${name} '${text}'`);
   return value;
 }
@@ -137,7 +145,7 @@ function parseArgs(args: string[]) {
       const value = arg === "--layout" ? args[++i] : arg.slice("--layout=".length);
       if (value !== "seed" && value !== "ltp") throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
       flags.layout = value;
-    } else if (/^-[^\d]/.test(arg)) throw new Usage(`ERROR: Unknown option '${arg}'`);
+    } else if (arg.length > 1 && arg[0] === "-" && !isDigit(arg, 1)) throw new Usage(`ERROR: Unknown option '${arg}'`);
     else positionals.push(arg);
     if (arg in ONLY_FOR) seen.push(arg);
   }
