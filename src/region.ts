@@ -4,8 +4,8 @@ import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 import { needsFlags, runAgainWith } from "./hint.ts";
 
-/** The magic at byte 0, the same bytes on every machine; copied into a plain ArrayBuffer, as TypeScript 5.7 wants. */
-const MAGIC = Uint8Array.from(new TextEncoder().encode("LTPM"));
+/** The magic at byte 0, "LTPM" in ASCII, the same bytes on every machine (spelt out: encoding it costs an import ~0.5 ms). */
+const MAGIC = new Uint8Array([0x4c, 0x54, 0x50, 0x4d]);
 
 /** Where each layout's futex array starts (spec section 1; 64-bit Linux). */
 export const LAYOUT_OFFSETS = { seed: 4, ltp: 76 } as const;
@@ -23,9 +23,11 @@ export interface Region {
 
 /** Whether reading and writing `path` are both granted; `"all"` when no exception is denied anywhere below it. */
 function grant(path: string): "all" | "some" | undefined {
+  // write is asked only where read is granted: each query of a path costs ~0.13 ms of a CLI call
   const read = Deno.permissions.querySync({ name: "read", path });
+  if (read.state !== "granted") return undefined;
   const write = Deno.permissions.querySync({ name: "write", path });
-  if (read.state !== "granted" || write.state !== "granted") return undefined;
+  if (write.state !== "granted") return undefined;
   return read.partial || write.partial ? "some" : "all";
 }
 
@@ -135,7 +137,8 @@ function openSeen(folder: Folder, name: string, path: string, seen: FileInfo, wr
 }
 
 function hasMagic(bytes: Uint8Array): boolean {
-  return MAGIC.every((b, i) => bytes[i] === b);
+  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) return false;
+  return true;
 }
 
 /** Runs `make` with the located folder; closes the folder if it throws. */
