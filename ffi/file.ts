@@ -242,7 +242,8 @@ function unlinkAt(dirfd: number, name: string, what: string): boolean {
   return true;
 }
 
-const RESOLVE_WITHIN = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+// the rest of a path beneath the root is a real path (from /proc/self/fd): a symlink in it was swapped in since
+const RESOLVE_WITHIN = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
 
 /**
  * A folder that files are opened, created and removed in, confined to an

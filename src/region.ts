@@ -105,6 +105,8 @@ function locate(path: string, noFollow = false): { folder: Folder; name: string 
         realDir,
       );
     }
+    // the file's own permission where it really is: a --deny-* of that one file must hold through a symlinked folder
+    if (real !== normalise(path) && !granted(real)) throw refuse(`Access to ${real} is not allowed`, realDir);
     return { folder: opened.within(root), name };
   } catch (error) {
     opened.close();

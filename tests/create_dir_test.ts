@@ -111,3 +111,22 @@ Deno.test("create({ dir }) refuses a missing folder, a symlink to one, a file, a
   assert.deepEqual(listing(`${job.path}/real`), []);
   assert.deepEqual(listing(other.path), []);
 });
+
+Deno.test("a file denied on its own (--deny-write) is refused through a symlinked folder too", async () => {
+  using dir = tempDir();
+  Deno.mkdirSync(`${dir.path}/x`);
+  Deno.symlinkSync("x", `${dir.path}/link`);
+  const body = `import { Checkpoint } from "${ROOT}/mod.ts";
+    try { Checkpoint.init(${JSON.stringify(`${dir.path}/link/secret`)}).close(); console.log("made"); }
+    catch (e) { console.log(e.name); }`;
+  const flags = [
+    "--allow-ffi",
+    `--allow-read=${dir.path}`,
+    `--allow-write=${dir.path}`,
+    `--deny-write=${dir.path}/x/secret`,
+  ];
+  const r = await runScript(body, flags);
+  assertExit(r, 0);
+  assert.equal(r.stdout.trim(), "NotCapable", r.stderr);
+  assert.deepEqual(listing(`${dir.path}/x`), []);
+});
