@@ -112,7 +112,13 @@ Deno.test("the spec's exit-code table, row by row", async () => {
   };
   const rows: [string, string[], Record<string, string>, number, RegExp | ""][] = [
     ["woke NR_WAKE (none waiting, 0 to wake)", ["wake", "10", "0", "0"], seed.env, 0, ""],
-    ["wait timed out", ["wait", "10", "0"], seed.env, 1, /Nobody woke checkpoint 0 within 10 ms/],
+    [
+      "wait timed out",
+      ["wait", "10", "0"],
+      seed.env,
+      1,
+      /Nobody woke checkpoint 0 within 10 ms/,
+    ],
     ["wake timed out", ["wake", "10", "0", "1"], seed.env, 1, /Could not wake exactly 1/],
     ["id out of range (1005, ltp layout)", ["wait", "10", "1005"], ltp.env, 1, /1005 is out of range/],
     ["id out of range (1023, seed layout)", ["wake", "10", "1023", "0"], seed.env, 1, /1023 is out of range/],

@@ -18,6 +18,7 @@ import {
   ROOT,
   run,
   scaled,
+  shownMs,
   startActor,
   startCli,
   startPeer,
@@ -54,12 +55,15 @@ Deno.test("a timed-out wait, wake or waitForWaiters says which checkpoints have 
 
     const wait = await cli(["wait", "50", "0"], { env: cp.env });
     assertExit(wait, 1);
-    assertOneLine(wait.stderr, new RegExp(`Nobody woke checkpoint 0 within 50 ms \\(${cp.path}\\); ${listed.source}`));
+    assertOneLine(
+      wait.stderr,
+      new RegExp(`Nobody woke checkpoint 0 within ${shownMs(50)} ms \\(${cp.path}\\); ${listed.source}`),
+    );
     const wake = await cli(["wake", "50", "0", "1"], { env: cp.env });
     assertExit(wake, 1);
     assertOneLine(
       wake.stderr,
-      new RegExp(`Could not wake exactly 1 on checkpoint 0 within 50 ms .*; ${listed.source}`),
+      new RegExp(`Could not wake exactly 1 on checkpoint 0 within ${shownMs(50)} ms .*; ${listed.source}`),
     );
     const count = await cli(["waiters", "50", "5", "3"], { env: cp.env });
     assertExit(count, 1);
@@ -86,7 +90,10 @@ Deno.test("nobody waiting anywhere is said in so many words", async () => {
   using cp = Checkpoint.create();
   const r = await cli(["wake", "20", "9", "1"], { env: cp.env });
   assertExit(r, 1);
-  assertOneLine(r.stderr, /Could not wake exactly 1 on checkpoint 9 within 20 ms .*; nobody waits anywhere$/);
+  assertOneLine(
+    r.stderr,
+    new RegExp(`Could not wake exactly 1 on checkpoint 9 within ${shownMs(20)} ms .*; nobody waits anywhere$`),
+  );
 });
 
 Deno.test("a wake that woke more than NR_WAKE says how many it woke and why that fails", async () => {
@@ -100,7 +107,11 @@ Deno.test("a wake that woke more than NR_WAKE says how many it woke and why that
   assertExit(r, 1);
   assertOneLine(
     r.stderr,
-    /Could not wake exactly 1 on checkpoint 1 within 100 ms .*: woke 2, and LTP counts waking more than 1 as a failure/,
+    new RegExp(
+      `Could not wake exactly 1 on checkpoint 1 within ${
+        shownMs(100)
+      } ms .*: woke 2, and LTP counts waking more than 1 as a failure`,
+    ),
   );
   for (const w of waiters) assertExit(await w.result, 0);
 

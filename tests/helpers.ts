@@ -85,6 +85,8 @@ export interface RunOptions {
   env?: Record<string, string>;
   clearEnv?: boolean;
   cwd?: string;
+  /** Kills the child when aborted, e.g. `AbortSignal.timeout(scaled(30_000))`. */
+  signal?: AbortSignal;
 }
 
 function decode(out: Deno.CommandOutput): Result {
@@ -143,9 +145,10 @@ export async function startPeer(args: string[], options: RunOptions = {}) {
 }
 
 /**
- * A copy of the module's sources (mod.ts, cli.ts, ffi/, src/) that every user can read, made once per test file
- * and removed when its tests end: for a child run as another user, who may not be able to read the checkout
- * (a clone in a private folder). Returns the copy's root.
+ * A copy of the module's sources (mod.ts, cli.ts, ffi/, src/) and of the running Deno (as `deno`) that every user
+ * can read, made once per test file and removed when its tests end: for a child run as another user, who may not
+ * be able to read the checkout (a clone in a private folder, with the pinned Deno inside it). Returns the copy's
+ * root.
  */
 export function readableSources(): string {
   if (sources) return sources;
@@ -154,6 +157,10 @@ export function readableSources(): string {
   for (const name of ["mod.ts", "cli.ts", "deno.json", "ffi", "src"]) {
     new Deno.Command("cp", { args: ["-r", `${ROOT}/${name}`, dir] }).outputSync();
   }
+  // a hard link where the file system allows it (the binary is large), else a copy
+  const link = new Deno.Command("ln", { args: [Deno.execPath(), `${dir}/deno`], stderr: "null" }).outputSync();
+  if (!link.success) new Deno.Command("cp", { args: [Deno.execPath(), `${dir}/deno`] }).outputSync();
+  Deno.chmodSync(dir, 0o755);
   new Deno.Command("chmod", { args: ["-R", "a+rX", dir] }).outputSync();
   return sources = dir;
 }

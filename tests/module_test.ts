@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, CHILD_FLAGS, listing, PAGE, ROOT, run, runScript, snapshot, tempDir } from "./helpers.ts";
+import { assertExit, CHILD_FLAGS, listing, PAGE, ROOT, run, runScript, scaled, snapshot, tempDir } from "./helpers.ts";
 
 const magic = (path: string) => new TextDecoder().decode(Deno.readFileSync(path).subarray(0, 4));
 
@@ -206,7 +206,7 @@ Deno.test("an aborted wait settles promptly with the signal's reason", async () 
   setTimeout(() => controller.abort(new Error("stop")), 50);
   await assert.rejects(() => cp.wait(0, 10000, { signal: controller.signal }), /stop/);
   const elapsed = performance.now() - start;
-  assert.ok(elapsed < 1000, `settled after ${elapsed} ms`);
+  assert.ok(elapsed < scaled(1000), `settled after ${elapsed} ms`);
   await assert.rejects(() => cp.wait(0, 10000, { signal: AbortSignal.abort() }), DOMException);
   await assert.rejects(() => cp.wake(0, 1, 10000, { signal: AbortSignal.timeout(20) }), DOMException);
 });
@@ -221,7 +221,7 @@ Deno.test("a wait pending when the main module ends keeps the process until the 
   const timedOut = await run(Deno.execPath(), ["eval", script], { env: cp.env });
   const elapsed = performance.now() - start;
   assert.deepEqual(timedOut.stdout.trim(), "TimedOut");
-  assert.ok(elapsed >= 800 && elapsed < 8000, `ended after ${elapsed} ms`);
+  assert.ok(elapsed >= scaled(800) && elapsed < scaled(8000), `ended after ${elapsed} ms`);
   const child = new Deno.Command(Deno.execPath(), { args: ["eval", script], env: cp.env, stdout: "piped" }).spawn();
   await cp.wake(0, 1, 5000);
   const woken = await child.output();

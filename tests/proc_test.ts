@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { lstat } from "../ffi/file.ts";
 import { libc } from "../ffi/libc.ts";
 import { type FutexWaiter, futexWaiters } from "../ffi/proc.ts";
-import { ROOT, run, scaled } from "./helpers.ts";
+import { readableSources, run, scaled } from "./helpers.ts";
 
 /*
  * waiter MODE PATH OFFSET MS: names itself pw-MODE, maps PATH shared, then
@@ -264,13 +264,15 @@ Deno.test({
     });
     assert.deepEqual(last, all, "root sees every waiter");
 
+    const src = readableSources(); // the checkout may be private
     const script = `
-      import { lstat } from "${ROOT}/ffi/file.ts";
-      import { futexWaiters } from "${ROOT}/ffi/proc.ts";
+      import { lstat } from "${src}/ffi/file.ts";
+      import { futexWaiters } from "${src}/ffi/proc.ts";
       const { dev, ino } = lstat(${JSON.stringify(fx.file)});
       console.log(JSON.stringify(futexWaiters([{ dev, ino }])));
     `;
-    const nobody = await run(asNobody[0], [...asNobody.slice(1), Deno.execPath(), "eval", "--quiet", script], {
+    const nobody = await run(asNobody[0], [...asNobody.slice(1), `${src}/deno`, "eval", "--quiet", script], {
+      signal: AbortSignal.timeout(scaled(60_000)),
       env: { DENO_DIR: denoDir },
       cwd: "/",
     });

@@ -2,7 +2,7 @@
 import assert from "node:assert/strict";
 import { Checkpoint, formatListing, listRegions, type RegionEntry } from "../mod.ts";
 import { shellQuote } from "../src/listing.ts";
-import { compiled, NO_PEER, PAGE, peer, ROOT, run, scaled, startPeer, tempDir } from "./helpers.ts";
+import { compiled, NO_PEER, PAGE, peer, readableSources, ROOT, run, scaled, startPeer, tempDir } from "./helpers.ts";
 
 /** A process that lives until killed, for a live maker's pid. */
 function sleeper(): Deno.ChildProcess {
@@ -194,13 +194,15 @@ Deno.test({
     Deno.mkdirSync(denoDir);
     Deno.chmodSync(denoDir, 0o777);
     const script = `${dir.path}/script.ts`;
+    const src = readableSources(); // the checkout may be private
     Deno.writeTextFileSync(
       script,
-      `import { listRegions } from "${ROOT}/mod.ts";
+      `import { listRegions } from "${src}/mod.ts";
        console.log(JSON.stringify(listRegions([${JSON.stringify(dir.path)}], { layout: "ltp" })));`,
     );
     const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    const r = await run("setpriv", [...asNobody, Deno.execPath(), "run", "--quiet", "--allow-all", script], {
+    const r = await run("setpriv", [...asNobody, `${src}/deno`, "run", "--quiet", "--allow-all", script], {
+      signal: AbortSignal.timeout(scaled(60_000)),
       env: { DENO_DIR: denoDir },
       cwd: "/",
     });
