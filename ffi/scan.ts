@@ -165,9 +165,18 @@ function examine(
  * folder itself is not reached through a symlink; an entry something is
  * mounted on is counted, never looked into.
  *
+ * Nothing is opened where `allowed` (Deno's read permission, asked by the
+ * caller) says no: the folder at its real path, and each file in it.
+ *
  * @throws {Error} When the folder cannot be opened or listed.
+ * @throws {Deno.errors.NotCapable} When the folder's real path may not be read.
  */
-export function scanFolder(path: string, page: number, deadline: number): FolderScan {
+export function scanFolder(
+  path: string,
+  page: number,
+  deadline: number,
+  allowed: (path: string) => boolean,
+): FolderScan {
   // O_NOATIME too where allowed: listing a folder updates its access time
   const cpath = addressOf(cString(path));
   const flags = O_DIRECTORY() | O_NOFOLLOW() | O_CLOEXEC;
@@ -188,6 +197,8 @@ export function scanFolder(path: string, page: number, deadline: number): Folder
       throw new Deno.errors.NotCapable(`Cannot tell where the folder ${path} really is (/proc must be mounted)`);
     }
     result.realPath = real;
+    // a symlink at a trailing slash, or a folder inside that is one: checked where it really is, before any open
+    if (!allowed(real)) throw new Deno.errors.NotCapable(`it is ${real}: run again with --allow-read=${real}`);
     const decoder = new TextDecoder();
     const dents = new Uint8Array(32768);
     const dentsAt = addressOf(dents);
@@ -204,7 +215,9 @@ export function scanFolder(path: string, page: number, deadline: number): Folder
           continue;
         }
         const name = dents.slice(at + DIRENT_NAME, dents.indexOf(0, at + DIRENT_NAME));
-        const found = examine(dir, folderMount, name, `${path.replace(/\/+$/, "")}/${decoder.decode(name)}`, page);
+        const text = decoder.decode(name);
+        if (!allowed(`${real === "/" ? "" : real}/${text}`)) continue; // a --deny-read of that one file
+        const found = examine(dir, folderMount, name, `${path.replace(/\/+$/, "")}/${text}`, page);
         if (found === "mount point") result.mountPoints++;
         else if (found) result.found.push(found);
       }

@@ -182,16 +182,9 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     }
     let scan;
     try {
-      scan = scanFolder(folder, page, foldersDeadline);
+      scan = scanFolder(folder, page, foldersDeadline, readable);
     } catch (error) {
       notes.push(`${shown} skipped: ${escapeText((error as Error).message)}`);
-      continue;
-    }
-    if (!readable(scan.realPath)) {
-      for (const f of scan.found) f.file?.close();
-      notes.push(
-        `${shown} skipped: it is ${escapeText(scan.realPath)}: ${runAgainWith([`--allow-read=${scan.realPath}`])}`,
-      );
       continue;
     }
     unexamined += scan.unexamined;

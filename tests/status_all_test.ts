@@ -176,6 +176,30 @@ Deno.test("listRegions says which folders it may not read or open, and lists the
   const r = await run(Deno.execPath(), ["run", "--quiet", "--allow-ffi", `--allow-read=${dir.path},${ROOT}`, file]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), ["/dev/shm skipped: run again with --allow-read=/dev/shm"]);
+
+  // a file denied on its own is never opened, and a symlinked folder named with a trailing slash is checked where
+  // it leads, before anything in it is opened
+  using outside = tempDir();
+  Deno.writeFileSync(`${outside.path}/ltp_out_1`, page);
+  Deno.symlinkSync(outside.path, `${dir.path}/out`);
+  Deno.writeTextFileSync(
+    file,
+    `import { listRegions } from "${ROOT}/mod.ts";
+     const l = listRegions([${JSON.stringify(dir.path)}, ${JSON.stringify(`${dir.path}/out/`)}], { layout: "ltp" });
+     console.log(JSON.stringify({ paths: l.regions.map((r) => r.path), notes: l.notes }));`,
+  );
+  const denied = await run(Deno.execPath(), [
+    "run",
+    "--quiet",
+    "--allow-ffi",
+    `--allow-read=${dir.path},${ROOT}`,
+    `--deny-read=${dir.path}/ltp_once_1`,
+    file,
+  ]);
+  assert.equal(denied.code, 0, denied.stderr);
+  const seen = JSON.parse(denied.stdout);
+  assert.deepEqual(seen.paths, [], "the denied file is not listed");
+  assert.match(seen.notes.join("\n"), new RegExp(`out/ skipped: it is ${outside.path}: run again with --allow-read`));
 });
 
 Deno.test({
