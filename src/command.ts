@@ -7,6 +7,7 @@ import { Checkpoint, formatListing, type Layout, listRegions } from "../mod.ts";
 import { readEnv } from "./env.ts";
 import { escapeText, safeJson } from "./escape.ts";
 import { runAgainWith } from "./hint.ts";
+import { newRegionPath } from "./region.ts";
 import { formatStatus } from "./status.ts";
 
 const USAGE = `Usage: tst_checkpoint init [--cleanup]
@@ -213,7 +214,9 @@ async function main(args: string[]): Promise<number> {
 
 /** Prepares the region; prints what `eval` needs: the export line for a new one, the trap with `cleanup`. */
 function init(options: { layout?: Layout }, cleanup: boolean): void {
-  using cp = Checkpoint.init(undefined, options);
+  // a new region is named after the shell that evals this line, not this short-lived process, so that
+  // `status --all` sees its maker alive while that shell lives
+  using cp = Checkpoint.init(readEnv("LTP_IPC_PATH", true) || newRegionPath(undefined, Deno.ppid), options);
   const lines: string[] = [];
   // init has read LTP_IPC_PATH already, so permission to read it is granted
   if (cp.path !== Deno.env.get("LTP_IPC_PATH")) {
@@ -252,11 +255,16 @@ function remove(layout?: Layout): void {
 function status(options: { layout?: Layout }, json: boolean, folders?: string[]): void {
   if (folders) {
     const listing = listRegions(folders.length ? folders : undefined, options);
-    print(Deno.stdout, json ? safeJson(listing.regions) : formatListing(listing));
+    if (!json) return print(Deno.stdout, fixHints(formatListing(listing)));
+    for (const region of listing.regions) if (region.note) region.note = fixHints(region.note);
+    print(Deno.stdout, safeJson(listing.regions));
+    // what the array cannot hold (folders skipped, time running out) still reaches the user
+    for (const note of listing.notes) warn(`tst_checkpoint: note: ${escapeText(fixHints(note))}`);
     return;
   }
   using cp = Checkpoint.open(undefined, options);
   const state = cp.status();
+  if (state.note) state.note = fixHints(state.note);
   print(Deno.stdout, json ? safeJson(state) : formatStatus(state));
 }
 
@@ -273,33 +281,27 @@ function reinstallCommand(): string | undefined {
 }
 const REINSTALL_ENV = "TST_CHECKPOINT_REINSTALL";
 
-/** `path` with `.`, `..` and repeated slashes resolved as written (no file system lookup). */
-function normalise(path: string): string {
-  const parts: string[] = [];
-  const absolute = path.startsWith("/");
-  for (const part of path.split("/")) {
-    if (part === "" || part === ".") continue;
-    if (part === ".." && parts.length > 0 && parts.at(-1) !== "..") parts.pop();
-    else if (part !== ".." || !absolute) parts.push(part);
-  }
-  return (absolute ? "/" : "") + parts.join("/") || ".";
+/** The fix for missing `flags`, as fits how the tool was run: the flags for `deno run`, the reinstall when installed. */
+function fixFor(flags: string[]): string {
+  const reinstall = reinstallCommand();
+  return reinstall === undefined ? runAgainWith(flags) : `reinstall with: ${reinstall} ${flags.join(" ")}`;
 }
 
 /**
- * A missing permission's fix, as fits how the tool was run: `deno run` users
- * get the flags to add, an installed tool the command that reinstalls it with
- * them (its flags are fixed in its launcher). Paths in the flags are normalised.
+ * `text` (a message, a note) with each "run again with FLAGS" of the module
+ * fitted to how the tool was run: an installed tool's flags are fixed in its
+ * launcher, so it names the command that reinstalls it with them.
  */
+function fixHints(text: string): string {
+  if (reinstallCommand() === undefined) return text;
+  return text.replace(/run again with (--allow-\S+(?: --allow-\S+)*)/g, (_, flags: string) => fixFor(flags.split(" ")));
+}
+
+/** A missing permission's fix in an error's message, from the flags it carries. */
 function hint(message: string, flags: unknown): string {
   if (!Array.isArray(flags) || !flags.every((f) => typeof f === "string")) return message;
   const tail = runAgainWith(flags);
-  if (!message.endsWith(tail)) return message;
-  const fixed = flags.map((flag) =>
-    flag.replace(/^(--allow-(?:read|write)=)(.+)$/, (_, name, path) => name + normalise(path))
-  );
-  const reinstall = reinstallCommand();
-  const fix = reinstall === undefined ? runAgainWith(fixed) : `reinstall with: ${reinstall} ${fixed.join(" ")}`;
-  return message.slice(0, -tail.length) + fix;
+  return message.endsWith(tail) ? message.slice(0, -tail.length) + fixFor(flags) : message;
 }
 
 /** Maps an error to LTP's exit code, printing it as one line, escaped. */

@@ -259,7 +259,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
 const MAKERS: Record<Maker, string> = {
   "ltp-c": "LTP's C library",
   "ltp-shell": "LTP's shell library",
-  "tst_checkpoint": "this project (Checkpoint.create)",
+  "tst_checkpoint": "this project (tst_checkpoint init, Checkpoint.create or init)",
   "unknown": "unknown (no pid in its header, a name no library gives)",
 };
 

@@ -291,13 +291,11 @@ function adoptable(path: string, file: RegionFile, info: FileInfo, page: number)
  * else /tmp) where that may be.
  * @throws {Deno.errors.NotCapable} When `dir` is not allowed, or without `dir` when neither folder is.
  */
-export function newRegionPath(dir?: string): string {
+export function newRegionPath(dir?: string, pid: number = Deno.pid): string {
   libc();
   const folder = dir === undefined ? defaultFolder() : existingFolder(dir);
   const random = crypto.getRandomValues(new Uint32Array(2));
-  return `${folder === "/" ? "" : folder}/ltp_checkpoint_${Deno.pid}_${random[0].toString(36)}${
-    random[1].toString(36)
-  }`;
+  return `${folder === "/" ? "" : folder}/ltp_checkpoint_${pid}_${random[0].toString(36)}${random[1].toString(36)}`;
 }
 
 function defaultFolder(): string {

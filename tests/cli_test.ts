@@ -349,6 +349,34 @@ Deno.test("status --all lists the regions of the folders given, as text or as a 
   assert.ok(Array.isArray(regions));
   assert.deepEqual(regions.map((r: { path: string }) => r.path), [cp.path]);
   cp.remove();
+
+  // what the array cannot hold goes to stderr; an installed tool's hints say how to reinstall
+  const reinstall = "cd /x && ./deno run -A tools/install.ts --root /y";
+  const skipped = await cli(["status", "--all", "--json", "/var/empty-not-allowed"], {
+    env: { TST_CHECKPOINT_REINSTALL: reinstall },
+  });
+  assertExit(skipped, 0);
+  assert.deepEqual(JSON.parse(skipped.stdout), []);
+  assertOneLine(
+    skipped.stderr,
+    /^tst_checkpoint: note: \/var\/empty-not-allowed skipped: reinstall with: cd \/x && .* --allow-read=\/var\/empty-not-allowed$/,
+  );
+});
+
+Deno.test('a region made by `eval "$(tst_checkpoint init)"` is named after the shell, live while it lives', async () => {
+  using dir = tempDir();
+  const tool = `${Deno.execPath()} run --quiet --allow-ffi --allow-env --allow-read=${dir.path},/proc ` +
+    `--allow-write=${dir.path} ${CLI}`;
+  const script = `eval "$(TMPDIR=${dir.path} ${tool} init)" && ${tool} status --all --json ${dir.path}; ` +
+    `LTP_IPC_PATH="$LTP_IPC_PATH" ${tool} remove; echo "shell $$"`;
+  const r = await run("sh", ["-c", script]);
+  assertExit(r, 0);
+  const [json, shell] = r.stdout.trim().split("\n");
+  const [region] = JSON.parse(json);
+  assert.equal(region.makerPid, Number(shell.split(" ")[1]), json);
+  assert.equal(region.makerAlive, true, json);
+  assert.equal(region.stale, false, json);
+  assert.deepEqual(listing(dir.path), []);
 });
 
 Deno.test("a deno run user's hint names the flags to add, its folder normalised", async () => {
