@@ -21,7 +21,9 @@ export function escapeText(text: string): string {
   return text.replace(/\\/g, "\\\\").replace(UNSAFE, (c) => hex(c.charCodeAt(0)));
 }
 
-const strict = new TextDecoder("utf-8", { fatal: true });
+// made on first use: a process's first TextDecoder costs a wait or wake, which prints nothing, a fraction of a ms
+let strictDecoder: TextDecoder | undefined;
+const strict = () => strictDecoder ??= new TextDecoder("utf-8", { fatal: true });
 
 /**
  * Bytes from the kernel (a name, /proc text) as a printable string: valid
@@ -30,7 +32,7 @@ const strict = new TextDecoder("utf-8", { fatal: true });
  */
 export function escapeBytes(bytes: Uint8Array): string {
   try {
-    return escapeText(strict.decode(bytes));
+    return escapeText(strict().decode(bytes));
   } catch {
     // decode what is valid, byte by byte where it is not
     let out = "";
@@ -40,7 +42,7 @@ export function escapeBytes(bytes: Uint8Array): string {
         out += hex(bytes[i]);
         i++;
       } else {
-        out += escapeText(strict.decode(bytes.subarray(i, i + n)));
+        out += escapeText(strict().decode(bytes.subarray(i, i + n)));
         i += n;
       }
     }
@@ -54,7 +56,7 @@ function sequenceLength(bytes: Uint8Array, i: number): number {
   const n = b < 0x80 ? 1 : b >= 0xc2 && b < 0xe0 ? 2 : b >= 0xe0 && b < 0xf0 ? 3 : b >= 0xf0 && b < 0xf5 ? 4 : 0;
   if (n === 0 || i + n > bytes.length) return 0;
   try {
-    strict.decode(bytes.subarray(i, i + n));
+    strict().decode(bytes.subarray(i, i + n));
     return n;
   } catch {
     return 0;
