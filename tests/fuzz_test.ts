@@ -136,10 +136,12 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     const timer = setTimeout(() => p.child.kill("SIGKILL"), DEADLINE_MS);
     p.child.status.then(() => clearTimeout(timer)); // at once: kill() throws on a child that has ended
     const r = await p.result;
-    const made = listing("/dev/shm").filter((n) => n.startsWith(`ltp_checkpoint_${p.child.pid}_`) && !shmBefore.has(n));
+    // `init` names a region after its parent (the shell that evals it; here this process), create() after itself
+    const ours = (n: string) => [p.child.pid, Deno.pid].some((pid) => n.startsWith(`ltp_checkpoint_${pid}_`));
+    const made = listing("/dev/shm").filter((n) => ours(n) && !shmBefore.has(n));
     for (const name of made) Deno.removeSync(`/dev/shm/${name}`);
     // init with no path where /dev/shm is not allowed makes its region in the temporary folder, d
-    for (const name of listing(d).filter((n) => n.startsWith(`ltp_checkpoint_${p.child.pid}_`))) {
+    for (const name of listing(d).filter(ours)) {
       Deno.removeSync(`${d}/${name}`);
     }
     const what = `case ${i}: ${JSON.stringify(args)} env ${JSON.stringify(env)} -> exit ${r.code}, stderr ${
