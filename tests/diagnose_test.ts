@@ -14,6 +14,7 @@ import {
   cli,
   compiled,
   eventually,
+  fuseServing,
   NO_PEER,
   ROOT,
   run,
@@ -320,19 +321,7 @@ Deno.test({
     // closing its stdin ends the FUSE server, which frees the stuck thread
     const release = () => staller.stdin.close();
     try {
-      const reader = staller.stdout.getReader();
-      const first = await reader.read();
-      reader.releaseLock();
-      if (!new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("ready")) {
-        release();
-        const out = await staller.output();
-        await t.step({
-          name: `FUSE cannot be mounted here: ${new TextDecoder().decode(out.stderr).trim()}`,
-          ignore: true,
-          fn() {},
-        });
-        return;
-      }
+      if (!await fuseServing(staller, t, release)) return;
       await cp.waitForWaiters(1, 1, scaled(10000));
       const script = `
         import { Checkpoint } from "${ROOT}/mod.ts";

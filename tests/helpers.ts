@@ -166,6 +166,29 @@ export function readableSources(): string {
 }
 let sources: string | undefined;
 
+/**
+ * Whether tests/fuse_staller.c, started with piped stdout and stderr, says it serves its FUSE file ("ready");
+ * where FUSE cannot be mounted, it calls `release`, and records the reason as an ignored step of `t`.
+ */
+export async function fuseServing(
+  staller: Deno.ChildProcess,
+  t: Deno.TestContext,
+  release: () => void,
+): Promise<boolean> {
+  const reader = staller.stdout.getReader();
+  const first = await reader.read();
+  reader.releaseLock();
+  if (new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("ready")) return true;
+  release();
+  const out = await staller.output();
+  await t.step({
+    name: `FUSE cannot be mounted here: ${new TextDecoder().decode(out.stderr).trim()}`,
+    ignore: true,
+    fn() {},
+  });
+  return false;
+}
+
 /** A temporary folder, removed by `using`. */
 export function tempDir(): { path: string } & Disposable {
   const path = Deno.makeTempDirSync({ prefix: "ltp-checkpoint-test-" });

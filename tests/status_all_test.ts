@@ -2,7 +2,19 @@
 import assert from "node:assert/strict";
 import { Checkpoint, formatListing, listRegions, type RegionEntry } from "../mod.ts";
 import { shellQuote } from "../src/listing.ts";
-import { compiled, NO_PEER, PAGE, peer, readableSources, ROOT, run, scaled, startPeer, tempDir } from "./helpers.ts";
+import {
+  compiled,
+  fuseServing,
+  NO_PEER,
+  PAGE,
+  peer,
+  readableSources,
+  ROOT,
+  run,
+  scaled,
+  startPeer,
+  tempDir,
+} from "./helpers.ts";
 
 /** A process that lives until killed, for a live maker's pid. */
 function sleeper(): Deno.ChildProcess {
@@ -276,19 +288,7 @@ Deno.test({
       }
     };
     try {
-      const reader = staller.stdout.getReader();
-      const first = await reader.read();
-      reader.releaseLock();
-      if (!new TextDecoder().decode(first.value ?? new Uint8Array()).startsWith("ready")) {
-        release();
-        const out = await staller.output();
-        await t.step({
-          name: `FUSE cannot be mounted here: ${new TextDecoder().decode(out.stderr).trim()}`,
-          ignore: true,
-          fn() {},
-        });
-        return;
-      }
+      if (!await fuseServing(staller, t, release)) return;
       const script = `${dir.path}/script.ts`;
       Deno.writeTextFileSync(
         script,
