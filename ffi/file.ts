@@ -6,16 +6,16 @@
 import { addressOf, type Bytes, cString, libc, sys, sysAsync } from "./libc.ts";
 
 export const AT_FDCWD = -100;
-const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
 const O_RDONLY = 0o0;
 const O_RDWR = 0o2;
 const O_CREAT = 0o100;
 const O_EXCL = 0o200;
-const O_NOCTTY = 0o400;
-const O_NONBLOCK = 0o4000;
+export const O_NOCTTY = 0o400;
+export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
-const O_NOATIME = 0o1000000;
-const O_PATH = 0o10000000;
+export const O_NOATIME = 0o1000000;
+export const O_PATH = 0o10000000;
 // O_NOFOLLOW and O_DIRECTORY differ between x86_64 and aarch64
 export const O_NOFOLLOW = () => Deno.build.arch === "aarch64" ? 0o100000 : 0o400000;
 export const O_DIRECTORY = () => Deno.build.arch === "aarch64" ? 0o40000 : 0o200000;
@@ -31,7 +31,7 @@ export const FUTEX_PRIVATE_FLAG = 128;
 /** futex_waitv's flag for a word only this process uses. */
 export const FUTEX2_PRIVATE = 128;
 const INT_MAX = 0x7fffffff;
-const PATH_MAX = 4096;
+export const PATH_MAX = 4096;
 
 export const EPERM = 1;
 export const ENOENT = 2;
@@ -39,9 +39,9 @@ export const EINTR = 4;
 export const EAGAIN = 11;
 const EEXIST = 17;
 const EXDEV = 18;
-const ENOTDIR = 20;
+export const ENOTDIR = 20;
 export const ENOSYS = 38;
-const ELOOP = 40;
+export const ELOOP = 40;
 const EOPNOTSUPP = 95;
 export const ETIMEDOUT = 110;
 

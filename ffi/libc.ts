@@ -1,7 +1,8 @@
 /**
  * The libc symbol table and its loader. Everything goes through `syscall()`
  * except what differs between C libraries or needs no number table.
- * Loaded on first use, so importing never needs `--allow-ffi`.
+ * Loaded at import where `--allow-ffi` is granted (see the end of this file),
+ * else on first use, so importing never needs it.
  * @module
  */
 

@@ -11,22 +11,30 @@
  * @module
  */
 import { addressOf, type Bytes, cString, libc, sys } from "./libc.ts";
-import { AT_FDCWD, EPERM, O_CLOEXEC, O_DIRECTORY, O_NOFOLLOW, RegionFile, syscallError } from "./file.ts";
+import {
+  AT_FDCWD,
+  AT_SYMLINK_NOFOLLOW,
+  ELOOP,
+  ENOENT,
+  ENOTDIR,
+  EPERM,
+  O_CLOEXEC,
+  O_DIRECTORY,
+  O_NOATIME,
+  O_NOCTTY,
+  O_NOFOLLOW,
+  O_NONBLOCK,
+  O_PATH,
+  PATH_MAX,
+  RegionFile,
+  syscallError,
+} from "./file.ts";
 
-const AT_SYMLINK_NOFOLLOW = 0x100;
-const O_NOCTTY = 0o400;
-const O_NONBLOCK = 0o4000;
-const O_NOATIME = 0o1000000;
-const O_PATH = 0o10000000;
 const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFLNK = 0o120000;
-const ENOTDIR = 20;
-const ELOOP = 40;
 const DT_UNKNOWN = 0;
 const DT_REG = 8;
-const ENOENT = 2;
-const PATH_MAX = 4096;
 
 // struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
 const DIRENT_RECLEN = 16;
