@@ -1,8 +1,31 @@
-/** Environment variables, read so that a missing `--allow-env` never prompts. */
-import { needsFlags } from "./hint.ts";
+/**
+ * Environment variables, read so that a missing `--allow-env` never
+ * prompts; and, for the resident agent, one caller's environment in place
+ * of the process's own while that caller's call is being set up.
+ * @module
+ */
+import { PermissionNeeded } from "./errors.ts";
 
-/** Variables found readable; a query costs about 2 µs, too much for every wait. */
+/** Variables found readable. */
 const allowed = new Set<string>();
+
+/** The environment of the call being set up, when it is not this process's own. */
+let callEnv: Readonly<Record<string, string>> | undefined;
+
+/**
+ * Runs `use` (synchronously) with `env` read in place of the process's
+ * environment: what the module reads of it while `use` runs comes from
+ * `env`. The permission to read each variable is still Deno's.
+ */
+export function withEnv<T>(env: Readonly<Record<string, string>>, use: () => T): T {
+  const outer = callEnv;
+  callEnv = env;
+  try {
+    return use();
+  } finally {
+    callEnv = outer;
+  }
+}
 
 /**
  * The value of `name`. Without permission to read it: undefined, or when
@@ -11,9 +34,10 @@ const allowed = new Set<string>();
 export function readEnv(name: string, required = false): string | undefined {
   if (!allowed.has(name) && Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") {
     if (!required) return undefined;
-    throw needsFlags(`Reading ${name} needs permission`, [`--allow-env=${name}`]);
+    throw new PermissionNeeded(`Reading ${name} needs permission`, [`--allow-env=${name}`]);
   }
   allowed.add(name);
+  if (callEnv !== undefined) return Object.hasOwn(callEnv, name) ? callEnv[name] : undefined;
   try {
     return Deno.env.get(name);
   } catch (cause) {

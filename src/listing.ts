@@ -8,20 +8,13 @@
 import { pageSize } from "../ffi/file.ts";
 import { SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { type FoundFile, processExists, scanFolder } from "../ffi/scan.ts";
-import { type Layout, type Snapshot, takeSnapshot } from "./diagnose.ts";
 import { readEnv } from "./env.ts";
+import { runAgainWith } from "./errors.ts";
 import { escapeText } from "./escape.ts";
-import { runAgainWith } from "./hint.ts";
-import { LAYOUT_OFFSETS, LIB_PID_OFFSET } from "./region.ts";
-import {
-  type CheckpointStatus,
-  formatStatus,
-  type LayoutSource,
-  type ProcScan,
-  type RegionFacts,
-  scanProc,
-  statusOf,
-} from "./status.ts";
+import { capacityOf, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
+import { type Snapshot, takeSnapshot } from "./snapshot.ts";
+import { type CheckpointStatus, formatStatus, type ProcScan, type RegionFacts, scanProc, statusOf } from "./status.ts";
+import { shellQuote } from "./text.ts";
 
 /**
  * Which library made a region, told from its bytes, name and mode:
@@ -68,32 +61,6 @@ const MAX_NAMED = 10;
 const THIS_PROJECT = /^ltp_checkpoint_(\d+)_[0-9a-z]+$/;
 const LTP_SHELL = /^ltp_.+_(\d+)$/;
 
-/** The layout in force: the option, else LTP_IPC_LAYOUT, else LTP mainline's. */
-function layoutInForce(layout?: Layout): { layout: Layout; source: LayoutSource } {
-  if (layout) return { layout, source: "option" };
-  const fromEnv = readEnv("LTP_IPC_LAYOUT");
-  if (!fromEnv) return { layout: "ltp", source: "default" };
-  if (fromEnv !== "ltp" && fromEnv !== "seed") {
-    throw new TypeError(`Unknown checkpoint layout '${escapeText(fromEnv)}': use "ltp" or "seed" (LTP_IPC_LAYOUT)`);
-  }
-  return { layout: fromEnv, source: "LTP_IPC_LAYOUT" };
-}
-
-/** Bytes as one shell word: as they are when plain, else `$'...'` with every other byte as `\xNN`. */
-export function shellQuote(bytes: Uint8Array): string {
-  const plain = (b: number) =>
-    (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
-    "_./-+,:=@%".includes(String.fromCharCode(b));
-  if (bytes.length > 0 && bytes.every(plain)) return String.fromCharCode(...bytes);
-  let out = "$'";
-  for (const b of bytes) {
-    out += b >= 0x20 && b < 0x7f && b !== 0x27 && b !== 0x5c
-      ? String.fromCharCode(b)
-      : `\\x${b.toString(16).padStart(2, "0")}`;
-  }
-  return `${out}'`;
-}
-
 /** Who made a region, from the pid in its header, its name and its mode. */
 function makerOf(name: string, libPid: number, mode: number): { maker: Maker; makerPid: number } {
   if (libPid > 0) return { maker: "ltp-c", makerPid: libPid };
@@ -109,13 +76,13 @@ function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page
   const file = found.file!;
   try {
     const bytes = file.map(page);
-    const libPid = new DataView(bytes.buffer, bytes.byteOffset).getInt32(LIB_PID_OFFSET, true);
+    const libPid = libPidOf(bytes);
     const snapshot: Snapshot = takeSnapshot(layout, page, (offset) => file.futexWaiters(offset));
     const facts: RegionFacts = {
       path: found.path,
       layout,
       layoutSource: source,
-      capacity: Math.floor((page - LAYOUT_OFFSETS[layout]) / 4),
+      capacity: capacityOf(layout, page),
       libPid,
       ...found.info,
     };
@@ -150,14 +117,17 @@ function readable(path: string): boolean {
  * @throws {TypeError} When LTP_IPC_LAYOUT names no layout.
  * @example List the regions of a folder
  * ```ts
- * import { Checkpoint, listRegions } from "../mod.ts";
+ * import assert from "node:assert/strict";
+ * import { Checkpoint, listRegions } from "./mod.ts";
  *
  * const dir = Deno.makeTempDirSync();
- * using cp = Checkpoint.create({ dir });
- * const { regions } = listRegions([dir]);
- * console.log(regions.map((r) => [r.path === cp.path, r.maker, r.stale])); // [[true, "tst_checkpoint", false]]
- * cp.remove();
- * Deno.removeSync(dir);
+ * try {
+ *   using cp = Checkpoint.create({ dir });
+ *   const { regions } = listRegions([dir]);
+ *   assert.deepEqual(regions.map((r) => [r.path === cp.path, r.maker, r.stale]), [[true, "tst_checkpoint", false]]);
+ * } finally {
+ *   Deno.removeSync(dir, { recursive: true });
+ * }
  * ```
  */
 export function listRegions(folders?: string[], options: { layout?: Layout; budgetMs?: number } = {}): RegionListing {

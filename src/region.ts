@@ -2,16 +2,9 @@
 import { type FileInfo, Folder, geteuid, lstat, normalise, pageSize, type RegionFile } from "../ffi/file.ts";
 import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
-import { needsFlags, runAgainWith } from "./hint.ts";
-
-/** The magic at byte 0, "LTPM" in ASCII, the same bytes on every machine (spelt out: encoding it costs an import ~0.5 ms). */
-const MAGIC = new Uint8Array([0x4c, 0x54, 0x50, 0x4d]);
-
-/** Where each layout's futex array starts (spec section 1; 64-bit Linux). */
-export const LAYOUT_OFFSETS = { seed: 4, ltp: 76 } as const;
-
-/** Where LTP's C library writes its pid (`context.lib_pid`) in the header of a region it made. */
-export const LIB_PID_OFFSET = 8;
+import { escapeBytes } from "./escape.ts";
+import { PermissionNeeded } from "./errors.ts";
+import { hasMagic, MAGIC } from "./layout.ts";
 
 /** A region file, open and mapped, and the folder it was found in, held open. */
 export interface Region {
@@ -69,8 +62,8 @@ function folderOf(path: string): string {
   return normalise(`${Deno.cwd()}/${dir}`);
 }
 
-function refuse(what: string, folder: string): Deno.errors.NotCapable {
-  return needsFlags(what, [`--allow-read=${folder}`, `--allow-write=${folder}`]);
+function refuse(what: string, folder: string): PermissionNeeded {
+  return new PermissionNeeded(what, [`--allow-read=${folder}`, `--allow-write=${folder}`]);
 }
 
 /**
@@ -138,11 +131,6 @@ function openSeen(folder: Folder, name: string, path: string, seen: FileInfo, wr
   return { file, info };
 }
 
-function hasMagic(bytes: Uint8Array): boolean {
-  for (let i = 0; i < MAGIC.length; i++) if (bytes[i] !== MAGIC[i]) return false;
-  return true;
-}
-
 /** Runs `make` with the located folder; closes the folder if it throws. */
 function inFolder(
   path: string,
@@ -193,8 +181,9 @@ export function openRegion(path: string): Region {
       }
       const head = file.map(page).subarray(0, 4);
       if (!hasMagic(head)) {
-        const text = JSON.stringify(new TextDecoder().decode(head));
-        throw new Deno.errors.InvalidData(`${path} is not a checkpoint region (bad magic: ${text}, expected "LTPM")`);
+        throw new Deno.errors.InvalidData(
+          `${path} is not a checkpoint region (bad magic: "${escapeBytes(head)}", expected "LTPM")`,
+        );
       }
     });
   });
@@ -223,7 +212,7 @@ export function initRegion(path: string): Region {
         const page = pageSize();
         const bytes = adoptable(path, file, info, page);
         if (bytes.length < page) file.grow(page, false);
-        if (!hasMagic(bytes)) file.write(MAGIC, 0);
+        if (!hasMagic(bytes)) file.write(Uint8Array.from(MAGIC), 0);
         file.map(page);
       });
     }
@@ -251,7 +240,7 @@ function prepareCreated(folder: Folder, name: string, file: RegionFile): RegionF
   return closingOnError(file, () => {
     const page = pageSize();
     file.grow(page, true);
-    file.write(MAGIC, 0);
+    file.write(Uint8Array.from(MAGIC), 0);
     file.map(page);
   }, () => folder.removeIf(name, file.stat()));
 }
@@ -304,13 +293,10 @@ function defaultFolder(): string {
   const tmp = readEnv("TMPDIR") || "/tmp";
   if (granted(tmp)) return tmp;
   const folder = shm ? "/dev/shm" : folderOf(`${tmp}/x`);
-  const flags = [`--allow-read=${folder}`, `--allow-write=${folder}`];
-  throw Object.assign(
-    new Deno.errors.NotCapable(
-      `A new region needs a folder it may write: give create({ dir }) or init(path) one that is allowed, ` +
-        `or ${runAgainWith(flags)}`,
-    ),
-    { flags },
+  throw new PermissionNeeded(
+    "A new region needs a folder it may write",
+    [`--allow-read=${folder}`, `--allow-write=${folder}`],
+    "give create({ dir }) or init(path) one that is allowed, or ",
   );
 }
 

@@ -5,13 +5,11 @@
  * @module
  */
 import { type FileId, type FutexWaiters, futexWaiters, SCAN_BUDGET_MS } from "../ffi/proc.ts";
-import type { Layout, Snapshot } from "./diagnose.ts";
+import { runAgainWith } from "./errors.ts";
 import { escapeText } from "./escape.ts";
-import { runAgainWith } from "./hint.ts";
-import { LAYOUT_OFFSETS } from "./region.ts";
-
-/** Where the layout in force came from: code or the command line, the environment, or the default. */
-export type LayoutSource = "option" | "LTP_IPC_LAYOUT" | "default";
+import { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./layout.ts";
+import type { Snapshot } from "./snapshot.ts";
+import { plural } from "./text.ts";
 
 /** A waiting thread of another process, as /proc shows it. */
 export interface WaitingProcess {
@@ -80,10 +78,6 @@ export function scanProc(files: FileId[], budgetMs: number = SCAN_BUDGET_MS): Pr
   } catch (error) {
     return { note: `cannot read /proc: ${escapeText(String((error as Error).message ?? error))}` };
   }
-}
-
-function plural(n: number, one: string, many: string): string {
-  return `${n} ${n === 1 ? one : many}`;
 }
 
 /** What the scan could not look at, in one note; undefined when it saw everything. */

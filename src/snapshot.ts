@@ -1,12 +1,6 @@
 /** What a region looks like when something timed out, and what that suggests. */
-import { LAYOUT_OFFSETS } from "./region.ts";
-
-/**
- * Where the futexes start in the region: `ltp` after LTP mainline's `struct
- * ipc_region` header (byte 76 on 64-bit Linux), `seed` right after the
- * magic (the seed patch's `tst_checkpoint`).
- */
-export type Layout = "ltp" | "seed";
+import { type Layout, LAYOUT_OFFSETS } from "./layout.ts";
+import { plural } from "./text.ts";
 
 /** Waiters per checkpoint id, only ids where someone waits. */
 export type Waiters = Record<number, number>;
@@ -41,10 +35,6 @@ export function takeSnapshot(layout: Layout, page: number, count: (offset: numbe
 }
 
 const MAX_LISTED = 8;
-
-function plural(n: number, one: string, many: string): string {
-  return `${n} ${n === 1 ? one : many}`;
-}
 
 /** "checkpoint 3 (2 waiting), checkpoint 5 (1 waiting)", or "nobody waits anywhere". */
 function listWaiters(waiters: Waiters): string {

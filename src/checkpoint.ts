@@ -1,0 +1,619 @@
+/** The class: one LTP checkpoint region mapped into this process. */
+import { EAGAIN, EINTR, ETIMEDOUT, type Folder, pageSize, type RegionFile, syscallError } from "../ffi/file.ts";
+import type { PendingWait } from "../ffi/waitv.ts";
+import { waitAsync } from "./async_wait.ts";
+import { closed, removeAtExit } from "./cleanup.ts";
+import { readEnv } from "./env.ts";
+import { CheckpointTimedOut } from "./errors.ts";
+import { capacityOf, type Layout, LAYOUT_OFFSETS, layoutInForce, type LayoutSource, LIB_PID_OFFSET } from "./layout.ts";
+import { poll, pollSync } from "./poll.ts";
+import { createRegion, initRegion, newRegionPath, openRegion, type Region } from "./region.ts";
+import { explain, type Snapshot, takeSnapshot } from "./snapshot.ts";
+import { type CheckpointStatus, statusOf } from "./status.ts";
+import { checkCount, checkId, deadlineOf, DEFAULT_TIMEOUT_MS } from "./validate.ts";
+
+/** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
+export interface CheckpointOptions {
+  /** The region's layout; when absent, `LTP_IPC_LAYOUT`, else `"ltp"` (LTP mainline's). */
+  layout?: Layout;
+}
+
+/** Options of {@linkcode Checkpoint.create}. */
+export interface CreateOptions extends CheckpointOptions {
+  /**
+   * The folder to make the region in. Default: /dev/shm where it may be
+   * used, else the temporary folder (`TMPDIR`, else /tmp).
+   */
+  dir?: string;
+}
+
+/** Options of the async waits and wakes. */
+export interface WaitOptions {
+  /** Aborting it rejects the pending call promptly with the signal's reason. */
+  signal?: AbortSignal;
+}
+
+/** How long a snapshot serves the timeouts that follow it: waits that time out together share one. */
+const SNAPSHOT_SHARED_MS = 20;
+
+function pathFrom(path: string | undefined): string {
+  if (path !== undefined && path !== "") return path;
+  const fromEnv = readEnv("LTP_IPC_PATH", true);
+  if (fromEnv === undefined) {
+    throw new Deno.errors.NotFound(
+      'LTP_IPC_PATH is not set: create a region first: eval "$(tst_checkpoint init)" in a shell, Checkpoint.init() in Deno',
+    );
+  }
+  if (fromEnv === "") throw new Deno.errors.NotFound("LTP_IPC_PATH is set but empty: point it at a region file");
+  return fromEnv;
+}
+
+/**
+ * An LTP checkpoint region mapped into this process.
+ *
+ * @example Act only once a child is parked at a checkpoint, with no sleep
+ * ```ts
+ * import { Checkpoint } from "./mod.ts";
+ *
+ * using cp = Checkpoint.create({ layout: "ltp" });
+ * const child = new Deno.Command(Deno.execPath(), {
+ *   args: ["eval", `
+ *     import { Checkpoint } from "${new URL("./mod.ts", import.meta.url)}";
+ *     using cp = Checkpoint.open();
+ *     await cp.wait(1);`],
+ *   env: cp.env,
+ * }).spawn();
+ * await cp.waitForWaiters(1, 1); // the child is in its wait now
+ * console.log(cp.waiters(1)); // 1
+ * await cp.wake(1);
+ * await child.status;
+ * ```
+ */
+export class Checkpoint implements Disposable {
+  /** The region file's path. */
+  readonly path: string;
+  /** Where the futexes start in it. */
+  readonly layout: Layout;
+  /** Where {@linkcode Checkpoint.layout} came from. */
+  readonly layoutSource: LayoutSource;
+  /** How many checkpoints it holds: ids run from 0 to capacity - 1. */
+  readonly capacity: number;
+  /** The pid in the header of a region made by LTP's C library (`context.lib_pid`); 0 for other regions. */
+  readonly libPid: number;
+  #file: RegionFile;
+  #folder: Folder;
+  #name: string;
+  #offset: number;
+  #removeOnClose: boolean;
+  #pending = new Set<PendingWait>();
+  #closed = false;
+  #lastSnapshot?: { at: number; snapshot: Snapshot };
+
+  /** @ignore Regions are made by {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
+  private constructor(
+    { file, folder, name }: Region,
+    { layout, source }: { layout: Layout; source: LayoutSource },
+    removeOnClose: boolean,
+  ) {
+    this.#file = file;
+    this.#folder = folder;
+    this.#name = name;
+    this.path = file.path;
+    this.layout = layout;
+    this.layoutSource = source;
+    this.#offset = LAYOUT_OFFSETS[layout];
+    this.capacity = capacityOf(layout, pageSize());
+    this.libPid = file.word(LIB_PID_OFFSET) | 0;
+    this.#removeOnClose = removeOnClose;
+    if (layout === "seed" && source !== "option" && this.libPid !== 0) {
+      this.close();
+      throw new Deno.errors.InvalidData(
+        `${this.path} was made by LTP's C library (pid ${this.libPid} in its header), whose checkpoints start ` +
+          `at byte 76, but LTP_IPC_LAYOUT=seed asks for byte 4: unset LTP_IPC_LAYOUT ` +
+          `(or choose the seed layout in code or with --layout seed if it is really meant)`,
+      );
+    }
+  }
+
+  /**
+   * Makes a region ready and maps it. Creates the file (mode 0600, never
+   * through a symlink), or adopts an existing regular file of at most one page
+   * that is all zeros or already carries the magic; sizes it to one page and
+   * writes the magic. Anything else is refused, its bytes untouched.
+   *
+   * @param path The file; default `LTP_IPC_PATH`, else a new unique file under
+   *   /dev/shm (the temporary folder where there is no /dev/shm).
+   * @param options The layout.
+   * @returns The mapped region.
+   * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
+   * @throws {Deno.errors.InvalidData} When the path holds something that is not a region.
+   * @throws {Deno.errors.PermissionDenied} When the file belongs to another user or has more than one name
+   *   (a file another user could have planted).
+   * @throws {Deno.errors.InvalidData} When LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
+   * @example Prepare the file named by LTP_IPC_PATH
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
+   * console.log(cp.capacity); // 1005 on a 4096-byte page
+   * cp.remove();
+   * ```
+   */
+  static init(path?: string, options?: CheckpointOptions): Checkpoint {
+    const layout = layoutInForce(options?.layout);
+    const target = path || readEnv("LTP_IPC_PATH", true) || newRegionPath();
+    return new Checkpoint(initRegion(target), layout, false);
+  }
+
+  /**
+   * Attaches to an existing region, as LTP's `tst_reinit()` does.
+   *
+   * @param path The file; default `LTP_IPC_PATH`.
+   * @param options The layout.
+   * @returns The mapped region.
+   * @throws {Deno.errors.NotFound} When `LTP_IPC_PATH` is unset or the file is missing.
+   * @throws {Deno.errors.InvalidData} When the file is not a regular file, is shorter than a page or lacks the
+   *   magic, or when LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
+   * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
+   * @example Attach in a child started with the parent's `env`
+   * ```ts ignore
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.open();
+   * await cp.wait(0);
+   * ```
+   */
+  static open(path?: string, options?: CheckpointOptions): Checkpoint {
+    const layout = layoutInForce(options?.layout);
+    return new Checkpoint(openRegion(pathFrom(path)), layout, false);
+  }
+
+  /**
+   * A fresh private region (mode 0600, a new unique name), removed again by
+   * `close()`, `using` or the end of the process.
+   *
+   * @param options The layout, and the folder to make it in: default
+   *   /dev/shm, or the temporary folder where /dev/shm may not be used.
+   * @returns The mapped region.
+   * @throws {Deno.errors.NotCapable} Without read and write permission for the folder; without `dir`, when
+   *   neither /dev/shm nor the temporary folder is allowed.
+   * @throws {Deno.errors.NotFound} When `dir` does not exist.
+   * @throws {Deno.errors.InvalidData} When `dir` is a symbolic link or not a folder.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create({ layout: "seed" });
+   * console.log(cp.capacity); // 1023 on a 4096-byte page
+   * ```
+   * @example In a folder of the job's own
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * const dir = Deno.makeTempDirSync();
+   * using cp = Checkpoint.create({ dir });
+   * console.log(cp.path.startsWith(dir)); // true
+   * ```
+   */
+  static create(options?: CreateOptions): Checkpoint {
+    const layout = layoutInForce(options?.layout);
+    const cp = new Checkpoint(createRegion(options?.dir), layout, true);
+    removeAtExit(cp);
+    return cp;
+  }
+
+  /**
+   * What a child process needs to attach, `LTP_IPC_PATH` and `LTP_IPC_LAYOUT`: pass it as `env` to `Deno.Command`.
+   *
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * console.log(cp.env.LTP_IPC_PATH === cp.path); // true
+   * ```
+   */
+  get env(): Record<string, string> {
+    // the layout too, so that a child never inherits a stale LTP_IPC_LAYOUT of its parent's caller
+    return { LTP_IPC_PATH: this.path, LTP_IPC_LAYOUT: this.layout };
+  }
+
+  #wordOf(id: number): number {
+    checkId(id, this.capacity, this.path, this.layout);
+    return this.#offset + 4 * id;
+  }
+
+  /** `what` failed within `ms`: the error, with `detail` and what the region looks like now. */
+  #timedOut(what: string, id: number, ms: number, detail = "", woken?: number): CheckpointTimedOut {
+    const now = performance.now();
+    if (this.#lastSnapshot === undefined || now - this.#lastSnapshot.at > SNAPSHOT_SHARED_MS) {
+      const taken = this.snapshot();
+      // shared by the errors of waits that time out together, so read-only
+      Object.freeze(taken.waiters);
+      Object.freeze(taken.otherLayout.waiters);
+      Object.freeze(taken.otherLayout);
+      this.#lastSnapshot = { at: now, snapshot: Object.freeze(taken) };
+    }
+    const snapshot = this.#lastSnapshot.snapshot;
+    return new CheckpointTimedOut(
+      `${what} within ${ms} ms (${this.path})${detail}; ${explain(snapshot, id)}`,
+      snapshot,
+      woken,
+    );
+  }
+
+  /** Polls `tryOnce` until it succeeds; CheckpointTimedOut saying `failure` after the timeout. */
+  async #until(
+    tryOnce: () => boolean,
+    timeoutMs: number,
+    failure: (ms: number) => CheckpointTimedOut,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    if (!await poll(tryOnce, deadline, signal)) throw failure(ms);
+  }
+
+  /** The blocking twin of #until. */
+  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: (ms: number) => CheckpointTimedOut): void {
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    if (!pollSync(tryOnce, deadline)) throw failure(ms);
+  }
+
+  /**
+   * Waits until another process wakes checkpoint `id` (LTP's FUTEX_WAIT,
+   * retried with the time left when interrupted).
+   *
+   * The event loop keeps running. The wait stays in the kernel, counted by
+   * any waker or {@linkcode Checkpoint.waiters}, until it is woken, times
+   * out or is aborted; then it leaves the kernel at once, so it never takes
+   * a later wake. If a wake and an abort cross, the wake wins and the
+   * promise resolves. (On kernels before 5.16, which lack futex_waitv, it
+   * waits in slices of 25 ms instead: an aborted wait then lingers for up
+   * to one slice, and a wake landing there is lost.)
+   *
+   * @param id The checkpoint, from 0 to `capacity - 1`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param options An abort signal.
+   * @returns Resolves when woken.
+   * @throws {CheckpointTimedOut} When nobody woke it in time.
+   * @throws {RangeError} When `id` is at or beyond `capacity`.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * await cp.wait(0, 10).catch((e) => console.log(e.name)); // TimedOut
+   * ```
+   */
+  async wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
+    const offset = this.#wordOf(id);
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    const signal = options?.signal;
+    signal?.throwIfAborted();
+    if (await waitAsync(this.#file, offset, deadline, signal, this.#pending)) return;
+    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} was closed while a wait was pending`);
+    if (signal?.aborted) throw signal.reason;
+    throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
+  }
+
+  /**
+   * Waits as {@linkcode Checkpoint.wait} does, blocking the thread (timers
+   * and signal listeners included) until woken or timed out.
+   *
+   * @param id The checkpoint.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @throws {CheckpointTimedOut} When nobody woke it in time.
+   * @throws {RangeError} When `id` is at or beyond `capacity`.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * try {
+   *   cp.waitSync(0, 10);
+   * } catch (e) {
+   *   console.log(e instanceof Deno.errors.TimedOut); // true
+   * }
+   * ```
+   */
+  waitSync(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
+    const word = this.#wordOf(id);
+    const { ms, deadline } = deadlineOf(timeoutMs);
+    for (;;) {
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      const r = this.#file.futexWait(word, left);
+      if (r === 0) return;
+      if (r === -ETIMEDOUT) break;
+      if (r !== -EINTR && r !== -EAGAIN) throw syscallError(`Cannot wait on ${this.path}`, -r);
+    }
+    throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
+  }
+
+  /** A wake's single try, and the error it ends with when tries run out. */
+  #waker(id: number, nrWake: number) {
+    const word = this.#wordOf(id);
+    checkCount("nrWake", nrWake, 0);
+    let woken = 0;
+    return {
+      tryOnce: () => (woken += this.#file.futexWake(word)) === nrWake,
+      failure: (ms: number) => {
+        const detail = woken > nrWake
+          ? `: woke ${woken}, and LTP counts waking more than ${nrWake} as a failure (more processes wait than expected)`
+          : `: woke ${woken}`;
+        return this.#timedOut(`Could not wake exactly ${nrWake} on checkpoint ${id}`, id, ms, detail, woken);
+      },
+    };
+  }
+
+  /**
+   * Wakes `nrWake` processes waiting on checkpoint `id`, retrying until that
+   * many have been woken in all, so a wake may come before its wait (LTP's
+   * rule: waking more than `nrWake` never succeeds and ends in a timeout).
+   *
+   * @param id The checkpoint.
+   * @param [nrWake=1] How many waiters to wake; 0 succeeds while nobody waits.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param options An abort signal.
+   * @returns Resolves once exactly `nrWake` were woken.
+   * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * await cp.wake(0, 0, 10); // nobody waits, nobody to wake: done
+   * ```
+   */
+  async wake(
+    id: number,
+    nrWake: number = 1,
+    timeoutMs: number = DEFAULT_TIMEOUT_MS,
+    options?: WaitOptions,
+  ): Promise<void> {
+    const { tryOnce, failure } = this.#waker(id, nrWake);
+    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
+  }
+
+  /**
+   * Wakes as {@linkcode Checkpoint.wake} does, blocking the thread.
+   *
+   * @param id The checkpoint.
+   * @param [nrWake=1] How many waiters to wake.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * cp.wakeSync(3, 0, 10);
+   * ```
+   */
+  wakeSync(id: number, nrWake: number = 1, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
+    const { tryOnce, failure } = this.#waker(id, nrWake);
+    this.#untilSync(tryOnce, timeoutMs, failure);
+  }
+
+  /**
+   * Wakes one waiter on `id`, then waits on `id` (LTP's
+   * `TST_CHECKPOINT_WAKE_AND_WAIT`), each with the full timeout.
+   *
+   * @param id The checkpoint.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
+   * @param options An abort signal.
+   * @returns Resolves when woken back.
+   * @throws {Deno.errors.TimedOut} When either half timed out.
+   * @example
+   * ```ts ignore
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.open();
+   * await cp.wakeAndWait(0);
+   * ```
+   */
+  async wakeAndWait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
+    await this.wake(id, 1, timeoutMs, options);
+    await this.wait(id, timeoutMs, options);
+  }
+
+  /**
+   * The blocking twin of {@linkcode Checkpoint.wakeAndWait}.
+   *
+   * @param id The checkpoint.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
+   * @throws {Deno.errors.TimedOut} When either half timed out.
+   * @example
+   * ```ts ignore
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.open();
+   * cp.wakeAndWaitSync(0);
+   * ```
+   */
+  wakeAndWaitSync(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
+    this.wakeSync(id, 1, timeoutMs);
+    this.waitSync(id, timeoutMs);
+  }
+
+  /**
+   * How many processes wait on checkpoint `id` right now. Wakes nobody and is
+   * invisible to LTP's code (FUTEX_CMP_REQUEUE of the word onto itself).
+   * Pending async waits of this process count too.
+   *
+   * @param id The checkpoint.
+   * @returns The number of waiters.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * console.log(cp.waiters(0)); // 0
+   * ```
+   */
+  waiters(id: number): number {
+    return this.#file.futexWaiters(this.#wordOf(id));
+  }
+
+  #atLeast(id: number, count: number) {
+    const word = this.#wordOf(id);
+    checkCount("count", count, 0);
+    return {
+      tryOnce: () => this.#file.futexWaiters(word) >= count,
+      failure: (ms: number) => this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, id, ms),
+    };
+  }
+
+  /**
+   * Resolves once at least `count` processes wait on checkpoint `id`: the
+   * way to know that a child has really arrived, with no sleep.
+   *
+   * @param id The checkpoint.
+   * @param count How many waiters to wait for.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param options An abort signal.
+   * @returns Resolves when that many wait.
+   * @throws {CheckpointTimedOut} When fewer arrived in time.
+   * @example
+   * ```ts ignore
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.open();
+   * await cp.waitForWaiters(0, 1); // the child is parked at checkpoint 0
+   * await cp.wake(0);
+   * ```
+   */
+  async waitForWaiters(
+    id: number,
+    count: number,
+    timeoutMs: number = DEFAULT_TIMEOUT_MS,
+    options?: WaitOptions,
+  ): Promise<void> {
+    const { tryOnce, failure } = this.#atLeast(id, count);
+    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
+  }
+
+  /**
+   * The blocking twin of {@linkcode Checkpoint.waitForWaiters}.
+   *
+   * @param id The checkpoint.
+   * @param count How many waiters to wait for.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @throws {CheckpointTimedOut} When fewer arrived in time.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * cp.waitForWaitersSync(0, 0, 10); // nobody needed
+   * ```
+   */
+  waitForWaitersSync(id: number, count: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
+    const { tryOnce, failure } = this.#atLeast(id, count);
+    this.#untilSync(tryOnce, timeoutMs, failure);
+  }
+
+  /**
+   * Who waits where right now, counted by the kernel for every word of the
+   * page (one system call a word: about 1000, a millisecond or two, on a
+   * 4 KiB page), waking nobody.
+   * Timeouts attach one to their error.
+   *
+   * @returns Waiters per id, in this layout and as the other layout numbers them.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * console.log(cp.snapshot().waiters); // {}
+   * ```
+   */
+  snapshot(): Snapshot {
+    return takeSnapshot(this.layout, pageSize(), (offset) => this.#file.futexWaiters(offset));
+  }
+
+  /**
+   * The region, who waits where and, where /proc may be read
+   * (`--allow-read=/proc`) and the kernel lets this process see them, which
+   * processes wait: what `tst_checkpoint status` prints.
+   *
+   * @returns The region's facts, the waiters and the processes found.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * const { layout, layoutSource, waiters } = cp.status();
+   * console.log(layout, layoutSource, waiters); // ltp default {}
+   * ```
+   */
+  status(): CheckpointStatus {
+    const { uid, mode, dev, ino } = this.#file.stat();
+    const { path, layout, layoutSource, capacity, libPid } = this;
+    return statusOf({ path, layout, layoutSource, capacity, libPid, uid, mode, dev, ino }, this.snapshot());
+  }
+
+  /**
+   * The region file's owner and permission bits, as they are now.
+   *
+   * @returns The owner's uid and the mode, such as `0o600`.
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * console.log(cp.stat().mode.toString(8)); // 600
+   * ```
+   */
+  stat(): { uid: number; mode: number } {
+    const { uid, mode } = this.#file.stat();
+    return { uid, mode };
+  }
+
+  /**
+   * Unmaps the region (and removes a region made by `create()`); safe to
+   * call twice. Pending async waits on it reject with `BadResource`.
+   */
+  close(): void {
+    if (this.#closed) return;
+    try {
+      if (this.#removeOnClose) this.#unlink();
+    } finally {
+      this.#closed = true;
+      closed(this);
+      for (const pending of this.#pending) pending.cancel();
+      this.#folder.close();
+      this.#file.close();
+    }
+  }
+
+  /** Removes the file from its folder if the name still holds this region. */
+  #unlink(): void {
+    this.#folder.removeIf(this.#name, this.#file.stat());
+  }
+
+  /**
+   * Removes the region file, if its name still holds this region, and
+   * closes it. Processes attached to it go on; none can attach any more.
+   * (Deno's own `Deno.remove` refuses paths under /dev without
+   * `--allow-all`; this needs only the permissions the region needed.)
+   *
+   * @example
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
+   * cp.remove();
+   * ```
+   */
+  remove(): void {
+    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} is closed`);
+    this.#removeOnClose = true;
+    this.close();
+  }
+
+  /** The same as {@linkcode Checkpoint.close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

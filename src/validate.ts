@@ -1,0 +1,39 @@
+/** Checks of the numbers the class is given, and timeouts turned into deadlines. */
+import { timeoutMultiplier } from "./env.ts";
+import type { Layout } from "./layout.ts";
+
+/** LTP's default checkpoint timeout, in milliseconds. */
+export const DEFAULT_TIMEOUT_MS = 10000;
+
+const UINT32_MAX = 0xffffffff;
+
+/** Refuses a `value` that is not a whole number from `min` to UINT32_MAX. */
+export function checkCount(name: string, value: number, min: number): void {
+  if (!Number.isInteger(value)) throw new TypeError(`${name} must be an integer, got ${value}`);
+  if (value < min || value > UINT32_MAX) {
+    throw new RangeError(`${name} must be from ${min} to ${UINT32_MAX}, got ${value}`);
+  }
+}
+
+/** Refuses an id that is not a whole number; one at or beyond `capacity` is a RangeError naming the region. */
+export function checkId(id: number, capacity: number, path: string, layout: Layout): void {
+  if (!Number.isInteger(id) || id < 0) throw new TypeError(`Checkpoint id must be a whole number, got ${id}`);
+  if (id >= capacity) {
+    throw new RangeError(
+      `Checkpoint id ${id} is out of range: ${path} holds ids 0 to ${capacity - 1} (${layout} layout)`,
+    );
+  }
+}
+
+/** The timeout in ms after LTP_TIMEOUT_MUL, as a deadline on performance.now(). */
+export function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
+  if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
+    throw new TypeError(`timeout must be a number of milliseconds, got ${timeoutMs}`);
+  }
+  if (!(timeoutMs >= 1 && timeoutMs <= UINT32_MAX)) {
+    throw new RangeError(`timeout must be from 1 to ${UINT32_MAX} ms, got ${timeoutMs}`);
+  }
+  const ms = timeoutMs * timeoutMultiplier();
+  // shown in messages: 50 × 1.1 is 55, not 55.00000000000001
+  return { ms: Math.round(ms * 1000) / 1000, deadline: performance.now() + ms };
+}
