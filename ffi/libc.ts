@@ -1,10 +1,13 @@
 /**
- * The libc symbol table and its loader. Everything goes through `syscall()`
- * except what differs between C libraries or needs no number table.
- * Loaded at import where `--allow-ffi` is granted (see the end of this file),
- * else on first use, so importing never needs it.
+ * The libc symbol table and its loader, and the raw doors through it:
+ * `sys()` and `sysAsync()` (every call goes through `syscall()`, except what
+ * differs between C libraries or needs no number table), `errno()`,
+ * `addressOf()` and `cString()`. Loaded at import where `--allow-ffi` is
+ * granted (see the end of this file), else on first use, so importing never
+ * needs it.
  * @module
  */
+import { NR, type SyscallName } from "./constants.ts";
 
 const SYSCALL_PARAMS = ["i64", "i64", "i64", "i64", "i64", "i64", "i64"] as const;
 
@@ -24,62 +27,6 @@ const symbols = {
   getpagesize: { parameters: [], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
-/** Syscall numbers of the calls we make, per architecture (aarch64 has no open/stat). */
-const SYSCALLS = {
-  x86_64: {
-    pread64: 17,
-    pwrite64: 18,
-    close: 3,
-    fstat: 5,
-    mmap: 9,
-    munmap: 11,
-    sched_yield: 24,
-    nanosleep: 35,
-    ftruncate: 77,
-    geteuid: 107,
-    futex: 202,
-    openat: 257,
-    newfstatat: 262,
-    unlinkat: 263,
-    readlinkat: 267,
-    getdents64: 217,
-    clock_gettime: 228,
-    fallocate: 285,
-    openat2: 437,
-    futex_waitv: 449,
-  },
-  aarch64: {
-    pread64: 67,
-    pwrite64: 68,
-    close: 57,
-    fstat: 80,
-    mmap: 222,
-    munmap: 215,
-    sched_yield: 124,
-    nanosleep: 101,
-    ftruncate: 46,
-    geteuid: 175,
-    futex: 98,
-    openat: 56,
-    newfstatat: 79,
-    unlinkat: 35,
-    readlinkat: 78,
-    getdents64: 61,
-    clock_gettime: 113,
-    fallocate: 47,
-    openat2: 437,
-    futex_waitv: 449,
-  },
-} as const;
-
-export type SyscallName = keyof typeof SYSCALLS.x86_64;
-
-/** Offsets in `struct stat`: generic layout on aarch64, its own on x86_64. */
-const STAT_OFFSETS = {
-  x86_64: { dev: 0, ino: 8, mode: 24, uid: 28, size: 48 },
-  aarch64: { dev: 0, ino: 8, mode: 16, uid: 24, size: 48 },
-} as const;
-
 const LIBC_NAMES = [
   "libc.so.6",
   `libc.musl-${Deno.build.arch}.so.1`,
@@ -90,8 +37,8 @@ const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
 
 interface Libc {
   symbols: Deno.DynamicLibrary<typeof symbols>["symbols"];
-  numbers: Record<SyscallName, number>;
-  stat: typeof STAT_OFFSETS.x86_64 | typeof STAT_OFFSETS.aarch64;
+  /** This machine's syscall numbers. */
+  numbers: Readonly<Record<SyscallName, number>>;
   pageSize: number;
 }
 
@@ -141,8 +88,7 @@ export function libc(): Libc {
       const lib = Deno.dlopen(name, symbols);
       return {
         symbols: lib.symbols,
-        numbers: SYSCALLS[arch],
-        stat: STAT_OFFSETS[arch],
+        numbers: NR,
         pageSize: lib.symbols.getpagesize(),
       };
     } catch (error) {
@@ -225,8 +171,8 @@ export type Bytes = ReturnType<typeof Uint8Array.from>;
 
 /**
  * A NUL-terminated copy of a path for the C side, in UTF-8. An ASCII path,
- * as nearly every one is, is copied as it is: the first TextEncoder of a
- * process costs ~0.3 ms, a tenth of what a CLI call adds to Deno's start-up.
+ * as nearly every one is, is copied as it is: a process's first TextEncoder
+ * adds to the start-up of every CLI call.
  */
 export function cString(s: string): Bytes {
   const out = new Uint8Array(s.length + 1);

@@ -14,30 +14,39 @@
  * which no unprivileged user can make a kernel read wait on (unprivileged
  * userfaultfd handles user-mode faults only). Never a file's page: one on
  * FUSE whose daemon does not answer blocks the reader in the kernel.
+ *
+ * The file has two halves: the reading of /proc's text (pure functions over
+ * bytes, which allocate little: a scan reads thousands of files), then the
+ * scan that makes the syscalls. Another process's text is returned as bytes
+ * (`comm`): making it printable is the caller's business.
  * @module
  */
-import { escapeBytes } from "../src/escape.ts";
-import { addressOf, cString, libc, sys } from "./libc.ts";
 import {
   AT_FDCWD,
+  EACCES,
   ENOENT,
   EPERM,
+  ESRCH,
   FUTEX2_PRIVATE,
+  FUTEX_CLOCK_REALTIME,
   FUTEX_PRIVATE_FLAG,
   FUTEX_WAIT,
+  FUTEX_WAIT_BITSET,
+  FUTEX_WAITV_FLAGS,
+  FUTEX_WAITV_MAX,
+  FUTEX_WAITV_SIZE,
+  FUTEX_WAITV_UADDR,
+  NR,
   O_CLOEXEC,
   O_DIRECTORY,
   O_NOFOLLOW,
-  syscallError,
-} from "./file.ts";
+  PF_KTHREAD,
+} from "./constants.ts";
+import { syscallError } from "./errno.ts";
+import { addressOf, type Bytes, cString, sys } from "./libc.ts";
+import { close, DirectoryReader, type FileId, lstat } from "./syscalls.ts";
 
-/** A file to look for, as the kernel's stat names it. */
-export interface FileId {
-  /** Its `st_dev`. */
-  dev: bigint;
-  /** Its `st_ino`. */
-  ino: bigint;
-}
+export type { FileId } from "./syscalls.ts";
 
 /** A thread whose syscall record says it is blocked on a futex word of one of the files. */
 export interface FutexWaiter {
@@ -47,8 +56,8 @@ export interface FutexWaiter {
   pid: number;
   /** The blocked thread. */
   tid: number;
-  /** The process's name, from /proc/PID/comm, made printable by escapeBytes. */
-  comm: string;
+  /** The process's name, from /proc/PID/comm: the bytes as the kernel gave them, without the newline. Escape them before printing. */
+  comm: Bytes;
   /** The byte offset in the file of the word it waits on. */
   offset: number;
 }
@@ -72,44 +81,23 @@ export const SCAN_BUDGET_MS = 1500;
 /** The most of one process's maps read: 16 MiB, some 150,000 lines without paths; vm.max_map_count is ~65,000. */
 const MAPS_MAX_BYTES = 16 << 20;
 
-const ESRCH = 3;
-const EACCES = 13;
-
-const FUTEX_WAIT_BITSET = 9;
-const FUTEX_CLOCK_REALTIME = 256;
-// struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 __reserved; }, at most 128 per call
-const WAITV_ENTRY = 24;
-const WAITV_UADDR = 8;
-const WAITV_FLAGS = 16;
-const FUTEX_WAITV_MAX = 128;
-// include/linux/sched.h; /proc/PID/stat's ninth field
-const PF_KTHREAD = 0x00200000;
-
-// struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
-const DIRENT_RECLEN = 16;
-const DIRENT_NAME = 19;
+// ---------------------------------------------------------------------------
+// /proc's text, read in place: pure functions over bytes
+// ---------------------------------------------------------------------------
 
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
 
-/** Why the inspection of one process ended early. */
-const GONE = 1;
-const DENIED = 2;
-const FAILED = 3;
-const LATE = 4;
-
-/** A thread blocked in futex() (one word) or futex_waitv() (a vector of `count` entries) at `address`. */
-interface Blocked {
-  tid: number;
-  vector: boolean;
-  address: number;
-  count: number;
+/** Text as bytes, for ASCII only, without a TextEncoder. */
+function ascii(text: string): Uint8Array {
+  return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
 /** Reads numbers from /proc's text in place, without making strings. */
-class Cursor {
+export class Cursor {
   #bytes: Uint8Array = new Uint8Array(0);
   #end = 0;
+  /** Where the next read starts. */
   at = 0;
   /** The low 32 bits of the last hex number read: exact even where the number is too large to be. */
   low32 = 0;
@@ -189,233 +177,93 @@ class Cursor {
   }
 }
 
-/** A file whose words we look for, as /proc/PID/maps prints its device and inode. */
-interface Target {
-  major: number;
-  minor: number;
-  inode: Uint8Array;
+// one cursor for every parse: they run one at a time and each resets it
+const cursor = new Cursor();
+
+/** A futex call a thread is blocked in: futex() on one word, or futex_waitv() on a vector of `count` entries at `address`. */
+export interface FutexCall {
+  vector: boolean;
+  address: number;
+  count: number;
 }
 
-const ANONYMOUS_NAMES = ["[heap]", "[stack]", "[anon:"].map((name) => new TextEncoder().encode(name));
-
-/** Buffers and paths reused by every scan: a scan makes thousands of reads. */
-class Scratch {
-  readonly dents = new Uint8Array(32768);
-  readonly tasks = new Uint8Array(16384);
-  readonly maps = new Uint8Array(65536);
-  /** For the small files: syscall, comm, stat. */
-  readonly text = new Uint8Array(1024);
-  readonly vector = new Uint8Array(FUTEX_WAITV_MAX * WAITV_ENTRY);
-  readonly vectorView = new DataView(this.vector.buffer);
-  /** `TID/syscall`, rewritten for each thread. */
-  readonly taskPath = new Uint8Array(64);
-  readonly names = {
-    proc: cString("/proc"),
-    task: cString("task"),
-    maps: cString("maps"),
-    mem: cString("mem"),
-    comm: cString("comm"),
-    stat: cString("stat"),
-  };
-  readonly syscallSuffix = new TextEncoder().encode("/syscall\0");
-  readonly cursor = new Cursor();
-  /** START, END, file OFFSET and target index of each mapping of a target in the process at hand. */
-  readonly ranges: number[] = [];
-  /** START and END of its readable private anonymous mappings, adjacent ones merged. */
-  readonly anonymous: number[] = [];
-  /** The scan's end, as performance.now() reads it. */
-  deadline = 0;
-  readonly at: Record<"dents" | "tasks" | "maps" | "text" | "vector" | "taskPath", number>;
-  readonly nameAt: Record<keyof Scratch["names"], number>;
-  readonly fileFlags: number;
-  readonly dirFlags: number;
-  readonly nr: { futex: number; futexWaitv: number };
-
-  constructor() {
-    const numbers = libc().numbers;
-    // user-space addresses fit in 48 bits, so numbers hold them exactly
-    const at = (buffer: BufferSource) => Number(addressOf(buffer));
-    this.at = {
-      dents: at(this.dents),
-      tasks: at(this.tasks),
-      maps: at(this.maps),
-      text: at(this.text),
-      vector: at(this.vector),
-      taskPath: at(this.taskPath),
-    };
-    const n = this.names;
-    this.nameAt = {
-      proc: at(n.proc),
-      task: at(n.task),
-      maps: at(n.maps),
-      mem: at(n.mem),
-      comm: at(n.comm),
-      stat: at(n.stat),
-    };
-    this.fileFlags = O_CLOEXEC | O_NOFOLLOW();
-    this.dirFlags = this.fileFlags | O_DIRECTORY();
-    this.nr = { futex: numbers.futex, futexWaitv: numbers.futex_waitv };
-  }
-}
-
-let scratch: Scratch | undefined;
-
-/** The number a directory entry names, or -1 for `.`, `self` and anything else not numeric. */
-function numericName(dents: Uint8Array, at: number): number {
-  let value = 0;
-  let i = at + DIRENT_NAME;
-  for (; dents[i] !== 0; i++) {
-    const d = dents[i] - 0x30;
-    if (d < 0 || d > 9) return -1;
-    value = value * 10 + d;
-  }
-  return i === at + DIRENT_NAME ? -1 : value;
-}
-
-function reclen(dents: Uint8Array, at: number): number {
-  return dents[at + DIRENT_RECLEN] | (dents[at + DIRENT_RECLEN + 1] << 8);
-}
-
-/** What a failed call on /proc/PID means for that process: gone, denied, or failed (EIO, EINVAL, ...). */
-function outcome(err: number): number {
-  if (err === ENOENT || err === ESRCH) return GONE;
-  if (err === EACCES || err === EPERM) return DENIED;
-  return FAILED;
-}
-
-/** Reads a small file under the process's folder into `text`: its length, or -errno. */
-function readSmall(s: Scratch, dir: number, nameAt: number): number {
-  const fd = sys("openat", dir, nameAt, s.fileFlags);
-  if (fd < 0) return fd;
-  const n = sys("pread64", fd, s.at.text, s.text.length, 0);
-  sys("close", fd);
-  return n;
+/** The syscall numbers of futex() and futex_waitv(), as /proc/PID/syscall prints them. */
+export interface FutexNumbers {
+  futex: number;
+  futex_waitv: number;
 }
 
 /**
- * Parses a syscall file: `NR ARG1 ... ARG6 SP PC` inside a call (NR decimal,
- * the rest 0x-hex), `-1 SP PC` when blocked outside one, `running` otherwise.
+ * Parses a syscall file, `bytes[0, length)`: `NR ARG1 ... ARG6 SP PC` inside
+ * a call (NR decimal, the rest 0x-hex), `-1 SP PC` when blocked outside one,
+ * `running` otherwise. Undefined unless the call is a wait on a word another
+ * process may share: futex() with FUTEX_WAIT or FUTEX_WAIT_BITSET and no
+ * private flag, or futex_waitv() (whose entries are judged later).
  */
-function parseSyscall(s: Scratch, length: number, tid: number): Blocked | undefined {
-  const c = s.cursor.reset(s.text, 0, length);
+export function parseSyscall(bytes: Uint8Array, length: number, numbers: FutexNumbers): FutexCall | undefined {
+  const c = cursor.reset(bytes, 0, length);
   const nr = c.decimal();
-  if (nr !== s.nr.futex && nr !== s.nr.futexWaitv) return undefined;
+  if (nr !== numbers.futex && nr !== numbers.futex_waitv) return undefined;
   const address = c.hex();
   c.hex();
   const arg2 = c.low32; // an int (op) or unsigned int (nr_futexes): the register's upper half is noise
-  if (nr === s.nr.futexWaitv) return { tid, vector: true, address, count: Math.min(arg2, FUTEX_WAITV_MAX) };
+  if (nr === numbers.futex_waitv) return { vector: true, address, count: Math.min(arg2, FUTEX_WAITV_MAX) };
   // the kernel's FUTEX_CMD_MASK: the op without its private and clock flags
   const cmd = arg2 & ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
   if (arg2 & FUTEX_PRIVATE_FLAG || (cmd !== FUTEX_WAIT && cmd !== FUTEX_WAIT_BITSET)) return undefined;
-  return { tid, vector: false, address, count: 1 };
-}
-
-/** The threads of the process blocked in a futex call that could concern a file; or why not. */
-function blockedThreads(s: Scratch, dir: number): Blocked[] | number {
-  const tasks = sys("openat", dir, s.nameAt.task, s.dirFlags);
-  if (tasks < 0) return outcome(-tasks);
-  const found: Blocked[] = [];
-  try {
-    for (;;) {
-      const n = sys("getdents64", tasks, s.at.tasks, s.tasks.length);
-      if (n < 0) return outcome(-n);
-      if (n === 0) return found;
-      if (performance.now() > s.deadline) return LATE;
-      for (let at = 0; at < n; at += reclen(s.tasks, at)) {
-        const tid = numericName(s.tasks, at);
-        if (tid < 0) continue;
-        // the name is NUL-terminated in place: copy it, then append /syscall
-        const end = s.tasks.indexOf(0, at + DIRENT_NAME);
-        s.taskPath.set(s.tasks.subarray(at + DIRENT_NAME, end));
-        s.taskPath.set(s.syscallSuffix, end - at - DIRENT_NAME);
-        const length = readSmall(s, tasks, s.at.taskPath);
-        if (length < 0) {
-          const why = outcome(-length);
-          if (why !== GONE) return why;
-          continue; // this thread ended; its siblings may not have
-        }
-        const blocked = parseSyscall(s, length, tid);
-        if (blocked) found.push(blocked);
-      }
-    }
-  } finally {
-    sys("close", tasks);
-  }
+  return { vector: false, address, count: 1 };
 }
 
 /**
- * Fills `s.ranges` with the process's mappings of the targets and
- * `s.anonymous` with its private anonymous ones; 0, or why not. Maps are
- * sorted by address: past `last` nothing more is needed.
+ * Whether /proc/PID/stat's text, `bytes[0, length)`, has PF_KTHREAD in its
+ * flags: a kernel thread, which waits on no user memory.
  */
-function readMappings(s: Scratch, dir: number, targets: Target[], last: number): number {
-  s.ranges.length = 0;
-  s.anonymous.length = 0;
-  const fd = sys("openat", dir, s.nameAt.maps, s.fileFlags);
-  if (fd < 0) return outcome(-fd);
-  try {
-    // Read in chunks, carrying a cut line over: maps can run to megabytes.
-    // Each pread starts where the last ended, which seq_file serves without rewinding.
-    let kept = 0;
-    for (let offset = 0;;) {
-      if (offset > MAPS_MAX_BYTES) return FAILED;
-      if (performance.now() > s.deadline) return LATE;
-      const n = sys("pread64", fd, s.at.maps + kept, s.maps.length - kept, offset);
-      if (n < 0) return outcome(-n);
-      if (n === 0) return 0;
-      offset += n;
-      const filled = kept + n;
-      const lastLine = s.maps.lastIndexOf(NEWLINE, filled - 1) + 1;
-      if (lastLine === 0 && filled === s.maps.length) return FAILED; // a line longer than any the kernel writes
-      if (parseMaps(s, lastLine, targets, last)) return 0;
-      s.maps.copyWithin(0, lastLine, filled);
-      kept = filled - lastLine;
-    }
-  } finally {
-    sys("close", fd);
-  }
+export function isKernelThreadStat(bytes: Uint8Array, length: number): boolean {
+  // `PID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ...`: COMM may hold spaces and parentheses
+  const c = cursor.reset(bytes, bytes.lastIndexOf(0x29, length - 1) + 1, length);
+  for (let i = 0; i < 6; i++) c.skipWord();
+  return (c.decimal() & PF_KTHREAD) !== 0;
+}
+
+/** /proc/PID/comm's text, `bytes[0, length)`, as a copy without its newline. */
+export function commOf(bytes: Uint8Array, length: number): Bytes {
+  return Uint8Array.from(bytes.subarray(0, bytes[length - 1] === NEWLINE ? length - 1 : length));
 }
 
 /**
- * Parses whole lines `START-END PERMS OFFSET MAJ:MIN INODE [PATH]` (hex but
- * the inode) in `s.maps[0, end)`; true once a line starts past `last`.
+ * The shared words of a futex_waitv vector of `length` bytes (`struct
+ * futex_waitv` entries), as addresses: a private entry is left out, since
+ * its word is keyed to its own process and no other process wakes it.
  */
-function parseMaps(s: Scratch, end: number, targets: Target[], last: number): boolean {
-  const c = s.cursor.reset(s.maps, 0, end);
-  const m = s.maps;
-  while (c.at < end) {
-    const start = c.hex();
-    if (start > last) return true;
-    c.skip();
-    const stop = c.hex();
-    const perms = c.at + 1; // `rwxp`: read, write, execute, private or shared
-    c.skipWord();
-    const offset = c.hex();
-    const major = c.hex();
-    c.skip();
-    const minor = c.hex();
-    const inodeAt = c.at;
-    // the inode is compared as digits: it can exceed 2^53 (overlayfs's xino)
-    for (let t = 0; t < targets.length; t++) {
-      c.at = inodeAt;
-      if (major === targets[t].major && minor === targets[t].minor && c.isWord(targets[t].inode)) {
-        s.ranges.push(start, stop, offset, t);
-        break;
-      }
-    }
-    const lineEnd = m.indexOf(NEWLINE, inodeAt);
-    if (major === 0 && minor === 0 && m[perms] === 0x72 && m[perms + 3] === 0x70) {
-      c.at = inodeAt;
-      if (c.decimal() === 0 && anonymousName(m, c.at, lineEnd)) {
-        const a = s.anonymous;
-        if (a.length > 0 && a[a.length - 1] === start) a[a.length - 1] = stop;
-        else a.push(start, stop);
-      }
-    }
-    c.at = lineEnd + 1;
+export function sharedWords(vector: DataView, length: number): number[] {
+  const words: number[] = [];
+  for (let at = 0; at < length; at += FUTEX_WAITV_SIZE) {
+    if (vector.getUint32(at + FUTEX_WAITV_FLAGS, true) & FUTEX2_PRIVATE) continue;
+    words.push(
+      vector.getUint32(at + FUTEX_WAITV_UADDR, true) + vector.getUint32(at + FUTEX_WAITV_UADDR + 4, true) * 2 ** 32,
+    );
   }
-  return false;
+  return words;
 }
+
+/** A file whose words are looked for, as /proc/PID/maps prints its device and inode. */
+export interface MapsTarget {
+  major: number;
+  minor: number;
+  /** The inode in decimal digits: it can exceed 2^53 (overlayfs's xino). */
+  inode: Uint8Array;
+}
+
+/** A file id as maps prints it: glibc's major() and minor() (new_encode_dev, widened to 64 bits). */
+export function targetOf({ dev, ino }: FileId): MapsTarget {
+  return {
+    major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n)),
+    minor: Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n)),
+    inode: ascii(ino.toString()),
+  };
+}
+
+const ANONYMOUS_NAMES = ["[heap]", "[stack]", "[anon:"].map(ascii);
 
 /** Whether the path part of a maps line (from `at` to `end`) is none, `[heap]`, `[stack]` or `[anon:NAME]`. */
 function anonymousName(m: Uint8Array, at: number, end: number): boolean {
@@ -424,112 +272,377 @@ function anonymousName(m: Uint8Array, at: number, end: number): boolean {
   return ANONYMOUS_NAMES.some((name) => name.every((b, i) => m[at + i] === b));
 }
 
-/** Whether [address, address + length) lies wholly in the process's private anonymous memory. */
-function isAnonymous(anonymous: number[], address: number, length: number): boolean {
-  for (let i = 0; i < anonymous.length; i += 2) {
-    if (address >= anonymous[i] && address + length <= anonymous[i + 1]) return true;
-  }
-  return false;
-}
-
-/** The target and offset of a word at `address` in the process, or undefined when it lies elsewhere. */
-function fileOffset(ranges: number[], address: number): { file: number; offset: number } | undefined {
-  for (let i = 0; i < ranges.length; i += 4) {
-    if (address >= ranges[i] && address < ranges[i + 1]) {
-      return { file: ranges[i + 3], offset: address - ranges[i] + ranges[i + 2] };
-    }
-  }
-  return undefined;
-}
-
 /**
- * The shared words of a futex_waitv vector, read from the process's
- * anonymous memory; undefined when it is not read (elsewhere, gone,
- * unreadable), or DENIED.
+ * What one process's maps say: where the target files are mapped, and
+ * where its readable private anonymous memory lies. Filled line by line
+ * from maps' text (`parse`), then asked about addresses.
  */
-function vectorWords(s: Scratch, mem: number, blocked: Blocked): number[] | number | undefined {
-  const length = blocked.count * WAITV_ENTRY;
-  if (length === 0 || !isAnonymous(s.anonymous, blocked.address, length)) return undefined;
-  const n = sys("pread64", mem, s.at.vector, length, blocked.address);
-  if (n === -EACCES || n === -EPERM) return DENIED;
-  if (n !== length) return undefined;
-  const words: number[] = [];
-  const v = s.vectorView;
-  for (let at = 0; at < length; at += WAITV_ENTRY) {
-    // a private word is keyed to its process, so no other process wakes it
-    if (v.getUint32(at + WAITV_FLAGS, true) & FUTEX2_PRIVATE) continue;
-    words.push(v.getUint32(at + WAITV_UADDR, true) + v.getUint32(at + WAITV_UADDR + 4, true) * 2 ** 32);
-  }
-  return words;
-}
+export class Mappings {
+  /** START, END, file OFFSET and target index of each mapping of a target. */
+  readonly #ranges: number[] = [];
+  /** START and END of its readable private anonymous mappings, adjacent ones merged. */
+  readonly #anonymous: number[] = [];
 
-/** Adds the process's waiters on the targets to `result`; 0, or why it stopped. */
-function inspect(s: Scratch, dir: number, pid: number, targets: Target[], result: FutexWaiters): number {
-  const blocked = blockedThreads(s, dir);
-  if (typeof blocked === "number") return blocked;
-  if (blocked.length === 0) return 0;
-  // a vector's words may lie anywhere: only futex() records let the maps read stop early
-  const last = blocked.reduce((max, b) => b.vector ? Infinity : Math.max(max, b.address), 0);
-  const mapped = readMappings(s, dir, targets, last);
-  if (mapped !== 0 || s.ranges.length === 0) return mapped;
-  const found: { tid: number; file: number; offset: number }[] = [];
-  let mem = -1;
-  try {
-    for (const b of blocked) {
-      let words: number[] | number | undefined = [b.address];
-      if (b.vector) {
-        if (mem < 0) {
-          mem = sys("openat", dir, s.nameAt.mem, s.fileFlags);
-          if (mem < 0) return outcome(-mem);
+  /** Forgets every mapping, for the next process. */
+  clear(): void {
+    this.#ranges.length = 0;
+    this.#anonymous.length = 0;
+  }
+
+  /** Whether a mapping of a target was seen. */
+  get mapsTargets(): boolean {
+    return this.#ranges.length > 0;
+  }
+
+  /**
+   * Takes in whole lines `START-END PERMS OFFSET MAJ:MIN INODE [PATH]` (hex
+   * but the inode) of `bytes[0, end)`, which ends at a line's end; true once
+   * a line starts past `last` (maps are sorted by address: nothing more is
+   * needed).
+   */
+  parse(bytes: Uint8Array, end: number, targets: MapsTarget[], last: number): boolean {
+    const c = cursor.reset(bytes, 0, end);
+    const m = bytes;
+    while (c.at < end) {
+      const start = c.hex();
+      if (start > last) return true;
+      c.skip();
+      const stop = c.hex();
+      const perms = c.at + 1; // `rwxp`: read, write, execute, private or shared
+      c.skipWord();
+      const offset = c.hex();
+      const major = c.hex();
+      c.skip();
+      const minor = c.hex();
+      const inodeAt = c.at;
+      for (let t = 0; t < targets.length; t++) {
+        c.at = inodeAt;
+        if (major === targets[t].major && minor === targets[t].minor && c.isWord(targets[t].inode)) {
+          this.#ranges.push(start, stop, offset, t);
+          break;
         }
-        words = vectorWords(s, mem, b);
-        if (words === undefined) {
-          result.skipped++;
-          continue;
+      }
+      const lineEnd = m.indexOf(NEWLINE, inodeAt);
+      if (major === 0 && minor === 0 && m[perms] === 0x72 && m[perms + 3] === 0x70) {
+        c.at = inodeAt;
+        if (c.decimal() === 0 && anonymousName(m, c.at, lineEnd)) {
+          const a = this.#anonymous;
+          if (a.length > 0 && a[a.length - 1] === start) a[a.length - 1] = stop;
+          else a.push(start, stop);
         }
-        if (typeof words === "number") return words;
       }
-      for (const word of words) {
-        const at = fileOffset(s.ranges, word);
-        if (at) found.push({ tid: b.tid, ...at });
-      }
+      c.at = lineEnd + 1;
     }
-  } finally {
-    if (mem >= 0) sys("close", mem);
+    return false;
   }
-  if (found.length === 0) return 0;
-  const length = readSmall(s, dir, s.nameAt.comm);
-  if (length < 0) return outcome(-length);
-  const comm = escapeBytes(s.text.subarray(0, s.text[length - 1] === NEWLINE ? length - 1 : length));
-  for (const f of found) result.waiters.push({ file: f.file, pid, tid: f.tid, comm, offset: f.offset });
-  return 0;
+
+  /** Whether [address, address + length) lies wholly in the process's private anonymous memory. */
+  isAnonymous(address: number, length: number): boolean {
+    const a = this.#anonymous;
+    for (let i = 0; i < a.length; i += 2) {
+      if (address >= a[i] && address + length <= a[i + 1]) return true;
+    }
+    return false;
+  }
+
+  /** The target and offset of a word at `address`, or undefined when it lies in none of them. */
+  fileOffset(address: number): { file: number; offset: number } | undefined {
+    const r = this.#ranges;
+    for (let i = 0; i < r.length; i += 4) {
+      if (address >= r[i] && address < r[i + 1]) return { file: r[i + 3], offset: address - r[i] + r[i + 2] };
+    }
+    return undefined;
+  }
 }
 
-/** Whether the process is a kernel thread, which waits on no user memory; false when unknown. */
-function isKernelThread(s: Scratch, dir: number): boolean {
-  const length = readSmall(s, dir, s.nameAt.stat);
-  if (length <= 0) return false;
-  // `PID (COMM) STATE PPID PGRP SESSION TTY TPGID FLAGS ...`: COMM may hold spaces and parentheses
-  const c = s.cursor.reset(s.text, s.text.lastIndexOf(0x29, length - 1) + 1, length);
-  for (let i = 0; i < 6; i++) c.skipWord();
-  return (c.decimal() & PF_KTHREAD) !== 0;
+// ---------------------------------------------------------------------------
+// The scan: syscalls on /proc
+// ---------------------------------------------------------------------------
+
+/** Why the look at one process ended early. */
+type Gone = { kind: "gone" };
+type Denied = { kind: "denied" };
+type Failed = { kind: "failed" };
+type Late = { kind: "late" };
+type Stop = Gone | Denied | Failed | Late;
+
+const GONE: Gone = { kind: "gone" };
+const DENIED: Denied = { kind: "denied" };
+const FAILED: Failed = { kind: "failed" };
+const LATE: Late = { kind: "late" };
+const DONE = { kind: "done" } as const;
+const UNREAD = { kind: "unread" } as const;
+
+/** A thread and the futex call it is blocked in. */
+type Blocked = FutexCall & { tid: number };
+
+/** What a failed call on /proc/PID means for that process: gone, denied, or failed (EIO, EINVAL, ...). */
+function stopFor(errno: number): Gone | Denied | Failed {
+  if (errno === ENOENT || errno === ESRCH) return GONE;
+  if (errno === EACCES || errno === EPERM) return DENIED;
+  return FAILED;
 }
 
-/** Parses a file id into what maps prints: glibc's major() and minor() (new_encode_dev, widened to 64 bits). */
-function targetOf({ dev, ino }: FileId): Target {
-  return {
-    major: Number(((dev >> 8n) & 0xfffn) | ((dev >> 32n) & 0xfffff000n)),
-    minor: Number((dev & 0xffn) | ((dev >> 12n) & 0xffffff00n)),
-    inode: new TextEncoder().encode(ino.toString()),
+const FILE_FLAGS = O_CLOEXEC | O_NOFOLLOW;
+const DIR_FLAGS = FILE_FLAGS | O_DIRECTORY;
+
+/** A NUL-terminated name and its address, made once. */
+class CName {
+  readonly bytes: Bytes;
+  readonly address: number;
+  constructor(text: string) {
+    this.bytes = cString(text);
+    // user-space addresses fit in 48 bits, so numbers hold them exactly
+    this.address = Number(addressOf(this.bytes));
+  }
+}
+
+/** One buffer for the small files of a process (syscall, comm, stat). */
+class SmallFile {
+  readonly bytes = new Uint8Array(1024);
+  readonly #address = Number(addressOf(this.bytes));
+
+  /** Reads the file named at `name` in the folder `dir`: its length, or -errno. */
+  read(dir: number, name: number): number {
+    const fd = sys("openat", dir, name, FILE_FLAGS);
+    if (fd < 0) return fd;
+    const n = sys("pread64", fd, this.#address, this.bytes.length, 0);
+    close(fd);
+    return n;
+  }
+}
+
+/** `TID/syscall`, written afresh for each thread. */
+class TaskSyscallPath {
+  readonly #bytes = new Uint8Array(64);
+  readonly #suffix = cString("/syscall");
+  readonly address = Number(addressOf(this.#bytes));
+
+  /** Makes the path that of the thread `tid` (the name as the folder lists it); returns its address. */
+  of(tid: Uint8Array): number {
+    this.#bytes.set(tid);
+    this.#bytes.set(this.#suffix, tid.length);
+    return this.address;
+  }
+}
+
+/** Reads a process's maps in chunks, carrying a cut line over: maps can run to megabytes. */
+class MapsFile {
+  readonly #bytes = new Uint8Array(65536);
+  readonly #address = Number(addressOf(this.#bytes));
+
+  /** Fills `into` from the maps file `name` of the folder `dir`, until `last` (see Mappings.parse) or `deadline`. */
+  read(
+    dir: number,
+    name: number,
+    into: Mappings,
+    targets: MapsTarget[],
+    last: number,
+    deadline: number,
+  ): typeof DONE | Stop {
+    into.clear();
+    const fd = sys("openat", dir, name, FILE_FLAGS);
+    if (fd < 0) return stopFor(-fd);
+    try {
+      // each pread starts where the last ended, which seq_file serves without rewinding
+      let kept = 0;
+      for (let offset = 0;;) {
+        if (offset > MAPS_MAX_BYTES) return FAILED;
+        if (performance.now() > deadline) return LATE;
+        const n = sys("pread64", fd, this.#address + kept, this.#bytes.length - kept, offset);
+        if (n < 0) return stopFor(-n);
+        if (n === 0) return DONE;
+        offset += n;
+        const filled = kept + n;
+        const lastLine = this.#bytes.lastIndexOf(NEWLINE, filled - 1) + 1;
+        if (lastLine === 0 && filled === this.#bytes.length) return FAILED; // a line longer than any the kernel writes
+        if (into.parse(this.#bytes, lastLine, targets, last)) return DONE;
+        this.#bytes.copyWithin(0, lastLine, filled);
+        kept = filled - lastLine;
+      }
+    } finally {
+      close(fd);
+    }
+  }
+}
+
+/** Reads futex_waitv vectors from a process's memory. */
+class VectorReader {
+  readonly #bytes = new Uint8Array(FUTEX_WAITV_MAX * FUTEX_WAITV_SIZE);
+  readonly #view = new DataView(this.#bytes.buffer);
+  readonly #address = Number(addressOf(this.#bytes));
+
+  /**
+   * The shared words of the vector `call` names, read through `mem` (the
+   * process's /proc/PID/mem) only where `mappings` says it lies in private
+   * anonymous memory; unread when elsewhere, gone or unreadable.
+   */
+  read(mem: number, call: FutexCall, mappings: Mappings): typeof UNREAD | Denied | { kind: "words"; words: number[] } {
+    const length = call.count * FUTEX_WAITV_SIZE;
+    if (length === 0 || !mappings.isAnonymous(call.address, length)) return UNREAD;
+    const n = sys("pread64", mem, this.#address, length, call.address);
+    if (n === -EACCES || n === -EPERM) return DENIED;
+    if (n !== length) return UNREAD;
+    return { kind: "words", words: sharedWords(this.#view, length) };
+  }
+}
+
+/** The scan's buffers and names, made once and reused by every scan: a scan makes thousands of reads. */
+class ProcScanner {
+  readonly #names = {
+    proc: new CName("/proc"),
+    task: new CName("task"),
+    maps: new CName("maps"),
+    mem: new CName("mem"),
+    comm: new CName("comm"),
+    stat: new CName("stat"),
   };
+  readonly #processes = new DirectoryReader(32768);
+  readonly #threads = new DirectoryReader(16384);
+  readonly #small = new SmallFile();
+  readonly #taskSyscall = new TaskSyscallPath();
+  readonly #maps = new MapsFile();
+  readonly #mappings = new Mappings();
+  readonly #vectors = new VectorReader();
+  readonly #numbers: FutexNumbers = { futex: NR.futex, futex_waitv: NR.futex_waitv };
+  /** The scan's end, as performance.now() reads it. */
+  #deadline = 0;
+
+  /** See futexWaiters(). */
+  scan(files: FileId[], budgetMs: number): FutexWaiters {
+    this.#deadline = performance.now() + budgetMs;
+    const targets = files.map(targetOf);
+    const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0 };
+    if (files.length === 0) return result;
+    const proc = sys("openat", AT_FDCWD, this.#names.proc.address, DIR_FLAGS);
+    if (proc < 0) throw syscallError("Cannot open /proc", -proc);
+    const processes = this.#processes;
+    try {
+      for (let late = false;;) {
+        const n = processes.read(proc);
+        if (n < 0) throw syscallError("Cannot list /proc", -n);
+        if (n === 0) return result;
+        while (processes.next()) {
+          const pid = processes.number();
+          if (pid < 0) continue;
+          late ||= performance.now() > this.#deadline;
+          if (late) {
+            result.unscanned++;
+            continue;
+          }
+          // one folder fd per process: a pid reused mid-scan cannot mix two processes' files
+          const dir = sys("openat", proc, processes.nameAddress, DIR_FLAGS);
+          if (dir < 0) {
+            // denied when /proc is mounted with hidepid=noaccess
+            if (stopFor(-dir) === DENIED) result.hidden++;
+            continue;
+          }
+          try {
+            const seen = this.#inspect(dir, pid, targets, result);
+            if (seen.kind === "denied" && !this.#isKernelThread(dir)) result.hidden++;
+            if (seen.kind === "failed") result.failed++;
+            if (seen.kind === "late") result.unscanned++;
+          } finally {
+            close(dir);
+          }
+        }
+      }
+    } finally {
+      close(proc);
+    }
+  }
+
+  /** Adds the process's waiters on the targets to `result`; done, or why it stopped. */
+  #inspect(dir: number, pid: number, targets: MapsTarget[], result: FutexWaiters): typeof DONE | Stop {
+    const threads = this.#blockedThreads(dir);
+    if (threads.kind !== "threads") return threads;
+    const blocked = threads.blocked;
+    if (blocked.length === 0) return DONE;
+    // a vector's words may lie anywhere: only futex() records let the maps read stop early
+    const last = blocked.reduce((max, b) => b.vector ? Infinity : Math.max(max, b.address), 0);
+    const mappings = this.#mappings;
+    const mapped = this.#maps.read(dir, this.#names.maps.address, mappings, targets, last, this.#deadline);
+    if (mapped.kind !== "done" || !mappings.mapsTargets) return mapped;
+    const found: { tid: number; file: number; offset: number }[] = [];
+    let mem = -1;
+    try {
+      for (const b of blocked) {
+        let words = [b.address];
+        if (b.vector) {
+          if (mem < 0) {
+            mem = sys("openat", dir, this.#names.mem.address, FILE_FLAGS);
+            if (mem < 0) return stopFor(-mem);
+          }
+          const vector = this.#vectors.read(mem, b, mappings);
+          if (vector.kind === "unread") {
+            result.skipped++;
+            continue;
+          }
+          if (vector.kind === "denied") return vector;
+          words = vector.words;
+        }
+        for (const word of words) {
+          const at = mappings.fileOffset(word);
+          if (at) found.push({ tid: b.tid, ...at });
+        }
+      }
+    } finally {
+      if (mem >= 0) close(mem);
+    }
+    if (found.length === 0) return DONE;
+    const small = this.#small;
+    const length = small.read(dir, this.#names.comm.address);
+    if (length < 0) return stopFor(-length);
+    const comm = commOf(small.bytes, length);
+    for (const f of found) result.waiters.push({ file: f.file, pid, tid: f.tid, comm, offset: f.offset });
+    return DONE;
+  }
+
+  /** The threads of the process blocked in a futex call that could concern a file; or why not. */
+  #blockedThreads(dir: number): { kind: "threads"; blocked: Blocked[] } | Stop {
+    const tasks = sys("openat", dir, this.#names.task.address, DIR_FLAGS);
+    if (tasks < 0) return stopFor(-tasks);
+    const threads = this.#threads;
+    const blocked: Blocked[] = [];
+    try {
+      for (;;) {
+        const n = threads.read(tasks);
+        if (n < 0) return stopFor(-n);
+        if (n === 0) return { kind: "threads", blocked };
+        if (performance.now() > this.#deadline) return LATE;
+        while (threads.next()) {
+          const tid = threads.number();
+          if (tid < 0) continue;
+          const length = this.#small.read(tasks, this.#taskSyscall.of(threads.name()));
+          if (length < 0) {
+            const why = stopFor(-length);
+            if (why !== GONE) return why;
+            continue; // this thread ended; its siblings may not have
+          }
+          const call = parseSyscall(this.#small.bytes, length, this.#numbers);
+          if (call) blocked.push({ tid, ...call });
+        }
+      }
+    } finally {
+      close(tasks);
+    }
+  }
+
+  /** Whether the process is a kernel thread; false when unknown. */
+  #isKernelThread(dir: number): boolean {
+    const length = this.#small.read(dir, this.#names.stat.address);
+    return length > 0 && isKernelThreadStat(this.#small.bytes, length);
+  }
 }
+
+let scanner: ProcScanner | undefined;
 
 /**
  * The threads whose syscall records say they block on futex words of the
  * files, found through /proc in one pass for all of them: in `futex()` with
  * FUTEX_WAIT or FUTEX_WAIT_BITSET on a shared word, or in `futex_waitv()`
  * with shared entries, on an address that lies in a mapping of a file.
- * Private waits are left out: only their own process can wake them. Costs a
+ * Private waits are left out: only their own process can wake them. Makes a
  * few syscalls per thread on the machine; maps and memory are read only for
  * processes with a thread in such a call. On x86_64 a 32-bit process's
  * futex() is missed: its syscall file gives i386 numbers.
@@ -547,56 +660,32 @@ function targetOf({ dev, ino }: FileId): Target {
  * @param options `budgetMs`: how long the scan may take (SCAN_BUDGET_MS by default).
  * @returns The waiters, one per waiting entry, by pid, and what was not inspected.
  * @throws {Error} When /proc itself cannot be opened or listed.
- * @example Who waits on a region file
+ * @example Who waits on a file
  * ```ts ignore
- * import { lstat } from "./file.ts";
+ * import { lstat } from "./syscalls.ts";
  * const info = lstat("/dev/shm/ltp_test_1234");
  * if (info) {
  *   const { waiters, hidden } = futexWaiters([info]);
- *   for (const w of waiters) console.log(`${w.pid} (${w.comm}) waits at byte ${w.offset}`);
+ *   for (const w of waiters) console.log(`${w.pid} waits at byte ${w.offset}`);
  *   if (hidden) console.log(`${hidden} processes could not be inspected`);
  * }
  * ```
  */
 export function futexWaiters(files: FileId[], options: { budgetMs?: number } = {}): FutexWaiters {
-  const s = scratch ??= new Scratch();
-  s.deadline = performance.now() + (options.budgetMs ?? SCAN_BUDGET_MS);
-  const targets = files.map(targetOf);
-  const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0 };
-  if (files.length === 0) return result;
-  const proc = sys("openat", AT_FDCWD, s.nameAt.proc, s.dirFlags);
-  if (proc < 0) throw syscallError("Cannot open /proc", -proc);
+  scanner ??= new ProcScanner();
+  return scanner.scan(files, options.budgetMs ?? SCAN_BUDGET_MS);
+}
+
+/**
+ * Whether process `pid` exists, from /proc: null when that cannot be told
+ * (no /proc, or /proc hides other users' processes: hidepid).
+ */
+export function processExists(pid: number): boolean | null {
   try {
-    for (let late = false;;) {
-      const n = sys("getdents64", proc, s.at.dents, s.dents.length);
-      if (n < 0) throw syscallError("Cannot list /proc", -n);
-      if (n === 0) return result;
-      for (let at = 0; at < n; at += reclen(s.dents, at)) {
-        const pid = numericName(s.dents, at);
-        if (pid < 0) continue;
-        late ||= performance.now() > s.deadline;
-        if (late) {
-          result.unscanned++;
-          continue;
-        }
-        // one folder fd per process: a pid reused mid-scan cannot mix two processes' files
-        const dir = sys("openat", proc, s.at.dents + at + DIRENT_NAME, s.dirFlags);
-        if (dir < 0) {
-          // denied when /proc is mounted with hidepid=noaccess
-          if (outcome(-dir) === DENIED) result.hidden++;
-          continue;
-        }
-        try {
-          const why = inspect(s, dir, pid, targets, result);
-          if (why === DENIED && !isKernelThread(s, dir)) result.hidden++;
-          if (why === FAILED) result.failed++;
-          if (why === LATE) result.unscanned++;
-        } finally {
-          sys("close", dir);
-        }
-      }
-    }
-  } finally {
-    sys("close", proc);
+    if (lstat(`/proc/${pid}`)) return true;
+    // pid 1 always exists: where it cannot be seen, absence proves nothing
+    return lstat("/proc/1") ? false : null;
+  } catch {
+    return null;
   }
 }

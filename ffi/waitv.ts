@@ -1,5 +1,5 @@
 /**
- * Async waits that stay in the kernel for their whole length and leave it
+ * Async waits on a SharedPage's futex words that stay in the kernel for their whole length and leave it
  * the moment they are given up. Each batch is one futex_waitv call on
  * Deno's thread pool for the waits on one checkpoint word: entry 0 is a
  * private word of ours, the others repeat the checkpoint word once per
@@ -24,17 +24,26 @@
  * until it is back.
  * @module
  */
+import {
+  CLOCK_MONOTONIC,
+  ENOSYS,
+  EPERM,
+  FUTEX2_PRIVATE,
+  FUTEX2_SIZE_U32,
+  FUTEX_PRIVATE_FLAG,
+  FUTEX_WAIT,
+  FUTEX_WAITV_MAX,
+} from "./constants.ts";
 import { addressOf, libc, sys, sysAsync } from "./libc.ts";
-import { ENOSYS, EPERM, FUTEX2_PRIVATE, FUTEX_PRIVATE_FLAG, FUTEX_WAIT, FUTEX_WAKE, type RegionFile } from "./file.ts";
+import type { SharedPage } from "./page.ts";
+import { futexWake } from "./syscalls.ts";
 
 const MAX_BATCHES = 16;
 /** How long a batch stays in the kernel at a stretch when others wait for a place. */
 const TURN_MS = 10;
-/** futex_waitv takes at most 128 entries; one is the cancel word. */
-const MAX_ENTRIES = 127;
-const FUTEX2_SIZE_U32 = 0x02;
+/** One entry of each call is the cancel word. */
+const MAX_ENTRIES = FUTEX_WAITV_MAX - 1;
 const SIZE_U32 = BigInt(FUTEX2_SIZE_U32);
-const CLOCK_MONOTONIC = 1;
 /** The longest a call stays in the kernel before it goes back in, so that no deadline overflows a timespec. */
 const MAX_KERNEL_MS = 2 ** 31;
 /** The longest delay setTimeout takes. */
@@ -55,7 +64,7 @@ export class PendingWait {
   batch?: Batch;
 
   constructor(
-    readonly file: RegionFile,
+    readonly file: SharedPage,
     readonly offset: number,
     readonly deadline: number,
     readonly done: (end: WaitEnd | Error) => void,
@@ -118,7 +127,7 @@ const queued: Batch[] = [];
 
 /**
  * The newest batch made for each word, so that a wait finds a queued batch
- * to join without looking through every one (a page has 1005 words).
+ * to join without looking through every one (a 4 KiB page has 1024 words).
  */
 const newest = new Map<bigint, Batch>();
 
@@ -225,7 +234,7 @@ class Batch {
     }
     if (Atomics.load(this.#cancel, 0) === 1) return;
     Atomics.store(this.#cancel, 0, 1);
-    sys("futex", this.#cancelAddress, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, 0, 0, 0);
+    futexWake(this.#cancelAddress, 1, FUTEX_PRIVATE_FLAG);
   }
 
   /** Settles the cancelled waits; true when some remain. */

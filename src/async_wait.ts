@@ -11,7 +11,7 @@
  * deadline ends it.
  * @module
  */
-import type { RegionFile } from "../ffi/file.ts";
+import type { SharedPage as RegionFile } from "../ffi/page.ts";
 import { PendingWait, waitOn } from "../ffi/waitv.ts";
 
 /**

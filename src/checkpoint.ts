@@ -1,5 +1,9 @@
 /** The class: one LTP checkpoint region mapped into this process. */
-import { EAGAIN, EINTR, ETIMEDOUT, type Folder, pageSize, type RegionFile, syscallError } from "../ffi/file.ts";
+import { EAGAIN, EINTR, ETIMEDOUT } from "../ffi/constants.ts";
+import { syscallError } from "../ffi/errno.ts";
+import type { Folder } from "../ffi/folder.ts";
+import type { SharedPage as RegionFile } from "../ffi/page.ts";
+import { pageSize } from "../ffi/syscalls.ts";
 import type { PendingWait } from "../ffi/waitv.ts";
 import { waitAsync } from "./async_wait.ts";
 import { closed, removeAtExit } from "./cleanup.ts";

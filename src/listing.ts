@@ -5,13 +5,13 @@
  * nobody), and /proc is scanned once for all of them.
  * @module
  */
-import { pageSize } from "../ffi/file.ts";
-import { SCAN_BUDGET_MS } from "../ffi/proc.ts";
-import { type FoundFile, processExists, scanFolder } from "../ffi/scan.ts";
+import { processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { type FoundFile, scanFolder } from "../ffi/scan.ts";
+import { pageSize } from "../ffi/syscalls.ts";
 import { readEnv } from "./env.ts";
 import { runAgainWith } from "./errors.ts";
 import { escapeText } from "./escape.ts";
-import { capacityOf, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
+import { capacityOf, hasMagic, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 import { type CheckpointStatus, formatStatus, type ProcScan, type RegionFacts, scanProc, statusOf } from "./status.ts";
 import { shellQuote } from "./text.ts";
@@ -152,7 +152,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     }
     let scan;
     try {
-      scan = scanFolder(folder, page, foldersDeadline, readable);
+      scan = scanFolder(folder, { minSize: page, deadline: foldersDeadline, allowed: readable, wanted: hasMagic });
     } catch (error) {
       notes.push(`${shown} skipped: ${escapeText((error as Error).message)}`);
       continue;

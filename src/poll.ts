@@ -10,7 +10,7 @@
  * event-loop wakeup costs Deno about four times the CPU of a blocking sleep
  * (measured: 200 setTimeout(10) 63 ms, 200 usleep(10 ms) 16 ms).
  */
-import { sleep, sleepAsync, yieldCpu } from "../ffi/file.ts";
+import { sleep, sleepAsync, yieldCpu } from "../ffi/syscalls.ts";
 
 const MIN_SLEEP_MS = 0.02;
 /** Sync and CLI: a late partner is met within a tenth of its lateness, at most 16 ms. */

@@ -1,5 +1,8 @@
 /** Where a region file may be, and the rules for creating, adopting and opening one. */
-import { type FileInfo, Folder, geteuid, lstat, normalise, pageSize, type RegionFile } from "../ffi/file.ts";
+import { Folder } from "../ffi/folder.ts";
+import type { SharedPage as RegionFile } from "../ffi/page.ts";
+import { normalise } from "../ffi/path.ts";
+import { type FileInfo, geteuid, lstat, pageSize } from "../ffi/syscalls.ts";
 import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 import { escapeBytes } from "./escape.ts";

@@ -6,7 +6,7 @@
  */
 import { type FileId, type FutexWaiters, futexWaiters, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { runAgainWith } from "./errors.ts";
-import { escapeText } from "./escape.ts";
+import { escapeBytes, escapeText } from "./escape.ts";
 import { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./layout.ts";
 import type { Snapshot } from "./snapshot.ts";
 import { plural } from "./text.ts";
@@ -134,7 +134,7 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
     const id = (at - offset) / 4;
     // records at words where the kernel counts nobody are not waits
     if (f !== file || !(id in waiters)) continue;
-    (processes[id] ??= []).push({ pid, comm });
+    (processes[id] ??= []).push({ pid, comm: escapeBytes(comm) });
   }
   status.processes = processes;
   const notes = [];
@@ -180,7 +180,7 @@ export function formatStatus(s: CheckpointStatus, madeBy?: string): string {
   lines.push(ids.length === 0 ? "waiters:  none" : "waiters:");
   for (const id of ids) {
     const candidates = s.processes?.[id] ?? [];
-    // comm arrives escaped (ffi/proc.ts): escaping it again would double its backslashes
+    // comm was escaped once, in statusOf: escaping it again would double its backslashes
     const who = candidates.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
     const more = candidates.length > s.waiters[id]
       ? ` (${candidates.length} candidates: some records are not real waits)`

@@ -1,6 +1,6 @@
 /** Hangs staged with real processes: every timeout says who waits where, and status names the waiters. */
 import assert from "node:assert/strict";
-import { lstat } from "../ffi/file.ts";
+import { lstat } from "../ffi/syscalls.ts";
 import { libc } from "../ffi/libc.ts";
 import { futexWaiters } from "../ffi/proc.ts";
 import { Checkpoint, CheckpointTimedOut } from "../mod.ts";

@@ -1,6 +1,6 @@
 /** futexWaiters(): finding through /proc who waits on which words of a file, with real C waiters. */
 import assert from "node:assert/strict";
-import { lstat } from "../ffi/file.ts";
+import { lstat } from "../ffi/syscalls.ts";
 import { libc } from "../ffi/libc.ts";
 import { type FutexWaiter, futexWaiters } from "../ffi/proc.ts";
 import { readableSources, run, scaled } from "./helpers.ts";
@@ -156,12 +156,12 @@ function blockedIn(pid: number, nr: number): boolean {
   }
 }
 
-/** A waiter as the tests compare it: a tid other than the pid, unknown in advance, reads "thread". */
-type Seen = Omit<FutexWaiter, "tid"> & { tid: number | "thread" };
+/** A waiter as the tests compare it: a tid other than the pid, unknown in advance, reads "thread"; comm as text. */
+type Seen = Omit<FutexWaiter, "tid" | "comm"> & { tid: number | "thread"; comm: string };
 
 function seen(waiters: FutexWaiter[]): Seen[] {
   return waiters
-    .map((w) => ({ ...w, tid: w.tid === w.pid ? w.pid : "thread" as const }))
+    .map((w) => ({ ...w, tid: w.tid === w.pid ? w.pid : "thread" as const, comm: new TextDecoder().decode(w.comm) }))
     .sort((a, b) => a.pid - b.pid || a.offset - b.offset);
 }
 
@@ -266,10 +266,10 @@ Deno.test({
 
     const src = readableSources(); // the checkout may be private
     const script = `
-      import { lstat } from "${src}/ffi/file.ts";
+      import { lstat } from "${src}/ffi/syscalls.ts";
       import { futexWaiters } from "${src}/ffi/proc.ts";
       const { dev, ino } = lstat(${JSON.stringify(fx.file)});
-      console.log(JSON.stringify(futexWaiters([{ dev, ino }])));
+      console.log(JSON.stringify(futexWaiters([{ dev, ino }]), (_, v) => v instanceof Uint8Array ? [...v] : v));
     `;
     const nobody = await run(asNobody[0], [...asNobody.slice(1), `${src}/deno`, "eval", "--quiet", script], {
       signal: AbortSignal.timeout(scaled(60_000)),
@@ -277,7 +277,10 @@ Deno.test({
       cwd: "/",
     });
     assert.equal(nobody.code, 0, nobody.stderr);
-    const found: { waiters: FutexWaiter[]; hidden: number } = JSON.parse(nobody.stdout);
+    const found: { waiters: FutexWaiter[]; hidden: number } = JSON.parse(
+      nobody.stdout,
+      (key, value) => key === "comm" ? Uint8Array.from(value) : value,
+    );
     assert.deepEqual(seen(found.waiters), all.filter((w) => w.pid === nobodyWaiter.pid), "the user sees its own only");
     assert.ok(found.hidden >= 1, `root's waiter is hidden: ${found.hidden}`);
   },

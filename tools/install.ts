@@ -22,6 +22,7 @@
  * test that runs the tool meanwhile sees the old one or the new one.
  * @module
  */
+import { normalise } from "../ffi/path.ts";
 
 const CHECKOUT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const NAME = "tst_checkpoint";
@@ -37,12 +38,7 @@ class Misuse extends Error {}
 
 /** `path` made absolute against the current folder, with `.`, `..` and repeated slashes resolved. */
 function absolute(path: string): string {
-  const parts: string[] = [];
-  for (const part of (path.startsWith("/") ? path : `${Deno.cwd()}/${path}`).split("/")) {
-    if (part === "..") parts.pop();
-    else if (part !== "" && part !== ".") parts.push(part);
-  }
-  return `/${parts.join("/")}`;
+  return normalise(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
 }
 
 /** `text` as one shell word: as it is where that is safe, else single-quoted. */

@@ -1,0 +1,174 @@
+/**
+ * Every kernel constant the project uses, named as the kernel's headers name
+ * them: open flags, errnos, futex operations, struct offsets and syscall
+ * numbers. Those that differ between x86_64 and aarch64 are chosen here, once,
+ * from `Deno.build.arch` (x86_64's where the platform is neither: the loader
+ * refuses that platform before any is used).
+ * @module
+ */
+
+const AARCH64 = Deno.build.arch === "aarch64";
+
+// <fcntl.h>
+export const AT_FDCWD = -100;
+export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const O_RDONLY = 0o0;
+export const O_RDWR = 0o2;
+export const O_CREAT = 0o100;
+export const O_EXCL = 0o200;
+export const O_NOCTTY = 0o400;
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+export const O_NOATIME = 0o1000000;
+export const O_PATH = 0o10000000;
+export const O_NOFOLLOW = AARCH64 ? 0o100000 : 0o400000;
+export const O_DIRECTORY = AARCH64 ? 0o40000 : 0o200000;
+
+// <linux/openat2.h>
+export const RESOLVE_NO_MAGICLINKS = 0x02;
+export const RESOLVE_NO_SYMLINKS = 0x04;
+export const RESOLVE_BENEATH = 0x08;
+/** `struct open_how { u64 flags; u64 mode; u64 resolve; }`: three u64 fields, in that order. */
+export const OPEN_HOW_SIZE = 24;
+
+// <sys/mman.h>
+export const PROT_READ = 0x1;
+export const MAP_SHARED = 0x1;
+
+// <linux/futex.h>
+export const FUTEX_WAIT = 0;
+export const FUTEX_WAKE = 1;
+export const FUTEX_CMP_REQUEUE = 4;
+export const FUTEX_WAIT_BITSET = 9;
+export const FUTEX_PRIVATE_FLAG = 128;
+export const FUTEX_CLOCK_REALTIME = 256;
+export const FUTEX2_SIZE_U32 = 0x02;
+/** futex_waitv's flag for a word only its own process uses. */
+export const FUTEX2_PRIVATE = 128;
+/** The most entries one futex_waitv call takes. */
+export const FUTEX_WAITV_MAX = 128;
+/** `struct futex_waitv { u64 val; u64 uaddr; u32 flags; u32 __reserved; }` */
+export const FUTEX_WAITV_SIZE = 24;
+export const FUTEX_WAITV_UADDR = 8;
+export const FUTEX_WAITV_FLAGS = 16;
+
+// <time.h>
+export const CLOCK_MONOTONIC = 1;
+
+// <limits.h>
+export const INT_MAX = 0x7fffffff;
+export const PATH_MAX = 4096;
+
+// include/linux/sched.h: the flag of a kernel thread, /proc/PID/stat's ninth field
+export const PF_KTHREAD = 0x00200000;
+
+// <errno.h>
+export const EPERM = 1;
+export const ENOENT = 2;
+export const ESRCH = 3;
+export const EINTR = 4;
+export const EAGAIN = 11;
+export const EACCES = 13;
+export const EFAULT = 14;
+export const EEXIST = 17;
+export const EXDEV = 18;
+export const ENOTDIR = 20;
+export const EISDIR = 21;
+export const ENFILE = 23;
+export const EMFILE = 24;
+export const ENOSPC = 28;
+export const EROFS = 30;
+export const ENAMETOOLONG = 36;
+export const ENOSYS = 38;
+export const ELOOP = 40;
+export const EOPNOTSUPP = 95;
+export const ETIMEDOUT = 110;
+
+// <sys/stat.h>: the file type bits of st_mode
+export const S_IFMT = 0o170000;
+export const S_IFSOCK = 0o140000;
+export const S_IFLNK = 0o120000;
+export const S_IFREG = 0o100000;
+export const S_IFBLK = 0o060000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
+export const S_IFIFO = 0o010000;
+
+// <dirent.h>: d_type
+export const DT_UNKNOWN = 0;
+export const DT_REG = 8;
+
+/** `struct linux_dirent64 { u64 d_ino; s64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }` */
+export const DIRENT64_RECLEN = 16;
+export const DIRENT64_TYPE = 18;
+export const DIRENT64_NAME = 19;
+
+/**
+ * Offsets in `struct stat`: x86_64 has its own layout, with a 64-bit
+ * st_nlink after st_ino; aarch64 the generic one, with a 32-bit st_nlink
+ * after st_mode.
+ */
+export const STAT_OFFSETS = {
+  x86_64: { st_dev: 0, st_ino: 8, st_nlink: 16, st_mode: 24, st_uid: 28, st_size: 48 },
+  aarch64: { st_dev: 0, st_ino: 8, st_mode: 16, st_nlink: 20, st_uid: 24, st_size: 48 },
+} as const;
+/** This machine's `struct stat` offsets. */
+export const STAT = AARCH64 ? STAT_OFFSETS.aarch64 : STAT_OFFSETS.x86_64;
+/** Whether st_nlink is 64 bits wide here (x86_64) rather than 32 (aarch64). */
+export const STAT_NLINK_64 = !AARCH64;
+/** Room for a `struct stat` on either architecture (144 and 128 bytes). */
+export const STAT_SIZE = 256;
+
+/** Syscall numbers of the calls made, per architecture (aarch64 has no open or stat). */
+export const SYSCALLS = {
+  x86_64: {
+    pread64: 17,
+    pwrite64: 18,
+    close: 3,
+    fstat: 5,
+    mmap: 9,
+    munmap: 11,
+    sched_yield: 24,
+    nanosleep: 35,
+    ftruncate: 77,
+    geteuid: 107,
+    futex: 202,
+    openat: 257,
+    newfstatat: 262,
+    unlinkat: 263,
+    readlinkat: 267,
+    getdents64: 217,
+    clock_gettime: 228,
+    fallocate: 285,
+    openat2: 437,
+    futex_waitv: 449,
+  },
+  aarch64: {
+    pread64: 67,
+    pwrite64: 68,
+    close: 57,
+    fstat: 80,
+    mmap: 222,
+    munmap: 215,
+    sched_yield: 124,
+    nanosleep: 101,
+    ftruncate: 46,
+    geteuid: 175,
+    futex: 98,
+    openat: 56,
+    newfstatat: 79,
+    unlinkat: 35,
+    readlinkat: 78,
+    getdents64: 61,
+    clock_gettime: 113,
+    fallocate: 47,
+    openat2: 437,
+    futex_waitv: 449,
+  },
+} as const;
+
+/** The name of a syscall this project makes. */
+export type SyscallName = keyof typeof SYSCALLS.x86_64;
+
+/** This machine's syscall numbers. */
+export const NR: Readonly<Record<SyscallName, number>> = AARCH64 ? SYSCALLS.aarch64 : SYSCALLS.x86_64;
