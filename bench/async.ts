@@ -20,7 +20,8 @@
  */
 import process from "node:process";
 import { Checkpoint, CheckpointTimedOut } from "../mod.ts";
-import { ACTOR, CHILD_FLAGS, run, start } from "../tests/helpers.ts";
+import { ACTOR } from "../testing/paths.ts";
+import { CHILD_FLAGS, run, start } from "../testing/process.ts";
 import { median, ms, printRows, printTargets, ratio, type Row, runLine, type Target, us } from "./report.ts";
 
 const SELF = new URL(import.meta.url).pathname;

@@ -24,7 +24,9 @@
  *   ./deno task bench [--quick]
  */
 import { Checkpoint } from "../mod.ts";
-import { ACTOR, CHILD_FLAGS, peer, run, start, startActor, startPeer } from "../tests/helpers.ts";
+import { ACTOR } from "../testing/paths.ts";
+import { peer, startPeer } from "../testing/peer.ts";
+import { CHILD_FLAGS, run, start, startActor } from "../testing/process.ts";
 import { median, ms, printRows, printTargets, ratio, type Row, runLine, type Target, us } from "./report.ts";
 import { asyncWaits } from "./async.ts";
 import { startup } from "./startup.ts";

@@ -12,7 +12,8 @@
  *   ./deno run --allow-all bench/listing.ts
  */
 import { Checkpoint, listRegions } from "../mod.ts";
-import { compiled, PAGE } from "../tests/helpers.ts";
+import { PAGE } from "../testing/paths.ts";
+import { compiled } from "../testing/peer.ts";
 import { median } from "./report.ts";
 
 const RUNS = 5;

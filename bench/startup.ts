@@ -16,7 +16,10 @@
  *   ./deno run --allow-all bench/startup.ts [--quick]   (also part of ./deno task bench)
  */
 import { Checkpoint } from "../mod.ts";
-import { peer, ROOT, run, tempDir } from "../tests/helpers.ts";
+import { tempDir } from "../testing/files.ts";
+import { ROOT } from "../testing/paths.ts";
+import { peer } from "../testing/peer.ts";
+import { run } from "../testing/process.ts";
 import { median, mib, ms, printRows, printTargets, type Row, runLine, type Target } from "./report.ts";
 
 /** How the bench installs the tool into ROOT/bin/tst_checkpoint: the README's install, standing alone. */

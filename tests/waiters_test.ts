@@ -1,7 +1,14 @@
 /** Counting waiters: waiters(), waitForWaiters() and the CLI's `waiters`, with real processes. */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
-import { assertExit, cli, eventually, ROOT, run, startActor, startCli, startPeer } from "./helpers.ts";
+import { assertExit } from "../testing/assert.ts";
+import { forgetCallerEnv } from "../testing/env.ts";
+import { ROOT } from "../testing/paths.ts";
+import { startPeer } from "../testing/peer.ts";
+import { cli, run, startActor, startCli } from "../testing/process.ts";
+import { eventually } from "../testing/timing.ts";
+
+forgetCallerEnv();
 
 Deno.test("counts rise as Deno, CLI and C waiters arrive, and fall as they are woken or time out", async () => {
   using cp = Checkpoint.create({ layout: "ltp" });
@@ -41,7 +48,10 @@ Deno.test("waitForWaiters times out when too few arrive, and honours an abort", 
   assert.throws(() => cp.waitForWaitersSync(0, 1, 50), Deno.errors.TimedOut);
   const controller = new AbortController();
   setTimeout(() => controller.abort(new Error("enough")), 30);
-  await assert.rejects(() => cp.waitForWaiters(0, 1, 10000, { signal: controller.signal }), /enough/);
+  await assert.rejects(
+    () => cp.waitForWaiters(0, 1, 10000, { signal: controller.signal }),
+    /enough/,
+  );
   await cp.waitForWaiters(0, 0, 10); // nobody needed
 });
 

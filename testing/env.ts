@@ -1,0 +1,30 @@
+/**
+ * The caller's environment, kept out of the tests: a region path, a layout or a temporary folder that the person
+ * running the suite exported would otherwise reach every region the tests make and every child they start.
+ * LTP_TIMEOUT_MUL stays: it scales every limit. Tests that are about these variables set them for their own children.
+ * @module
+ */
+
+/** The variables of the caller's that no test and no child may see. */
+export const CALLER_VARIABLES: readonly string[] = [
+  "LTP_IPC_PATH",
+  "LTP_IPC_LAYOUT",
+  "TMPDIR",
+];
+
+/**
+ * Removes CALLER_VARIABLES from this process's environment: a test file that makes regions in-process, or starts
+ * children other than through testing/process.ts, calls it once at its top.
+ */
+export function forgetCallerEnv(): void {
+  for (const name of CALLER_VARIABLES) Deno.env.delete(name);
+}
+
+/** A child's whole environment: this process's without CALLER_VARIABLES, then `env`. */
+export function childEnv(
+  env: Record<string, string> = {},
+): Record<string, string> {
+  const inherited = Deno.env.toObject();
+  for (const name of CALLER_VARIABLES) delete inherited[name];
+  return { ...inherited, ...env };
+}
