@@ -28,8 +28,6 @@ export const O_DIRECTORY = AARCH64 ? 0o40000 : 0o200000;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_NO_SYMLINKS = 0x04;
 export const RESOLVE_BENEATH = 0x08;
-/** `struct open_how { u64 flags; u64 mode; u64 resolve; }`: three u64 fields, in that order. */
-export const OPEN_HOW_SIZE = 24;
 
 // <sys/mman.h>
 export const PROT_READ = 0x1;

@@ -94,7 +94,7 @@ function ascii(text: string): Uint8Array {
 }
 
 /** Reads numbers from /proc's text in place, without making strings. */
-export class Cursor {
+class Cursor {
   #bytes: Uint8Array = new Uint8Array(0);
   #end = 0;
   /** Where the next read starts. */
