@@ -1,0 +1,87 @@
+# The agent's client (agent/client.sh), put into the installed launcher by
+# tools/install.ts, which defines before it: tc_agent (runs agent/server.ts
+# with the launcher's Deno and flags, "$@" after them) and tc_vars (the
+# variables Deno may read, which each call carries).
+#
+# It runs no external command on a call's path: builtins only. It returns
+# when the call should run cold (the launcher's next line); else it exits
+# with the call's code. Cold: TST_CHECKPOINT_AGENT=0, no LTP_IPC_PATH (a
+# new region's init), a relative LTP_IPC_PATH, a newline in what a call
+# carries, no /proc, a channel
+# that is not this user's, or an agent that does not answer.
+tc_nl='
+'
+tc_call() {
+	[ "${TST_CHECKPOINT_AGENT-}" = 0 ] && return 1
+	tc_p=${LTP_IPC_PATH-}
+	[ -n "$tc_p" ] || return 1
+	# a relative path needs the caller's working folder, which a call does not carry
+	case $tc_p in /*) ;; *) return 1 ;; esac
+	for tc_a in "$tc_p" "$@"; do
+		case $tc_a in *"$tc_nl"*) return 1 ;; esac
+	done
+	tc_e= tc_n=0
+	for tc_v in $tc_vars; do
+		eval "[ -n \"\${$tc_v+x}\" ]" || continue
+		eval "tc_a=\$$tc_v"
+		case $tc_a in *"$tc_nl"*) return 1 ;; esac
+		tc_e=$tc_e$tc_v=$tc_a$tc_nl tc_n=$((tc_n + 1))
+	done
+	# the effective uid, from the shell's own status (no `id`)
+	tc_u=
+	{ while read -r tc_k tc_r tc_a tc_x; do
+		[ "$tc_k" = Uid: ] && { tc_u=$tc_a; break; }
+	done </proc/self/status; } 2>/dev/null
+	case $tc_u in '' | *[!0-9]*) return 1 ;; esac
+	tc_b=/tmp/tst_checkpoint-$tc_u
+	# the region's key: its path with each / spelt %
+	tc_k= tc_r=$tc_p
+	while :; do
+		case $tc_r in
+		*/*) tc_k=$tc_k${tc_r%%/*}% tc_r=${tc_r#*/} ;;
+		*) tc_k=$tc_k$tc_r && break ;;
+		esac
+	done
+	[ ${#tc_k} -le 200 ] || return 1
+	tc_d=$tc_b/$tc_k
+	if ! tc_ours; then
+		tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" </dev/null 2>/dev/null &)
+		[ "$tc_r" = ready ] && tc_ours || return 1
+	fi
+	# claim a slot: an O_EXCL create (set -C) holding this shell's pid
+	tc_i=$(($$ % tc_m)) tc_j=0
+	set -C
+	while [ $tc_j -lt $tc_m ]; do
+		{ printf '%s\n' $$ >"$tc_d/$tc_i.lock"; } 2>/dev/null && break
+		tc_i=$(((tc_i + 1) % tc_m)) tc_j=$((tc_j + 1))
+	done
+	set +C
+	[ $tc_j -lt $tc_m ] || return 1
+	tc_f=$tc_d/$tc_i
+	# opens that cannot block: the reply's read end through a read-write one, closed at once
+	[ -p "$tc_f.req" ] && [ -p "$tc_f.rep" ] &&
+		{ command exec 9<>"$tc_f.rep" 8<"$tc_f.rep" 9<&- 7<>"$tc_f.req"; } 2>/dev/null || return 1
+	printf '%s\n' TCA1 $$ "$PPID" "$PWD" $# "$@" $tc_n "$tc_e." >&7
+	tc_a=
+	while IFS= read -r tc_r; do
+		case $tc_r in
+		o*) printf '%s\n' "${tc_r#o}" ;;
+		e*) printf '%s\n' "${tc_r#e}" >&2 ;;
+		O*) printf '%s' "${tc_r#O}" ;;
+		E*) printf '%s' "${tc_r#E}" >&2 ;;
+		a) tc_a=1 ;;
+		x*) exit "${tc_r#x}" ;;
+		*) break ;;
+		esac
+	done <&8
+	exec 7>&- 8<&-
+	[ -z "$tc_a" ] && return 1
+	printf '%s\n' "tst_checkpoint: TBROK: its agent (${tc_d}) ended during the call: run it again, or with TST_CHECKPOINT_AGENT=0" >&2
+	exit 2
+}
+# whether the agent's folder is there and this user's, and how many slots it has
+tc_ours() {
+	[ -d "$tc_b" ] && [ ! -h "$tc_b" ] && [ -O "$tc_b" ] && [ -d "$tc_d" ] && [ ! -h "$tc_d" ] && [ -O "$tc_d" ] &&
+		{ IFS= read -r tc_m <"$tc_d/slots"; } 2>/dev/null && case $tc_m in '' | 0 | *[!0-9]*) false ;; esac
+}
+tc_call "$@"
