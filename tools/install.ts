@@ -2,19 +2,22 @@
  * Installs `tst_checkpoint` so that it stands alone: it keeps working after
  * the checkout is moved or deleted.
  *
- *   ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...]
+ *   ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
  *
  * Into ROOT (default: $DENO_INSTALL_ROOT, else ~/.deno) it puts:
- * - ROOT/lib/tst_checkpoint/tst_checkpoint.js: the CLI as one bundled,
- *   minified file (`deno bundle`, Deno 2.4 and later), or else the CLI's
- *   source files;
+ * - ROOT/lib/tst_checkpoint/cli.js: the CLI as one bundled, minified file
+ *   (`deno bundle`, Deno 2.4 and later), or else the CLI's source files;
+ *   and agent.js, the resident agent (agent/server.ts), the same way;
  * - ROOT/lib/tst_checkpoint/deno: the running Deno, when it lives inside the
  *   checkout (as the pinned one in tools/ does), as a hard link where the
  *   file system allows, else a copy; a Deno outside the checkout is used
  *   where it is;
- * - ROOT/bin/tst_checkpoint: a launcher that runs that Deno with the narrow
- *   permissions, and turns its own broken set-up (that Deno or the code
- *   gone) into one line and exit 2, LTP's TBROK.
+ * - ROOT/bin/tst_checkpoint: a launcher that hands each call to the
+ *   region's resident agent (agent/client.sh, which starts the agent when
+ *   there is none), or runs the CLI in that Deno with the narrow permissions
+ *   where no agent can take the call (TST_CHECKPOINT_AGENT=0 in a call's
+ *   environment, or an install with --no-agent); it turns its own broken
+ *   set-up (that Deno or the code gone) into one line and exit 2, LTP's TBROK.
  *
  * The folders given are added to the launcher's --allow-read/--allow-write
  * (besides /dev/shm, /tmp, and /proc for reading, so that `status` names
@@ -31,7 +34,8 @@ const ENV = ["LTP_IPC_PATH", "LTP_IPC_LAYOUT", "LTP_TIMEOUT_MUL", "TMPDIR", "TST
 const READ = ["/dev/shm", "/tmp", "/proc"];
 const WRITE = ["/dev/shm", "/tmp"];
 
-const USAGE = `Usage: ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...]
+const USAGE =
+  `Usage: ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
 Installs ${NAME} into ROOT/bin (default ROOT: $DENO_INSTALL_ROOT, else ~/.deno), standing alone.`;
 
 class Misuse extends Error {}
@@ -47,7 +51,7 @@ function quote(text: string): string {
 }
 
 function parseArgs(args: string[]) {
-  const out = { root: undefined as string | undefined, read: [] as string[], write: [] as string[] };
+  const out = { root: undefined as string | undefined, read: [] as string[], write: [] as string[], agent: true };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
@@ -55,7 +59,8 @@ function parseArgs(args: string[]) {
       undefined,
     ];
     if (name === "-h" || name === "--help") throw new Misuse("");
-    if (name === "--root") {
+    if (name === "--no-agent" && value === undefined) out.agent = false;
+    else if (name === "--root") {
       out.root = value ?? args[++i];
       if (!out.root) throw new Misuse("--root needs a folder");
     } else if (name === "--allow-read" || name === "--allow-write") {
@@ -90,28 +95,39 @@ function canBundle(): boolean {
   return major > 2 || (major === 2 && minor >= 4);
 }
 
-/** The CLI's code in `stage`; returns its files' names there, the entry first. */
-function placeCode(stage: string): string[] {
+/**
+ * The code of `entry` (a file of the checkout) in `stage`, as `bundleName`
+ * where Deno can bundle, else as its source files; returns their names
+ * there, the one to run first.
+ */
+function placeCode(stage: string, entry: string, bundleName: string): string[] {
   if (canBundle()) {
     // minified: half the bytes for Deno to read and compile at every call (measured: a call 3% faster). Deno keeps
     // no code cache for a script that ends with Deno.exit(); ending without it measured slower still.
-    const entry = `${CHECKOUT}/src/cli_entry.ts`; // cli.ts without its import.meta.main check
-    const args = ["bundle", "--quiet", "--no-config", "--minify", "-o", `${stage}/${NAME}.js`, entry];
+    const args = [
+      "bundle",
+      "--quiet",
+      "--no-config",
+      "--minify",
+      "-o",
+      `${stage}/${bundleName}`,
+      `${CHECKOUT}/${entry}`,
+    ];
     deno(args, "deno bundle");
-    return [`${NAME}.js`];
+    return [bundleName];
   }
-  const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/cli.ts`], "deno info"));
+  const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/${entry}`], "deno info"));
   const prefix = `file://${CHECKOUT}/`;
-  const files = ["cli.ts"];
+  const files = [entry];
   for (const module of graph.modules as { specifier: string; error?: string }[]) {
-    if (module.error) throw new Error(`The CLI's code is incomplete: ${module.error}`);
+    if (module.error) throw new Error(`The code of ${entry} is incomplete: ${module.error}`);
     if (!module.specifier.startsWith(prefix)) {
-      throw new Error(`The CLI imports ${module.specifier}, outside the checkout`);
+      throw new Error(`${entry} imports ${module.specifier}, outside the checkout`);
     }
     const relative = decodeURIComponent(module.specifier.slice(prefix.length));
     Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), { recursive: true });
     Deno.copyFileSync(`${CHECKOUT}/${relative}`, `${stage}/${relative}`);
-    if (relative !== "cli.ts") files.push(relative);
+    if (relative !== entry) files.push(relative);
   }
   return files;
 }
@@ -121,7 +137,19 @@ function broken(...parts: string[]): string {
   return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
 }
 
-function launcher(denoPath: string, code: string[], read: string[], write: string[], reinstall: string): string {
+/**
+ * The launcher: with `agent` (the agent's files, its entry first), the
+ * agent's client (agent/client.sh) before the cold path, which it takes
+ * when the call cannot go through an agent.
+ */
+function launcher(
+  denoPath: string,
+  code: string[],
+  agent: string[],
+  read: string[],
+  write: string[],
+  reinstall: string,
+): string {
   const flags = [
     "--no-config",
     "--no-prompt",
@@ -137,14 +165,24 @@ function launcher(denoPath: string, code: string[], read: string[], write: strin
     `${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): reinstall it: ${reinstall}`,
   );
   const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote(`): reinstall it: ${reinstall}`)];
+  const run = `${quote(denoPath)} run ${flags.map(quote).join(" ")}`;
+  // the agent runs with the launcher's own Deno and flags
+  const client = agent.length === 0 ? "" : `tc_vars=${quote(ENV.join(" "))}
+tc_agent() { exec ${run} ${quote(agent[0])} "$@"; }
+${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
 # To allow more folders, reinstall: ${reinstall} --allow-read=DIR --allow-write=DIR
+${
+    agent.length
+      ? "# Calls go through a resident agent (agent/client.sh); TST_CHECKPOINT_AGENT=0 turns it off for a call.\n"
+      : ""
+  }\
 [ -x ${quote(denoPath)} ] || ${broken(gone)}
-for f in ${code.map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone)}; done
+for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone)}; done
 export TST_CHECKPOINT_REINSTALL=${quote(reinstall)}
 export DENO_NO_UPDATE_CHECK=1
-exec ${quote(denoPath)} run ${flags.map(quote).join(" ")} ${quote(code[0])} "$@"
+${client}exec ${run} ${quote(code[0])} "$@"
 `;
 }
 
@@ -158,7 +196,7 @@ function removeIfThere(path: string): void {
 
 /** Installs; returns the launcher's path. */
 function install(args: string[]): string {
-  const { root: given, read, write } = parseArgs(args);
+  const { root: given, read, write, agent } = parseArgs(args);
   const home = Deno.env.get("HOME");
   const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
   if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
@@ -175,7 +213,8 @@ function install(args: string[]): string {
   const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
   try {
     Deno.chmodSync(stage, 0o755);
-    const code = placeCode(stage);
+    const code = placeCode(stage, "cli.ts", "cli.js");
+    const agentCode = agent ? placeCode(stage, "agent/server.ts", "agent.js") : [];
     const exec = Deno.realPathSync(Deno.execPath());
     const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
@@ -183,9 +222,11 @@ function install(args: string[]): string {
       `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts --root ${quote(root)}`,
       ...read.map((dir) => `--allow-read=${quote(dir)}`),
       ...write.map((dir) => `--allow-write=${quote(dir)}`),
+      ...agent ? [] : ["--no-agent"],
     ].join(" ");
     const files = code.map((name) => `${lib}/${name}`);
-    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, read, write, reinstall);
+    const agentFiles = agentCode.map((name) => `${lib}/${name}`);
+    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, agentFiles, read, write, reinstall);
 
     let hadOld = true;
     try {
