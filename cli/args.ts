@@ -6,7 +6,7 @@ export const USAGE = `Usage: tst_checkpoint init [--cleanup]
    or: tst_checkpoint wake TIMEOUT ID NR_WAKE
    or: tst_checkpoint waiters TIMEOUT ID COUNT
    or: tst_checkpoint status [--json] [--all [FOLDER...]]
-   or: tst_checkpoint remove
+   or: tst_checkpoint remove [--if-exists]
 Arguments:
        TIMEOUT - timeout in ms
        ID - checkpoint id
@@ -28,9 +28,10 @@ Commands:
             that is not one is left as it is, exit 2)
 
 Options:
-  --cleanup          init also prints "trap 'tst_checkpoint remove' EXIT", so
-                     that the shell removes the region when it exits (this
-                     replaces the shell's EXIT trap)
+  --cleanup          init also prints traps that remove the region when the
+                     shell exits, or is ended by HUP, INT or TERM (with status
+                     129, 130 or 143); they replace the shell's own traps
+  --if-exists        remove: a region already gone is no error
   --all              status of every region in each FOLDER (default: /dev/shm
                      and the temporary folder), stale ones marked
   --layout ltp|seed  where the futexes start: ltp (LTP mainline, byte 76, the
@@ -61,7 +62,12 @@ const ARGUMENTS: Record<string, string[]> = {
 };
 
 /** The options each applies to; the others apply to every command. */
-const ONLY_FOR: Record<string, string> = { "--json": "status", "--all": "status", "--cleanup": "init" };
+const ONLY_FOR: Record<string, string> = {
+  "--json": "status",
+  "--all": "status",
+  "--cleanup": "init",
+  "--if-exists": "remove",
+};
 
 const UINT_MAX = 4294967295;
 
@@ -71,13 +77,28 @@ function isDigit(text: string, at: number): boolean {
   return c >= 48 && c <= 57;
 }
 
-/** A decimal number up to UINT_MAX and nothing else (no sign, space or junk, unlike strtoul). */
-export function parseUint(name: string, text: string): number {
-  let digits = text.length > 0;
-  for (let i = 0; digits && i < text.length; i++) digits = isDigit(text, i);
-  const value = digits ? Number(text) : NaN;
-  if (!(value <= UINT_MAX)) throw new Usage(`ERROR: Invalid ${name} '${text}'`);
-  return value;
+/** C's isspace() in the C locale. */
+function isSpace(text: string, at: number): boolean {
+  const c = text.charCodeAt(at);
+  return c === 32 || (c >= 9 && c <= 13);
+}
+
+/**
+ * A number as LTP's tool reads it, with `strtoul(text, &end, 10)`: blanks,
+ * then a sign, then decimal digits; what follows is ignored. Refused, as
+ * LTP refuses it: nothing parsed, or a value beyond UINT_MAX (so a negative
+ * number other than -0). `ignored` is the text after the number, if any.
+ */
+export function parseUint(name: string, text: string): { value: number; ignored?: string } {
+  let i = 0;
+  while (i < text.length && isSpace(text, i)) i++;
+  const negative = text[i] === "-";
+  if (negative || text[i] === "+") i++;
+  const from = i;
+  while (i < text.length && isDigit(text, i)) i++;
+  const value = i > from ? Number(text.slice(from, i)) : NaN;
+  if (!(value <= UINT_MAX) || (negative && value !== 0)) throw new Usage(`ERROR: Invalid ${name} '${text}'`);
+  return i < text.length ? { value, ignored: text.slice(i) } : { value };
 }
 
 /** The options given. */
@@ -87,6 +108,7 @@ export interface Flags {
   json: boolean;
   all: boolean;
   cleanup: boolean;
+  ifExists: boolean;
   layout?: Layout;
 }
 
@@ -99,6 +121,8 @@ export interface Parsed {
   rest: string[];
   /** TIMEOUT, ID and NR_WAKE or COUNT, as numbers. */
   numbers: number[];
+  /** Notes on numbers read as LTP's tool reads them, ignoring what follows their digits. */
+  notes: string[];
 }
 
 /**
@@ -109,7 +133,14 @@ export interface Parsed {
 function split(args: string[]) {
   const positionals: string[] = [];
   const seen: string[] = [];
-  const flags: Flags = { help: false, version: false, json: false, all: false, cleanup: false };
+  const flags: Flags = {
+    help: false,
+    version: false,
+    json: false,
+    all: false,
+    cleanup: false,
+    ifExists: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     if (arg === "--") {
@@ -120,6 +151,7 @@ function split(args: string[]) {
     else if (arg === "--json") flags.json = true;
     else if (arg === "--all") flags.all = true;
     else if (arg === "--cleanup") flags.cleanup = true;
+    else if (arg === "--if-exists") flags.ifExists = true;
     else if (arg === "--layout" || arg.startsWith("--layout=")) {
       const value = arg === "--layout" ? args[++i] : arg.slice("--layout=".length);
       if (value !== "seed" && value !== "ltp") throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
@@ -139,7 +171,7 @@ function count(n: number): string {
 /** Parses a command line; throws Usage for misuse. --help and --version win over everything after them is checked. */
 export function parse(args: string[]): Parsed {
   const { positionals, flags, seen } = split(args);
-  if (flags.help || flags.version) return { flags, rest: [], numbers: [] };
+  if (flags.help || flags.version) return { flags, rest: [], numbers: [], notes: [] };
   const [command, ...rest] = positionals;
   if (command === undefined) throw new Usage("ERROR: No COMMAND given");
   if (!Object.hasOwn(ARGUMENTS, command)) throw new Usage(`ERROR: Invalid COMMAND '${command}'`);
@@ -154,5 +186,13 @@ export function parse(args: string[]): Parsed {
         : `ERROR: ${command} takes ${names.join(" ")} (got ${count(rest.length)})`,
     );
   }
-  return { flags, command, rest, numbers: names.map((name, i) => parseUint(name, rest[i])) };
+  const notes: string[] = [];
+  const numbers = names.map((name, i) => {
+    const { value, ignored } = parseUint(name, rest[i]);
+    if (ignored !== undefined) {
+      notes.push(`${name} '${rest[i]}' read as ${value}, ignoring '${ignored}' (as LTP's tool does)`);
+    }
+    return value;
+  });
+  return { flags, command, rest, numbers, notes };
 }

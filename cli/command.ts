@@ -68,6 +68,8 @@ interface Call {
   ppid: number;
   /** Waits and wakes block the thread (a process of its own) or run on the event loop (the agent). */
   blocking: boolean;
+  /** Whether stdout is a terminal: `init` then says how it is meant to be used. */
+  terminal: boolean;
   signal?: AbortSignal;
 }
 
@@ -75,8 +77,9 @@ interface Call {
  * Starts the command. Everything it reads of the environment it reads
  * before this returns; what is left (a wait, a wake) is the promise.
  */
-function start({ flags, command, rest, numbers }: Parsed, call: Call): Promise<void> | void {
+function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Promise<void> | void {
   const { out } = call;
+  for (const note of notes) warn(out, `tst_checkpoint: note: ${escapeText(note)}`);
   if (flags.help) return out.stdout(`${HELP}\n`);
   if (flags.version) {
     // loaded only here: importing JSON costs every other call memory
@@ -93,7 +96,7 @@ function start({ flags, command, rest, numbers }: Parsed, call: Call): Promise<v
     case "status":
       return status(options, flags.json, flags.all ? rest : undefined, call);
     case "remove":
-      return remove(flags.layout);
+      return remove(flags.layout, flags.ifExists);
   }
   const cp = Checkpoint.open(undefined, options);
   if (!call.blocking) {
@@ -115,7 +118,7 @@ function start({ flags, command, rest, numbers }: Parsed, call: Call): Promise<v
 }
 
 /** Prepares the region; prints what `eval` needs: the export line for a new one, the trap with `cleanup`. */
-function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid }: Call): void {
+function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid, terminal }: Call): void {
   // a new region is named after the shell that evals this line, not this short-lived process, so that
   // `status --all` sees its maker alive while that shell lives
   const given = readEnv("LTP_IPC_PATH", true);
@@ -125,8 +128,11 @@ function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid }: Cal
     lines.push(`export LTP_IPC_PATH=${shellQuote(cp.path, true)}`);
     if (cp.layout !== "ltp") lines.push(`export LTP_IPC_LAYOUT=${cp.layout}`);
   }
-  if (cleanup) lines.push("trap 'tst_checkpoint remove' EXIT");
+  if (cleanup) lines.push(...CLEANUP_TRAPS);
   if (lines.length === 0) return;
+  if (terminal) {
+    warn(out, `tst_checkpoint: note: init prints shell commands for the shell to run: eval "$(tst_checkpoint init)"`);
+  }
   try {
     out.stdout(`${lines.join("\n")}\n`);
   } catch (error) {
@@ -135,15 +141,30 @@ function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid }: Cal
   }
 }
 
+/**
+ * The traps of `init --cleanup`: the region is removed when the shell exits,
+ * and a shell ended by a signal exits with that signal's status, as it
+ * would without them; a region already removed is no error.
+ */
+const CLEANUP_TRAPS = [
+  "trap 'tst_checkpoint remove --if-exists' EXIT",
+  "trap 'exit 129' HUP",
+  "trap 'exit 130' INT",
+  "trap 'exit 143' TERM",
+];
+
 /** Removes the region at LTP_IPC_PATH; what is not a region is refused by open(), untouched. */
-function remove(layout?: Layout): void {
+function remove(layout: Layout | undefined, ifExists: boolean): void {
   let cp: Checkpoint;
   try {
     // the layout does not matter to a removal: a stale LTP_IPC_LAYOUT must not stop it
     cp = Checkpoint.open(undefined, { layout: layout ?? "ltp" });
   } catch (error) {
     const path = readEnv("LTP_IPC_PATH");
-    if (error instanceof Deno.errors.NotFound && path) throw new Broken(`Nothing to remove: ${path} does not exist`);
+    if (error instanceof Deno.errors.NotFound && path) {
+      if (ifExists) return;
+      throw new Broken(`Nothing to remove: ${path} does not exist`);
+    }
     throw error;
   }
   cp.remove();
@@ -203,6 +224,7 @@ export function run(args: string[], context?: CallContext): Promise<number> {
         hints,
         ppid: context?.ppid ?? Deno.ppid,
         blocking: context === undefined,
+        terminal: context === undefined && Deno.stdout.isTerminal(),
         signal: context?.signal,
       });
     });

@@ -75,11 +75,8 @@ export function libc(): Libc {
     );
   }
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    throw Object.assign(
-      new Deno.errors.NotCapable(
-        "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
-      ),
-      { flags: ["--allow-ffi"] },
+    throw new Deno.errors.NotCapable(
+      "Checkpoints need libc through FFI: run again with --allow-ffi (it cannot be scoped to a path)",
     );
   }
   let firstError: unknown;

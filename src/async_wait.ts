@@ -11,7 +11,7 @@
  * deadline ends it.
  * @module
  */
-import type { SharedPage as RegionFile } from "../ffi/page.ts";
+import type { SharedPage } from "../ffi/page.ts";
 import { PendingWait, waitOn } from "../ffi/waitv.ts";
 
 /**
@@ -22,7 +22,7 @@ import { PendingWait, waitOn } from "../ffi/waitv.ts";
  * abort by `signal.aborted`.
  */
 export function waitAsync(
-  file: RegionFile,
+  file: SharedPage,
   offset: number,
   deadline: number,
   signal: AbortSignal | undefined,

@@ -2,10 +2,12 @@
 import { EAGAIN, EINTR, ETIMEDOUT } from "../ffi/constants.ts";
 import { syscallError } from "../ffi/errno.ts";
 import type { Folder } from "../ffi/folder.ts";
-import type { SharedPage as RegionFile } from "../ffi/page.ts";
+import type { SharedPage } from "../ffi/page.ts";
 import { pageSize } from "../ffi/syscalls.ts";
 import type { PendingWait } from "../ffi/waitv.ts";
 import { waitAsync } from "./async_wait.ts";
+import { callSite, thrownFrom, userFrames } from "./call_site.ts";
+import { CheckpointChild, type ChildFailed, type SpawnOptions } from "./child.ts";
 import { closed, removeAtExit } from "./cleanup.ts";
 import { readEnv } from "./env.ts";
 import { CheckpointTimedOut } from "./errors.ts";
@@ -14,6 +16,7 @@ import { poll, pollSync } from "./poll.ts";
 import { createRegion, initRegion, newRegionPath, openRegion, type Region } from "./region.ts";
 import { explain, type Snapshot, takeSnapshot } from "./snapshot.ts";
 import { type CheckpointStatus, statusOf } from "./status.ts";
+import { plural } from "./text.ts";
 import { checkCount, checkId, deadlineOf, DEFAULT_TIMEOUT_MS } from "./validate.ts";
 
 /** Options of {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
@@ -84,7 +87,7 @@ export class Checkpoint implements Disposable {
   readonly capacity: number;
   /** The pid in the header of a region made by LTP's C library (`context.lib_pid`); 0 for other regions. */
   readonly libPid: number;
-  #file: RegionFile;
+  #file: SharedPage;
   #folder: Folder;
   #name: string;
   #offset: number;
@@ -92,6 +95,11 @@ export class Checkpoint implements Disposable {
   #pending = new Set<PendingWait>();
   #closed = false;
   #lastSnapshot?: { at: number; snapshot: Snapshot };
+  /** Children started by spawn() and not yet disposed. */
+  #children?: Set<CheckpointChild>;
+  /** Those of them that failed: while there are any, `#failure` is aborted with the first one's error. */
+  #failed?: Map<CheckpointChild, ChildFailed>;
+  #failure?: AbortController;
 
   /** @ignore Regions are made by {@linkcode Checkpoint.init}, {@linkcode Checkpoint.open} and {@linkcode Checkpoint.create}. */
   private constructor(
@@ -246,15 +254,92 @@ export class Checkpoint implements Disposable {
     );
   }
 
-  /** Polls `tryOnce` until it succeeds; CheckpointTimedOut saying `failure` after the timeout. */
+  /**
+   * Polls `tryOnce` until it succeeds; CheckpointTimedOut saying `failure`
+   * after the timeout; `ChildFailed` as soon as a child of the region has
+   * failed, saying what was being `done`.
+   */
   async #until(
     tryOnce: () => boolean,
     timeoutMs: number,
     failure: (ms: number) => CheckpointTimedOut,
-    signal?: AbortSignal,
+    done: () => string,
+    userSignal?: AbortSignal,
   ): Promise<void> {
     const { ms, deadline } = deadlineOf(timeoutMs);
-    if (!await poll(tryOnce, deadline, signal)) throw failure(ms);
+    const signal = this.#signalOf(userSignal);
+    let met: boolean;
+    try {
+      met = await poll(tryOnce, deadline, signal);
+    } catch (e) {
+      throw signal?.aborted && e === signal.reason ? this.#abortReason(signal, done) : e;
+    }
+    if (!met) throw failure(ms);
+  }
+
+  /** The user's signal, or one that also aborts when a child of the region fails. */
+  #signalOf(signal: AbortSignal | undefined): AbortSignal | undefined {
+    const failure = this.#failure?.signal;
+    if (failure === undefined) return signal;
+    return signal === undefined ? failure : AbortSignal.any([signal, failure]);
+  }
+
+  /** What an aborted call throws: the user's reason, or the failed child's error saying what was being `done`. */
+  #abortReason(signal: AbortSignal, done: () => string): unknown {
+    const failure = this.#failure?.signal;
+    if (failure?.aborted && signal.reason === failure.reason) {
+      const [child] = this.#failed!.keys();
+      return child.failure(this.#failed!.get(child)!.status, done());
+    }
+    return signal.reason;
+  }
+
+  /**
+   * Starts a child process on this region: its `env` carries the region's
+   * `LTP_IPC_PATH` and `LTP_IPC_LAYOUT` (over any given), and its stdout and
+   * stderr are kept. Should it end unsuccessfully (not killed by this
+   * process), every pending and later `wait()`, `wake()`, `wakeAndWait()`
+   * and `waitForWaiters()` of this region rejects at once with
+   * {@linkcode ChildFailed}, naming the child, its exit status and its last
+   * lines, until the child is disposed. (The blocking calls only check, as
+   * they start, for a failure already seen.) `await using` kills the child
+   * if it still runs at the end of the scope and waits for it; `using`, or
+   * the region's `close()`, kills it.
+   *
+   * @param command The program, found on `PATH` unless it is a path.
+   * @param args Its arguments.
+   * @param options Its environment, working folder, stdin and name.
+   * @returns The running child.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {Deno.errors.NotFound} When the program cannot be found.
+   * @throws {Deno.errors.NotCapable} Without `--allow-run` for the program.
+   * @example A child that dies at start-up fails the wait at once
+   * ```ts
+   * import { Checkpoint } from "./mod.ts";
+   *
+   * using cp = Checkpoint.create();
+   * await using child = cp.spawn(Deno.execPath(), ["eval", "console.error('no region for me'); Deno.exit(3)"]);
+   * // rejects once the child has died, not after 10 s
+   * await cp.waitForWaiters(0, 1).catch((e) => console.log(e.message));
+   * // Waiting for 1 waiter on checkpoint 0 failed: the child deno eval … (pid 4242) exited with code 3; its last lines: no region for me
+   * ```
+   */
+  spawn(command: string | URL, args: string[] = [], options: SpawnOptions = {}): CheckpointChild {
+    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} is closed`);
+    this.#failure ??= new AbortController();
+    const child = new CheckpointChild(command, args, { ...options, env: { ...options.env, ...this.env } }, {
+      failed: (child, error) => {
+        if (!this.#children?.has(child)) return;
+        (this.#failed ??= new Map()).set(child, error);
+        this.#failure!.abort(error);
+      },
+      disposed: (child) => {
+        this.#children?.delete(child);
+        if (this.#failed?.delete(child) && this.#failed.size === 0) this.#failure = new AbortController();
+      },
+    });
+    (this.#children ??= new Set()).add(child);
+    return child;
   }
 
   /** The blocking twin of #until. */
@@ -290,13 +375,24 @@ export class Checkpoint implements Disposable {
    * ```
    */
   async wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
+    // where it was called, for the error of a close under it (an `await` forgotten); formatted only then
+    const site = callSite(this.wait);
     const offset = this.#wordOf(id);
     const { ms, deadline } = deadlineOf(timeoutMs);
-    const signal = options?.signal;
-    signal?.throwIfAborted();
+    const signal = this.#signalOf(options?.signal);
+    if (signal?.aborted) throw this.#abortReason(signal, () => `Waiting on checkpoint ${id}`);
     if (await waitAsync(this.#file, offset, deadline, signal, this.#pending)) return;
-    if (this.#closed) throw new Deno.errors.BadResource(`${this.path} was closed while a wait was pending`);
-    if (signal?.aborted) throw signal.reason;
+    if (this.#closed) {
+      const frames = userFrames(site);
+      const where = frames.length > 0 ? `, called at ${frames[0]}` : "";
+      throw thrownFrom(
+        new Deno.errors.BadResource(
+          `${this.path} was closed while a wait was pending: wait(${id})${where} (is an await missing?)`,
+        ),
+        frames,
+      );
+    }
+    if (signal?.aborted) throw this.#abortReason(signal, () => `Waiting on checkpoint ${id}`);
     throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
   }
 
@@ -322,6 +418,7 @@ export class Checkpoint implements Disposable {
    */
   waitSync(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
     const word = this.#wordOf(id);
+    this.#throwIfChildFailed(() => `Waiting on checkpoint ${id}`);
     const { ms, deadline } = deadlineOf(timeoutMs);
     for (;;) {
       const left = deadline - performance.now();
@@ -332,6 +429,12 @@ export class Checkpoint implements Disposable {
       if (r !== -EINTR && r !== -EAGAIN) throw syscallError(`Cannot wait on ${this.path}`, -r);
     }
     throw this.#timedOut(`Nobody woke checkpoint ${id}`, id, ms);
+  }
+
+  /** For the blocking calls, which cannot see a child end while they block: a failure seen already. */
+  #throwIfChildFailed(done: () => string): void {
+    const failure = this.#failure?.signal;
+    if (failure?.aborted) throw this.#abortReason(failure, done);
   }
 
   /** A wake's single try, and the error it ends with when tries run out. */
@@ -376,7 +479,7 @@ export class Checkpoint implements Disposable {
     options?: WaitOptions,
   ): Promise<void> {
     const { tryOnce, failure } = this.#waker(id, nrWake);
-    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
+    await this.#until(tryOnce, timeoutMs, failure, () => `Waking ${nrWake} on checkpoint ${id}`, options?.signal);
   }
 
   /**
@@ -396,6 +499,7 @@ export class Checkpoint implements Disposable {
    */
   wakeSync(id: number, nrWake: number = 1, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
     const { tryOnce, failure } = this.#waker(id, nrWake);
+    this.#throwIfChildFailed(() => `Waking ${nrWake} on checkpoint ${id}`);
     this.#untilSync(tryOnce, timeoutMs, failure);
   }
 
@@ -494,7 +598,8 @@ export class Checkpoint implements Disposable {
     options?: WaitOptions,
   ): Promise<void> {
     const { tryOnce, failure } = this.#atLeast(id, count);
-    await this.#until(tryOnce, timeoutMs, failure, options?.signal);
+    const done = () => `Waiting for ${plural(count, "waiter", "waiters")} on checkpoint ${id}`;
+    await this.#until(tryOnce, timeoutMs, failure, done, options?.signal);
   }
 
   /**
@@ -514,6 +619,7 @@ export class Checkpoint implements Disposable {
    */
   waitForWaitersSync(id: number, count: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
     const { tryOnce, failure } = this.#atLeast(id, count);
+    this.#throwIfChildFailed(() => `Waiting for ${plural(count, "waiter", "waiters")} on checkpoint ${id}`);
     this.#untilSync(tryOnce, timeoutMs, failure);
   }
 
@@ -576,10 +682,12 @@ export class Checkpoint implements Disposable {
 
   /**
    * Unmaps the region (and removes a region made by `create()`); safe to
-   * call twice. Pending async waits on it reject with `BadResource`.
+   * call twice. Pending async waits on it reject with `BadResource`;
+   * children it started that still run are killed.
    */
   close(): void {
     if (this.#closed) return;
+    if (this.#children) { for (const child of this.#children) child[Symbol.dispose](); }
     try {
       if (this.#removeOnClose) this.#unlink();
     } finally {

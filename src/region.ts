@@ -1,7 +1,7 @@
 /** Where a region file may be, and the rules for creating, adopting and opening one. */
 import { Folder } from "../ffi/folder.ts";
-import type { SharedPage as RegionFile } from "../ffi/page.ts";
-import { normalise } from "../ffi/path.ts";
+import type { SharedPage } from "../ffi/page.ts";
+import { dirname, normalise } from "../ffi/path.ts";
 import { type FileInfo, geteuid, lstat, pageSize } from "../ffi/syscalls.ts";
 import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
@@ -11,7 +11,7 @@ import { hasMagic, MAGIC } from "./layout.ts";
 
 /** A region file, open and mapped, and the folder it was found in, held open. */
 export interface Region {
-  file: RegionFile;
+  file: SharedPage;
   folder: Folder;
   /** The file's name in `folder`. */
   name: string;
@@ -46,12 +46,6 @@ function allowedRoot(real: string): string | undefined {
     if (allowed === "all" || (allowed === "some" && depth === parts.length)) return folder;
   }
   return undefined;
-}
-
-/** The folder part of a path: "." for a bare name, "/" for a name in the root. */
-function dirname(path: string): string {
-  const slash = path.lastIndexOf("/");
-  return slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
 }
 
 /**
@@ -137,7 +131,7 @@ function openSeen(folder: Folder, name: string, path: string, seen: FileInfo, wr
 /** Runs `make` with the located folder; closes the folder if it throws. */
 function inFolder(
   path: string,
-  make: (folder: Folder, name: string) => RegionFile,
+  make: (folder: Folder, name: string) => SharedPage,
   noFollow = false,
 ): Region {
   const { folder, name } = locate(path, noFollow);
@@ -150,7 +144,7 @@ function inFolder(
 }
 
 /** Runs `prepare` on an open file; if it throws, runs `undo` (best effort) and closes the file. */
-function closingOnError(file: RegionFile, prepare: () => void, undo?: () => void): RegionFile {
+function closingOnError(file: SharedPage, prepare: () => void, undo?: () => void): SharedPage {
   try {
     prepare();
     return file;
@@ -239,7 +233,7 @@ export function createRegion(dir?: string): Region {
 }
 
 /** Sizes a file just created to a page and writes the magic; removes it again (if it still holds it) on failure. */
-function prepareCreated(folder: Folder, name: string, file: RegionFile): RegionFile {
+function prepareCreated(folder: Folder, name: string, file: SharedPage): SharedPage {
   return closingOnError(file, () => {
     const page = pageSize();
     file.grow(page, true);
@@ -249,7 +243,7 @@ function prepareCreated(folder: Folder, name: string, file: RegionFile): RegionF
 }
 
 /** The bytes of an existing file that init may take over; throws when it may not. */
-function adoptable(path: string, file: RegionFile, info: FileInfo, page: number): Uint8Array {
+function adoptable(path: string, file: SharedPage, info: FileInfo, page: number): Uint8Array {
   // the kernel's protected_regular refuses even root's O_CREAT on such a file in a sticky folder, for this reason
   if (info.uid !== geteuid()) {
     throw new Deno.errors.PermissionDenied(
