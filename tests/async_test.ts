@@ -28,16 +28,10 @@ Deno.test("an aborted or timed-out wait has left the kernel when it settles: it 
     await cp.waitForWaiters(0, 1, 5000);
     controller.abort(new Error("stop"));
     await assert.rejects(waiting, /stop/);
-    assert.ok(
-      nobodyWaits(cp, 0),
-      `try ${i}: the aborted wait is still in the kernel`,
-    );
+    assert.ok(nobodyWaits(cp, 0), `try ${i}: the aborted wait is still in the kernel`);
 
     await assert.rejects(cp.wait(1, 5), Deno.errors.TimedOut);
-    assert.ok(
-      nobodyWaits(cp, 1),
-      `try ${i}: the timed-out wait is still in the kernel`,
-    );
+    assert.ok(nobodyWaits(cp, 1), `try ${i}: the timed-out wait is still in the kernel`);
   }
 });
 
@@ -57,11 +51,7 @@ Deno.test("a same-process wakeSync reaches pending async waits, several on one i
   const waiting = cp.wait(2, scaled(10000));
   cp.wakeSync(2, 1, scaled(5000));
   await waiting;
-  const three = [
-    cp.wait(2, scaled(10000)),
-    cp.wait(2, scaled(10000)),
-    cp.wait(2, scaled(10000)),
-  ];
+  const three = [cp.wait(2, scaled(10000)), cp.wait(2, scaled(10000)), cp.wait(2, scaled(10000))];
   cp.wakeSync(2, 3, scaled(5000)); // blocks the event loop: the three must be in the kernel without its help
   await Promise.all(three);
   assert.equal(cp.waiters(2), 0);
@@ -92,12 +82,7 @@ Deno.test("waits on 16 distinct ids in one process are all counted at once and a
   const ids = Array.from({ length: 16 }, (_, i) => 10 + i);
   const waits = ids.map((id) => cp.wait(id, scaled(30000)));
   for (const id of ids) await cp.waitForWaiters(id, 1, scaled(10000));
-  for (let i = 0; i < 100; i++) {
-    assert.deepEqual(
-      ids.map((id) => cp.waiters(id)),
-      ids.map(() => 1),
-    );
-  }
+  for (let i = 0; i < 100; i++) assert.deepEqual(ids.map((id) => cp.waiters(id)), ids.map(() => 1));
   for (const id of ids) await cp.wake(id, 1, scaled(5000));
   await Promise.all(waits);
   assert.deepEqual(cp.snapshot().waiters, {});
@@ -136,23 +121,14 @@ Deno.test({
     using cp = Checkpoint.create();
     const controller = new AbortController();
     const end = (waiting: Promise<void>) => waiting.then(() => "woken", (e) => e.name);
-    const timingOut = Array.from(
-      { length: 24 },
-      (_, i) => end(cp.wait(200 + i, 50)),
-    );
+    const timingOut = Array.from({ length: 24 }, (_, i) => end(cp.wait(200 + i, 50)));
     const aborted = Array.from(
       { length: 24 },
       (_, i) => end(cp.wait(300 + i, scaled(30000), { signal: controller.signal })),
     );
-    assert.deepEqual(
-      await Promise.all(timingOut),
-      timingOut.map(() => "TimedOut"),
-    );
+    assert.deepEqual(await Promise.all(timingOut), timingOut.map(() => "TimedOut"));
     controller.abort();
-    assert.deepEqual(
-      await Promise.all(aborted),
-      aborted.map(() => "AbortError"),
-    );
+    assert.deepEqual(await Promise.all(aborted), aborted.map(() => "AbortError"));
     assert.deepEqual(cp.snapshot().waiters, {});
   },
 });

@@ -11,36 +11,20 @@ forgetCallerEnv();
 const DENO = Deno.execPath();
 
 /** The CLI with a shell redirection such as `>/dev/full` applied to it. */
-function cliRedirected(
-  redirect: string,
-  args: string[],
-  env: Record<string, string> = {},
-) {
+function cliRedirected(redirect: string, args: string[], env: Record<string, string> = {}) {
   const shell = `${env.LTP_IPC_PATH ? "" : "unset LTP_IPC_PATH; "}exec "$0" "$@" ${redirect}`;
-  return start("sh", ["-c", shell, DENO, "run", ...CHILD_FLAGS, CLI, ...args], {
-    env,
-  });
+  return start("sh", ["-c", shell, DENO, "run", ...CHILD_FLAGS, CLI, ...args], { env });
 }
 
 Deno.test("misuse and bad numbers print the usage on stderr, never on stdout; --help prints on stdout", async () => {
-  const misuse = [[], ["wait"], ["wake", "10", "0"], ["foo", "1", "2"], [
-    "wait",
-    "abc",
-    "0",
-  ], ["wake", "1", "0", "-1"]];
+  const misuse = [[], ["wait"], ["wake", "10", "0"], ["foo", "1", "2"], ["wait", "abc", "0"], ["wake", "1", "0", "-1"]];
   const problems: string[] = [];
   for (const args of misuse) {
     const r = await cli(args);
     const what = `tst_checkpoint ${args.join(" ")}`;
     if (r.code !== 1) problems.push(`${what}: exit ${r.code}`);
-    if (r.stdout !== "") {
-      problems.push(
-        `${what} printed on stdout (eval "$(tst_checkpoint ...)" would run it)`,
-      );
-    }
-    if (!/Usage: tst_checkpoint/.test(r.stderr)) {
-      problems.push(`${what}: no usage on stderr`);
-    }
+    if (r.stdout !== "") problems.push(`${what} printed on stdout (eval "$(tst_checkpoint ...)" would run it)`);
+    if (!/Usage: tst_checkpoint/.test(r.stderr)) problems.push(`${what}: no usage on stderr`);
     assertNoStackTrace(r.stderr, what);
   }
   assert.deepEqual(problems, []);
@@ -67,60 +51,36 @@ Deno.test("output that cannot be written (/dev/full) gives one line, exit 1 for 
     const what = `tst_checkpoint ${args.join(" ")} ${redirect}`;
     if (r.code !== code) problems.push(`${what}: exit ${r.code}, not ${code}`);
     assertNoStackTrace(r.stdout + r.stderr, what);
-    if (redirect.startsWith("2") && r.stdout !== "") {
-      problems.push(`${what} printed on stdout: ${r.stdout}`);
-    }
+    if (redirect.startsWith("2") && r.stdout !== "") problems.push(`${what} printed on stdout: ${r.stdout}`);
     const lines = r.stderr.split("\n").filter(Boolean).length;
-    if (redirect.startsWith(">") && lines !== 1) {
-      problems.push(`${what}: ${lines} lines on stderr: ${r.stderr}`);
-    }
+    if (redirect.startsWith(">") && lines !== 1) problems.push(`${what}: ${lines} lines on stderr: ${r.stderr}`);
   }
   assert.deepEqual(problems, []);
 });
 
 Deno.test("init whose export line cannot be printed (>/dev/full) removes the region it made and exits 2", async () => {
-  const before = new Set(
-    Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name),
-  );
+  const before = new Set(Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name));
   const started = cliRedirected(">/dev/full", ["init"], {});
   const prefix = `ltp_checkpoint_${started.child.pid}_`; // sh execs Deno: the same pid
   const r = await started.result;
-  const left = Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name).filter((
-    n,
-  ) => n.startsWith(prefix) && !before.has(n));
+  const left = Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name).filter((n) =>
+    n.startsWith(prefix) && !before.has(n)
+  );
   for (const name of left) Deno.removeSync(`/dev/shm/${name}`);
   assertExit(r, 2);
   assertOneLine(r.stderr, /\S/);
   assertNoStackTrace(r.stderr, "init >/dev/full");
-  assert.deepEqual(
-    left,
-    [],
-    "a region nobody can learn the path of was left behind",
-  );
+  assert.deepEqual(left, [], "a region nobody can learn the path of was left behind");
 });
 
 Deno.test("a reader that closes the pipe early (tst_checkpoint ... | true) gets no stack trace", async () => {
   using cp = Checkpoint.create();
   for (const args of [["--help"], ["status"], ["status", "--json"]]) {
     const shell = `"$0" "$@" | true; exit "\${PIPESTATUS[0]}"`;
-    const r = await run("bash", [
-      "-c",
-      shell,
-      DENO,
-      "run",
-      ...CHILD_FLAGS,
-      CLI,
-      ...args,
-    ], { env: cp.env });
+    const r = await run("bash", ["-c", shell, DENO, "run", ...CHILD_FLAGS, CLI, ...args], { env: cp.env });
     const what = `tst_checkpoint ${args.join(" ")} | true`;
-    assert.ok(
-      r.code === 0 || r.code === 2,
-      `${what}: exit ${r.code}: ${r.stderr}`,
-    );
+    assert.ok(r.code === 0 || r.code === 2, `${what}: exit ${r.code}: ${r.stderr}`);
     assertNoStackTrace(r.stderr, what);
-    assert.ok(
-      r.stderr.split("\n").filter(Boolean).length <= 1,
-      `${what}: ${r.stderr}`,
-    );
+    assert.ok(r.stderr.split("\n").filter(Boolean).length <= 1, `${what}: ${r.stderr}`);
   }
 });

@@ -14,23 +14,15 @@ const USAGE_LINES = [
   "   or: tst_checkpoint wait TIMEOUT ID",
   "   or: tst_checkpoint wake TIMEOUT ID NR_WAKE",
 ];
-const NO_REGION = {
-  LTP_IPC_PATH: "/dev/shm/ltp-checkpoint-test-never-created",
-};
+const NO_REGION = { LTP_IPC_PATH: "/dev/shm/ltp-checkpoint-test-never-created" };
 
 function assertUsage(text: string): void {
   assert.deepEqual(text.split("\n").slice(0, 3), USAGE_LINES);
-  assert.match(
-    text,
-    /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/,
-  );
+  assert.match(text, /TIMEOUT - timeout in ms\n.*ID - checkpoint id\n.*NR_WAKE - number of processes to wake up/);
 }
 
 /** Misuse: the message, then the usage, all on stderr (so that `eval "$(...)"` runs nothing), exit 1. */
-function assertMisuse(
-  r: { code: number; stdout: string; stderr: string },
-  message: string,
-): void {
+function assertMisuse(r: { code: number; stdout: string; stderr: string }, message: string): void {
   assertExit(r, 1);
   assert.equal(r.stdout, "");
   assert.ok(r.stderr.startsWith(message), r.stderr);
@@ -43,52 +35,26 @@ Deno.test("no command or the wrong number of arguments: one ERROR line naming wh
     [["wait"], "ERROR: wait takes TIMEOUT ID (got 0 arguments)"],
     [["wait", "1"], "ERROR: wait takes TIMEOUT ID (got 1 argument)"],
     [["wait", "1", "2", "3"], "ERROR: wait takes TIMEOUT ID (got 3 arguments)"],
-    [
-      ["wake", "1", "2"],
-      "ERROR: wake takes TIMEOUT ID NR_WAKE (got 2 arguments)",
-    ],
-    [
-      ["waiters", "1"],
-      "ERROR: waiters takes TIMEOUT ID COUNT (got 1 argument)",
-    ],
+    [["wake", "1", "2"], "ERROR: wake takes TIMEOUT ID NR_WAKE (got 2 arguments)"],
+    [["waiters", "1"], "ERROR: waiters takes TIMEOUT ID COUNT (got 1 argument)"],
     [["init", "x"], "ERROR: init takes no arguments (got 1)"],
     [["remove", "x", "y"], "ERROR: remove takes no arguments (got 2)"],
     [["status", "/dev/shm"], "ERROR: status takes no arguments (got 1)"],
   ];
-  for (const [args, message] of cases) {
-    assertMisuse(await cli(args, { env: NO_REGION }), `${message}\n`);
-  }
+  for (const [args, message] of cases) assertMisuse(await cli(args, { env: NO_REGION }), `${message}\n`);
 });
 
 Deno.test("options are checked before the command: an unknown one is named first", async () => {
-  for (
-    const args of [["-x", "status"], ["status", "-x"], ["-x", "foo"], ["-x"], [
-      "foo",
-      "-x",
-      "1",
-    ]]
-  ) {
-    assertMisuse(
-      await cli(args, { env: NO_REGION }),
-      "ERROR: Unknown option '-x'\n",
-    );
+  for (const args of [["-x", "status"], ["status", "-x"], ["-x", "foo"], ["-x"], ["foo", "-x", "1"]]) {
+    assertMisuse(await cli(args, { env: NO_REGION }), "ERROR: Unknown option '-x'\n");
   }
-  assertMisuse(
-    await cli(["--bogus=1", "wait", "1", "0"], { env: NO_REGION }),
-    "ERROR: Unknown option '--bogus=1'\n",
-  );
-  assertMisuse(
-    await cli(["wait", "--json", "1", "0"], { env: NO_REGION }),
-    "ERROR: --json applies to status only\n",
-  );
+  assertMisuse(await cli(["--bogus=1", "wait", "1", "0"], { env: NO_REGION }), "ERROR: Unknown option '--bogus=1'\n");
+  assertMisuse(await cli(["wait", "--json", "1", "0"], { env: NO_REGION }), "ERROR: --json applies to status only\n");
   assertMisuse(
     await cli(["wake", "--cleanup", "1", "0", "1"], { env: NO_REGION }),
     "ERROR: --cleanup applies to init only\n",
   );
-  assertMisuse(
-    await cli(["wait", "--all", "1", "0"], { env: NO_REGION }),
-    "ERROR: --all applies to status only\n",
-  );
+  assertMisuse(await cli(["wait", "--all", "1", "0"], { env: NO_REGION }), "ERROR: --all applies to status only\n");
 });
 
 Deno.test("what the user typed is escaped in the ERROR line (control, C1 and bidi characters)", async () => {
@@ -99,19 +65,7 @@ Deno.test("what the user typed is escaped in the ERROR line (control, C1 and bid
 });
 
 Deno.test("bad numbers are refused before anything else, as LTP words it", async () => {
-  const bad = [
-    "abc",
-    "-1",
-    "4294967296",
-    "5x",
-    "1e3",
-    "0x10",
-    " 7",
-    "7 ",
-    "",
-    "+1",
-    "99999999999999999999",
-  ];
+  const bad = ["abc", "-1", "4294967296", "5x", "1e3", "0x10", " 7", "7 ", "", "+1", "99999999999999999999"];
   for (const text of bad) {
     for (
       const [args, name] of [
@@ -120,19 +74,13 @@ Deno.test("bad numbers are refused before anything else, as LTP words it", async
         [["wake", "10", "0", text], "NR_WAKE"],
       ] as const
     ) {
-      assertMisuse(
-        await cli([...args], { env: NO_REGION }),
-        `ERROR: Invalid ${name} '${text}'\n`,
-      );
+      assertMisuse(await cli([...args], { env: NO_REGION }), `ERROR: Invalid ${name} '${text}'\n`);
     }
   }
 });
 
 Deno.test("an unknown command is named, with the usage", async () => {
-  assertMisuse(
-    await cli(["foo", "1", "2"], { env: NO_REGION }),
-    "ERROR: Invalid COMMAND 'foo'\n",
-  );
+  assertMisuse(await cli(["foo", "1", "2"], { env: NO_REGION }), "ERROR: Invalid COMMAND 'foo'\n");
 });
 
 Deno.test("--help (on stdout) and --version exit 0", async () => {
@@ -155,20 +103,8 @@ Deno.test("the spec's exit-code table, row by row", async () => {
     Deno.writeFileSync(`${dir.path}/${name}`, bytes);
     return { LTP_IPC_PATH: `${dir.path}/${name}` };
   };
-  const rows: [
-    string,
-    string[],
-    Record<string, string>,
-    number,
-    RegExp | "",
-  ][] = [
-    [
-      "woke NR_WAKE (none waiting, 0 to wake)",
-      ["wake", "10", "0", "0"],
-      seed.env,
-      0,
-      "",
-    ],
+  const rows: [string, string[], Record<string, string>, number, RegExp | ""][] = [
+    ["woke NR_WAKE (none waiting, 0 to wake)", ["wake", "10", "0", "0"], seed.env, 0, ""],
     [
       "wait timed out",
       ["wait", "10", "0"],
@@ -176,76 +112,16 @@ Deno.test("the spec's exit-code table, row by row", async () => {
       1,
       /Nobody woke checkpoint 0 within 10 ms/,
     ],
-    [
-      "wake timed out",
-      ["wake", "10", "0", "1"],
-      seed.env,
-      1,
-      /Could not wake exactly 1/,
-    ],
-    [
-      "id out of range (1005, ltp layout)",
-      ["wait", "10", "1005"],
-      ltp.env,
-      1,
-      /1005 is out of range/,
-    ],
-    [
-      "id out of range (1023, seed layout)",
-      ["wake", "10", "1023", "0"],
-      seed.env,
-      1,
-      /1023 is out of range/,
-    ],
-    [
-      "LTP_IPC_PATH unset",
-      ["wait", "10", "0"],
-      {},
-      2,
-      /TBROK: LTP_IPC_PATH is not set/,
-    ],
-    [
-      "file missing",
-      ["wait", "10", "0"],
-      NO_REGION,
-      2,
-      /TBROK: .*never-created does not exist/,
-    ],
-    [
-      "bad magic: wrong bytes",
-      ["wait", "10", "0"],
-      bad("wrong", "XXXX"),
-      2,
-      /TBROK: .*wrong.*bad magic/,
-    ],
-    [
-      "bad magic: all zeros",
-      ["wait", "10", "0"],
-      bad("zeros", ""),
-      2,
-      /TBROK: .*zeros.*bad magic/,
-    ],
-    [
-      "bad magic: byte-swapped",
-      ["wait", "10", "0"],
-      bad("swapped", "MPTL"),
-      2,
-      /TBROK: .*swapped.*bad magic/,
-    ],
-    [
-      "TIMEOUT 0",
-      ["wait", "0", "0"],
-      seed.env,
-      2,
-      /TBROK: timeout must be >= 1! \(0\)/,
-    ],
-    [
-      "bad LTP_TIMEOUT_MUL",
-      ["wait", "10", "0"],
-      { ...seed.env, LTP_TIMEOUT_MUL: "abc" },
-      2,
-      /LTP_TIMEOUT_MUL/,
-    ],
+    ["wake timed out", ["wake", "10", "0", "1"], seed.env, 1, /Could not wake exactly 1/],
+    ["id out of range (1005, ltp layout)", ["wait", "10", "1005"], ltp.env, 1, /1005 is out of range/],
+    ["id out of range (1023, seed layout)", ["wake", "10", "1023", "0"], seed.env, 1, /1023 is out of range/],
+    ["LTP_IPC_PATH unset", ["wait", "10", "0"], {}, 2, /TBROK: LTP_IPC_PATH is not set/],
+    ["file missing", ["wait", "10", "0"], NO_REGION, 2, /TBROK: .*never-created does not exist/],
+    ["bad magic: wrong bytes", ["wait", "10", "0"], bad("wrong", "XXXX"), 2, /TBROK: .*wrong.*bad magic/],
+    ["bad magic: all zeros", ["wait", "10", "0"], bad("zeros", ""), 2, /TBROK: .*zeros.*bad magic/],
+    ["bad magic: byte-swapped", ["wait", "10", "0"], bad("swapped", "MPTL"), 2, /TBROK: .*swapped.*bad magic/],
+    ["TIMEOUT 0", ["wait", "0", "0"], seed.env, 2, /TBROK: timeout must be >= 1! \(0\)/],
+    ["bad LTP_TIMEOUT_MUL", ["wait", "10", "0"], { ...seed.env, LTP_TIMEOUT_MUL: "abc" }, 2, /LTP_TIMEOUT_MUL/],
   ];
   for (const [name, args, env, code, stderr] of rows) {
     const r = await cli(args, { env, clearEnv: true });
@@ -302,27 +178,19 @@ Deno.test("the README's alternative, deno install -g, runs LTP's shell helpers w
     CLI,
   ]);
   assertExit(install, 0);
-  const readme = Deno.readTextFileSync(`${ROOT}/README.md`).replace(
-    /\s+/g,
-    " ",
-  );
+  const readme = Deno.readTextFileSync(`${ROOT}/README.md`).replace(/\s+/g, " ");
   assert.ok(
     readme.includes(`--name tst_checkpoint ${INSTALL_FLAGS.join(" ")} cli.ts`),
     "the README's install command differs",
   );
   const denoDir = Deno.execPath().replace(/\/[^/]*$/, "");
   const PATH = `${root.path}/bin:${denoDir}:${Deno.env.get("PATH")}`;
-  const r = await run("sh", [`${ROOT}/tests/fixtures/ltp_style.sh`], {
-    env: { PATH, LTP_IPC_PATH: "" },
-  });
+  const r = await run("sh", [`${ROOT}/tests/fixtures/ltp_style.sh`], { env: { PATH, LTP_IPC_PATH: "" } });
   assertExit(r, 0);
   assert.match(r.stdout, /TPASS: all children woken together/);
   assert.match(r.stdout, /TPASS: handshake/);
   assert.match(r.stdout, /TPASS: a wake before its wait/);
-  assert.match(
-    r.stdout,
-    /TPASS: a wait with nobody to wake it times out \(exit 1\)/,
-  );
+  assert.match(r.stdout, /TPASS: a wait with nobody to wake it times out \(exit 1\)/);
 });
 
 Deno.test("sandboxed: a region outside the allowed folders is refused in one line, with no prompt, creating nothing", async () => {
@@ -335,34 +203,18 @@ Deno.test("sandboxed: a region outside the allowed folders is refused in one lin
     "--allow-read=/dev/shm",
     "--allow-write=/dev/shm",
   ];
-  for (
-    const args of [["init"], ["wait", "10", "0"], ["wake", "10", "0", "0"]]
-  ) {
-    const r = await run(Deno.execPath(), [
-      "run",
-      "--quiet",
-      ...flags,
-      CLI,
-      ...args,
-    ], {
+  for (const args of [["init"], ["wait", "10", "0"], ["wake", "10", "0", "0"]]) {
+    const r = await run(Deno.execPath(), ["run", "--quiet", ...flags, CLI, ...args], {
       env: { LTP_IPC_PATH: outside },
     });
     assertExit(r, 2);
-    assertOneLine(
-      r.stderr,
-      new RegExp(
-        `${outside} is not allowed: run again with --allow-read=${dir.path}`,
-      ),
-    );
+    assertOneLine(r.stderr, new RegExp(`${outside} is not allowed: run again with --allow-read=${dir.path}`));
   }
   assert.deepEqual(Array.from(Deno.readDirSync(dir.path)), []);
 
   // on a terminal too: `script` gives the tool a pty, where a permission request would prompt
-  const command = [Deno.execPath(), "run", "--quiet", ...flags, CLI, "init"]
-    .join(" ");
-  const tty = await run("script", ["-qec", command, "/dev/null"], {
-    env: { LTP_IPC_PATH: outside },
-  });
+  const command = [Deno.execPath(), "run", "--quiet", ...flags, CLI, "init"].join(" ");
+  const tty = await run("script", ["-qec", command, "/dev/null"], { env: { LTP_IPC_PATH: outside } });
   assertExit(tty, 2);
   assert.doesNotMatch(tty.stdout, /Allow\?|\[y\/n/);
   assert.match(tty.stdout, /is not allowed/);
@@ -370,9 +222,7 @@ Deno.test("sandboxed: a region outside the allowed folders is refused in one lin
 });
 
 Deno.test("a path with a newline is reported on one line", async () => {
-  const r = await cli(["wait", "10", "0"], {
-    env: { LTP_IPC_PATH: "/dev/shm/two\nlines" },
-  });
+  const r = await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: "/dev/shm/two\nlines" } });
   assertExit(r, 2);
   assertOneLine(r.stderr, /two\\x0alines does not exist/);
 });
@@ -402,9 +252,7 @@ Deno.test("status lists the waiters per checkpoint, and is brief when none wait"
     busy.stdout,
     /waiters:\n {2}checkpoint 3: 2 waiting\n {2}checkpoint 700: 1 waiting\nnote: +.*--allow-read=\/proc\n$/,
   );
-  const json = JSON.parse(
-    (await cli(["status", "--json"], { env: cp.env })).stdout,
-  );
+  const json = JSON.parse((await cli(["status", "--json"], { env: cp.env })).stdout);
   assert.deepEqual(json.waiters, { 3: 2, 700: 1 });
   assert.equal(json.mode, 0o600);
   await cp.wake(3, 2, 10000);
@@ -416,9 +264,7 @@ Deno.test("remove removes a region, and only a region: anything else is left as 
   using dir = tempDir();
   const region = `${dir.path}/region`;
   Checkpoint.init(region).close();
-  const removed = await cli(["remove"], {
-    env: { LTP_IPC_PATH: region, LTP_IPC_LAYOUT: "seed" },
-  });
+  const removed = await cli(["remove"], { env: { LTP_IPC_PATH: region, LTP_IPC_LAYOUT: "seed" } });
   assertExit(removed, 0);
   assert.equal(removed.stdout + removed.stderr, "");
   assert.deepEqual(listing(dir.path), []);
@@ -429,19 +275,10 @@ Deno.test("remove removes a region, and only a region: anything else is left as 
   Deno.mkdirSync(`${dir.path}/folder`);
   const before = ["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`));
   const rows: [Record<string, string>, RegExp][] = [
-    [
-      { LTP_IPC_PATH: data },
-      /TBROK: .*data is not a checkpoint region \(bad magic/,
-    ],
+    [{ LTP_IPC_PATH: data }, /TBROK: .*data is not a checkpoint region \(bad magic/],
     [{ LTP_IPC_PATH: `${dir.path}/link` }, /TBROK: .*link is a symbolic link/],
-    [
-      { LTP_IPC_PATH: `${dir.path}/folder` },
-      /TBROK: .*folder is a directory, not a checkpoint region/,
-    ],
-    [
-      { LTP_IPC_PATH: region },
-      /TBROK: Nothing to remove: .*region does not exist$/,
-    ],
+    [{ LTP_IPC_PATH: `${dir.path}/folder` }, /TBROK: .*folder is a directory, not a checkpoint region/],
+    [{ LTP_IPC_PATH: region }, /TBROK: Nothing to remove: .*region does not exist$/],
     [{}, /TBROK: LTP_IPC_PATH is not set/],
   ];
   for (const [env, pattern] of rows) {
@@ -449,10 +286,7 @@ Deno.test("remove removes a region, and only a region: anything else is left as 
     assertExit(r, 2);
     assertOneLine(r.stderr, pattern);
   }
-  assert.deepEqual(
-    ["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`)),
-    before,
-  );
+  assert.deepEqual(["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`)), before);
 });
 
 Deno.test("init --cleanup adds a trap that removes the region when the shell exits, and asks for nothing else", async () => {
@@ -466,9 +300,7 @@ Deno.test("init --cleanup adds a trap that removes the region when the shell exi
   assertExit(await cli(["remove"], { env: { LTP_IPC_PATH: path } }), 0);
 
   using dir = tempDir();
-  const named = await cli(["init", "--cleanup"], {
-    env: { LTP_IPC_PATH: `${dir.path}/r` },
-  });
+  const named = await cli(["init", "--cleanup"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
   assertExit(named, 0);
   assert.equal(named.stdout, "trap 'tst_checkpoint remove' EXIT\n");
   const plain = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
@@ -504,12 +336,7 @@ Deno.test("status --all lists the regions of the folders given, as text or as a 
 
   // what the array cannot hold goes to stderr; an installed tool's hints say how to reinstall
   const reinstall = "cd /x && ./deno run -A tools/install.ts --root /y";
-  const skipped = await cli([
-    "status",
-    "--all",
-    "--json",
-    "/var/empty-not-allowed",
-  ], {
+  const skipped = await cli(["status", "--all", "--json", "/var/empty-not-allowed"], {
     env: { TST_CHECKPOINT_REINSTALL: reinstall },
   });
   assertExit(skipped, 0);
@@ -538,28 +365,14 @@ Deno.test('a region made by `eval "$(tst_checkpoint init)"` is named after the s
 
 Deno.test("a deno run user's hint names the flags to add, its folder normalised", async () => {
   using dir = tempDir();
-  const flags = [
-    "--no-prompt",
-    "--allow-ffi",
-    "--allow-env",
-    "--allow-read=/dev/shm",
-    "--allow-write=/dev/shm",
-  ];
+  const flags = ["--no-prompt", "--allow-ffi", "--allow-env", "--allow-read=/dev/shm", "--allow-write=/dev/shm"];
   const name = dir.path.slice(dir.path.lastIndexOf("/") + 1);
-  const r = await run(Deno.execPath(), [
-    "run",
-    "--quiet",
-    ...flags,
-    CLI,
-    "init",
-  ], {
+  const r = await run(Deno.execPath(), ["run", "--quiet", ...flags, CLI, "init"], {
     env: { LTP_IPC_PATH: `${dir.path}/./../${name}//region` },
   });
   assertExit(r, 2);
   assertOneLine(
     r.stderr,
-    new RegExp(
-      `not allowed: run again with --allow-read=${dir.path} --allow-write=${dir.path}$`,
-    ),
+    new RegExp(`not allowed: run again with --allow-read=${dir.path} --allow-write=${dir.path}$`),
   );
 });

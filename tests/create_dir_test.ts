@@ -16,32 +16,18 @@ forgetCallerEnv();
 
 /** A child's flags: FFI and `dirs` only, plus `extra`. */
 function only(dirs: string[], extra: string[] = []): string[] {
-  return [
-    "--allow-ffi",
-    `--allow-read=${dirs}`,
-    `--allow-write=${dirs}`,
-    "--no-prompt",
-    ...extra,
-  ];
+  return ["--allow-ffi", `--allow-read=${dirs}`, `--allow-write=${dirs}`, "--no-prompt", ...extra];
 }
 
 /** Runs `body` after an import of the module; the caller's LTP_IPC_* and TMPDIR never reach it. */
-function child(
-  body: string,
-  flags: string[],
-  env: Record<string, string> = {},
-) {
+function child(body: string, flags: string[], env: Record<string, string> = {}) {
   const clean = Object.fromEntries(
     Object.entries(Deno.env.toObject()).filter(([name]) => !name.startsWith("LTP_IPC_") && name !== "TMPDIR"),
   );
-  return runScript(
-    `import { Checkpoint } from "${ROOT}/mod.ts";\n${body}`,
-    flags,
-    {
-      env: { ...clean, ...env },
-      clearEnv: true,
-    },
-  );
+  return runScript(`import { Checkpoint } from "${ROOT}/mod.ts";\n${body}`, flags, {
+    env: { ...clean, ...env },
+    clearEnv: true,
+  });
 }
 
 /** A script that prints the error of `call` as `Name: message`, or `made PATH`. */
@@ -76,12 +62,7 @@ Deno.test("create({ dir }) with only that folder allowed: wait and wake work, cl
     only([job.path]),
   );
   assertExit(r, 0);
-  assert.deepEqual(JSON.parse(r.stdout), {
-    inDir: true,
-    mode: 0o600,
-    afterClose: 0,
-    afterUsing: 0,
-  });
+  assert.deepEqual(JSON.parse(r.stdout), { inDir: true, mode: 0o600, afterClose: 0, afterUsing: 0 });
   assert.deepEqual(listing(job.path), []);
 });
 
@@ -100,30 +81,17 @@ Deno.test("without dir, and neither /dev/shm nor the temporary folder allowed, c
 
 Deno.test("without dir and with /dev/shm not allowed, create() uses the temporary folder: TMPDIR, else /tmp", async () => {
   using job = tempDir();
-  const viaTmpdir = await child(
-    attempt("Checkpoint.create()"),
-    only([job.path], ["--allow-env=TMPDIR"]),
-    {
-      TMPDIR: job.path,
-    },
-  );
-  assertExit(viaTmpdir, 0);
-  assert.match(
-    viaTmpdir.stdout,
-    new RegExp(`^made ${job.path}/ltp_checkpoint_\\S+\\n$`),
-  );
-  // TMPDIR that may not be read counts as unset: /tmp
-  const viaTmp = await child(attempt("Checkpoint.create()"), only(["/tmp"]), {
+  const viaTmpdir = await child(attempt("Checkpoint.create()"), only([job.path], ["--allow-env=TMPDIR"]), {
     TMPDIR: job.path,
   });
+  assertExit(viaTmpdir, 0);
+  assert.match(viaTmpdir.stdout, new RegExp(`^made ${job.path}/ltp_checkpoint_\\S+\\n$`));
+  // TMPDIR that may not be read counts as unset: /tmp
+  const viaTmp = await child(attempt("Checkpoint.create()"), only(["/tmp"]), { TMPDIR: job.path });
   assertExit(viaTmp, 0);
   const path = viaTmp.stdout.match(/^made (\/tmp\/ltp_checkpoint_\S+)\n$/)?.[1];
   assert.ok(path, viaTmp.stdout);
-  assert.throws(
-    () => Deno.lstatSync(path),
-    Deno.errors.NotFound,
-    `${path} was left behind`,
-  );
+  assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound, `${path} was left behind`);
   assert.deepEqual(listing(job.path), []);
 });
 
@@ -133,12 +101,7 @@ Deno.test("create({ dir }) refuses a missing folder, a symlink to one, a file, a
   Deno.mkdirSync(`${job.path}/real`);
   Deno.symlinkSync(`${job.path}/real`, `${job.path}/link`);
   Deno.writeTextFileSync(`${job.path}/file`, "");
-  const dirs = [
-    `${job.path}/missing`,
-    `${job.path}/link`,
-    `${job.path}/file`,
-    `${other.path}/./x/..`,
-  ];
+  const dirs = [`${job.path}/missing`, `${job.path}/link`, `${job.path}/file`, `${other.path}/./x/..`];
   const r = await child(
     dirs.map((dir) => attempt(`Checkpoint.create({ dir: ${JSON.stringify(dir)} })`)).join("\n"),
     only([job.path]),

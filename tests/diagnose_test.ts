@@ -31,67 +31,52 @@ async function stop(children: Started[]): Promise<void> {
   await Promise.all(children.map((c) => c.result));
 }
 
-Deno.test(
-  "a timed-out wait, wake or waitForWaiters says which checkpoints have waiters, C, CLI and Deno alike",
-  {
-    ignore: noPeer(),
-  },
-  async () => {
-    using cp = Checkpoint.create();
-    const waiters: Started[] = [
-      await startPeer(["wait", cp.path, "ltp", "3", `${scaled(30000)}`]),
-      startActor(["wait", "5", "30000"], { env: cp.env }),
-      startCli(["wait", "30000", "5"], { env: cp.env }),
-    ];
-    try {
-      await cp.waitForWaiters(3, 1, scaled(10000));
-      await cp.waitForWaiters(5, 2, scaled(10000));
-      const listed = /waiting now: checkpoint 3 \(1 waiting\), checkpoint 5 \(2 waiting\)$/;
+Deno.test("a timed-out wait, wake or waitForWaiters says which checkpoints have waiters, C, CLI and Deno alike", {
+  ignore: noPeer(),
+}, async () => {
+  using cp = Checkpoint.create();
+  const waiters: Started[] = [
+    await startPeer(["wait", cp.path, "ltp", "3", `${scaled(30000)}`]),
+    startActor(["wait", "5", "30000"], { env: cp.env }),
+    startCli(["wait", "30000", "5"], { env: cp.env }),
+  ];
+  try {
+    await cp.waitForWaiters(3, 1, scaled(10000));
+    await cp.waitForWaiters(5, 2, scaled(10000));
+    const listed = /waiting now: checkpoint 3 \(1 waiting\), checkpoint 5 \(2 waiting\)$/;
 
-      const wait = await cli(["wait", "50", "0"], { env: cp.env });
-      assertExit(wait, 1);
-      assertOneLine(
-        wait.stderr,
-        new RegExp(
-          `Nobody woke checkpoint 0 within ${shownMs(50)} ms \\(${cp.path}\\); ${listed.source}`,
-        ),
-      );
-      const wake = await cli(["wake", "50", "0", "1"], { env: cp.env });
-      assertExit(wake, 1);
-      assertOneLine(
-        wake.stderr,
-        new RegExp(
-          `Could not wake exactly 1 on checkpoint 0 within ${shownMs(50)} ms .*; ${listed.source}`,
-        ),
-      );
-      const count = await cli(["waiters", "50", "5", "3"], { env: cp.env });
-      assertExit(count, 1);
-      assertOneLine(
-        count.stderr,
-        new RegExp(`Fewer than 3 waited on checkpoint 5 .*; ${listed.source}`),
-      );
+    const wait = await cli(["wait", "50", "0"], { env: cp.env });
+    assertExit(wait, 1);
+    assertOneLine(
+      wait.stderr,
+      new RegExp(`Nobody woke checkpoint 0 within ${shownMs(50)} ms \\(${cp.path}\\); ${listed.source}`),
+    );
+    const wake = await cli(["wake", "50", "0", "1"], { env: cp.env });
+    assertExit(wake, 1);
+    assertOneLine(
+      wake.stderr,
+      new RegExp(`Could not wake exactly 1 on checkpoint 0 within ${shownMs(50)} ms .*; ${listed.source}`),
+    );
+    const count = await cli(["waiters", "50", "5", "3"], { env: cp.env });
+    assertExit(count, 1);
+    assertOneLine(count.stderr, new RegExp(`Fewer than 3 waited on checkpoint 5 .*; ${listed.source}`));
 
-      for (
-        const attempt of [
-          () => cp.wait(0, 50),
-          () => cp.wake(0, 1, 50),
-          () => Promise.resolve().then(() => cp.waitSync(0, 50)),
-        ]
-      ) {
-        const error = await attempt().then(() => undefined, (e) => e);
-        assert.ok(
-          error instanceof CheckpointTimedOut &&
-            error instanceof Deno.errors.TimedOut,
-          String(error),
-        );
-        assert.deepEqual(error.snapshot.waiters, { 3: 1, 5: 2 });
-        assert.match(error.message, listed);
-      }
-    } finally {
-      await stop(waiters);
+    for (
+      const attempt of [
+        () => cp.wait(0, 50),
+        () => cp.wake(0, 1, 50),
+        () => Promise.resolve().then(() => cp.waitSync(0, 50)),
+      ]
+    ) {
+      const error = await attempt().then(() => undefined, (e) => e);
+      assert.ok(error instanceof CheckpointTimedOut && error instanceof Deno.errors.TimedOut, String(error));
+      assert.deepEqual(error.snapshot.waiters, { 3: 1, 5: 2 });
+      assert.match(error.message, listed);
     }
-  },
-);
+  } finally {
+    await stop(waiters);
+  }
+});
 
 Deno.test("nobody waiting anywhere is said in so many words", async () => {
   using cp = Checkpoint.create();
@@ -99,9 +84,7 @@ Deno.test("nobody waiting anywhere is said in so many words", async () => {
   assertExit(r, 1);
   assertOneLine(
     r.stderr,
-    new RegExp(
-      `Could not wake exactly 1 on checkpoint 9 within ${shownMs(20)} ms .*; nobody waits anywhere$`,
-    ),
+    new RegExp(`Could not wake exactly 1 on checkpoint 9 within ${shownMs(20)} ms .*; nobody waits anywhere$`),
   );
 });
 
@@ -134,38 +117,20 @@ Deno.test("a wake that woke more than NR_WAKE says how many it woke and why that
 
 Deno.test("a waiter on the other layout's word is named, with the fix, both ways round", async () => {
   for (
-    const [waiterLayout, wakerLayout, fix] of [[
-      "seed",
-      "ltp",
-      /set LTP_IPC_LAYOUT=seed/,
-    ], [
+    const [waiterLayout, wakerLayout, fix] of [["seed", "ltp", /set LTP_IPC_LAYOUT=seed/], [
       "ltp",
       "seed",
       /unset LTP_IPC_LAYOUT/,
     ]]
   ) {
     using cp = Checkpoint.create({ layout: wakerLayout as "seed" | "ltp" });
-    const waiter = startCli([
-      "--layout",
-      waiterLayout as string,
-      "wait",
-      "30000",
-      "0",
-    ], {
+    const waiter = startCli(["--layout", waiterLayout as string, "wait", "30000", "0"], {
       env: { LTP_IPC_PATH: cp.path },
     });
     const byte = waiterLayout === "seed" ? 4 : 76;
     try {
-      await Checkpoint.open(cp.path, { layout: waiterLayout as "seed" | "ltp" })
-        .waitForWaiters(0, 1, scaled(10000));
-      const r = await cli([
-        "--layout",
-        wakerLayout as string,
-        "wake",
-        "50",
-        "0",
-        "1",
-      ], {
+      await Checkpoint.open(cp.path, { layout: waiterLayout as "seed" | "ltp" }).waitForWaiters(0, 1, scaled(10000));
+      const r = await cli(["--layout", wakerLayout as string, "wake", "50", "0", "1"], {
         env: { LTP_IPC_PATH: cp.path },
       });
       assertExit(r, 1);
@@ -177,95 +142,52 @@ Deno.test("a waiter on the other layout's word is named, with the fix, both ways
       );
       assert.match(r.stderr, fix as RegExp);
       if (waiterLayout === "seed") {
-        const status = await cli(["status"], {
-          env: { LTP_IPC_PATH: cp.path },
-        });
-        assert.match(
-          status.stdout,
-          /elsewhere: 1 waiting on checkpoint 0 of the seed layout \(byte 4\)/,
-        );
+        const status = await cli(["status"], { env: { LTP_IPC_PATH: cp.path } });
+        assert.match(status.stdout, /elsewhere: 1 waiting on checkpoint 0 of the seed layout \(byte 4\)/);
       }
       const error = await cp.wake(0, 1, 20).then(() => undefined, (e) => e);
       assert.ok(error instanceof CheckpointTimedOut);
-      assert.deepEqual(error.snapshot.otherLayout, {
-        layout: waiterLayout,
-        waiters: { 0: 1 },
-      });
+      assert.deepEqual(error.snapshot.otherLayout, { layout: waiterLayout, waiters: { 0: 1 } });
     } finally {
       await stop([waiter]);
     }
   }
 });
 
-Deno.test(
-  "status names each waiting process with --allow-read=/proc, async Deno waiters included",
-  {
-    ignore: noPeer(),
-  },
-  async () => {
-    using cp = Checkpoint.create();
-    const c = await startPeer([
-      "wait",
-      cp.path,
-      "ltp",
-      "7",
-      `${scaled(30000)}`,
-    ]);
-    const deno = startActor(["wait", "7", "30000"], { env: cp.env });
-    const tool = startCli(["wait", "30000", "7"], { env: cp.env });
-    const waiters = [c, deno, tool];
-    try {
-      await cp.waitForWaiters(7, 3, scaled(10000));
-      const flags = CHILD_FLAGS.map((f) => f.startsWith("--allow-read=") ? `${f},/proc` : f);
-      const r = await run(Deno.execPath(), [
-        "run",
-        ...flags,
-        CLI,
-        "status",
-        "--json",
-      ], { env: cp.env });
-      assertExit(r, 0);
-      const status = JSON.parse(r.stdout);
-      assert.deepEqual(status.waiters, { 7: 3 });
-      const pids = status.processes[7].map((p: { pid: number }) => p.pid)
-        .sort();
-      assert.deepEqual(pids, waiters.map((w) => w.child.pid).sort());
-      assert.ok(
-        status.processes[7].every((p: { comm: string }) => p.comm.length > 0),
-      );
-      assert.equal(status.note, undefined);
+Deno.test("status names each waiting process with --allow-read=/proc, async Deno waiters included", {
+  ignore: noPeer(),
+}, async () => {
+  using cp = Checkpoint.create();
+  const c = await startPeer(["wait", cp.path, "ltp", "7", `${scaled(30000)}`]);
+  const deno = startActor(["wait", "7", "30000"], { env: cp.env });
+  const tool = startCli(["wait", "30000", "7"], { env: cp.env });
+  const waiters = [c, deno, tool];
+  try {
+    await cp.waitForWaiters(7, 3, scaled(10000));
+    const flags = CHILD_FLAGS.map((f) => f.startsWith("--allow-read=") ? `${f},/proc` : f);
+    const r = await run(Deno.execPath(), ["run", ...flags, CLI, "status", "--json"], { env: cp.env });
+    assertExit(r, 0);
+    const status = JSON.parse(r.stdout);
+    assert.deepEqual(status.waiters, { 7: 3 });
+    const pids = status.processes[7].map((p: { pid: number }) => p.pid).sort();
+    assert.deepEqual(pids, waiters.map((w) => w.child.pid).sort());
+    assert.ok(status.processes[7].every((p: { comm: string }) => p.comm.length > 0));
+    assert.equal(status.note, undefined);
 
-      const text = await run(
-        Deno.execPath(),
-        ["run", ...flags, CLI, "status"],
-        { env: cp.env },
-      );
-      assert.match(
-        text.stdout,
-        new RegExp(
-          `checkpoint 7: 3 waiting: pid \\d+ \\(\\S+\\), pid \\d+ \\(deno\\)`,
-        ),
-      );
-      assert.match(text.stdout, new RegExp(`pid ${deno.child.pid} \\(deno\\)`));
+    const text = await run(Deno.execPath(), ["run", ...flags, CLI, "status"], { env: cp.env });
+    assert.match(text.stdout, new RegExp(`checkpoint 7: 3 waiting: pid \\d+ \\(\\S+\\), pid \\d+ \\(deno\\)`));
+    assert.match(text.stdout, new RegExp(`pid ${deno.child.pid} \\(deno\\)`));
 
-      const plain = JSON.parse(
-        (await cli(["status", "--json"], { env: cp.env })).stdout,
-      );
-      assert.equal(plain.processes, undefined);
-      assert.match(plain.note, /--allow-read=\/proc/);
-    } finally {
-      await stop(waiters);
-    }
-  },
-);
+    const plain = JSON.parse((await cli(["status", "--json"], { env: cp.env })).stdout);
+    assert.equal(plain.processes, undefined);
+    assert.match(plain.note, /--allow-read=\/proc/);
+  } finally {
+    await stop(waiters);
+  }
+});
 
 /** The attacks on the /proc scanner (tests/forger.c, tests/fuse_staller.c), each a process that blocks until killed. */
-async function startForger(
-  mode: string,
-  path: string,
-  offset: number,
-  comm: string,
-) {
+async function startForger(mode: string, path: string, offset: number, comm: string) {
   const child = new Deno.Command(await compiled("forger.c"), {
     args: [mode, path, `${offset}`, comm],
     stdin: "null",
@@ -297,130 +219,81 @@ function recordSays(pid: number, nr: number): boolean {
 // deno-lint-ignore no-control-regex
 const RAW_CONTROL = /[\x00-\x09\x0b-\x1f\x7f-\x9f]/;
 
-Deno.test(
-  "status names no more processes at an id than the kernel counts without saying so, and escapes their names",
-  {
-    ignore: noPeer(),
-  },
-  async () => {
-    using dir = tempDir();
-    using cp = Checkpoint.create({ dir: dir.path });
-    const word = 76 + 4 * 2;
-    const children = [await startForger("real", cp.path, word, "real-waiter")];
-    try {
-      for (const comm of ["forged-1", "forged\n\x1b[31m2", "note: forged"]) {
-        children.push(await startForger("futex", cp.path, word, comm));
-      }
-      const { futex } = libc().numbers;
-      await cp.waitForWaiters(2, 1, scaled(10000));
-      await eventually(() => children.every((c) => recordSays(c.child.pid, futex)));
-      const status = cp.status();
-      assert.deepEqual(
-        status.waiters,
-        { 2: 1 },
-        "the kernel counts the real waiter only",
-      );
-      assert.equal(status.processes?.[2].length, 4);
-      assert.match(
-        status.note ?? "",
-        /checkpoint 2: 4 candidates for 1 waiting: some records are not real waits/,
-      );
-      const text = formatStatus(status);
-      assert.match(
-        text,
-        /checkpoint 2: 1 waiting \(4 candidates: some records are not real waits\): /,
-      );
-      assert.doesNotMatch(text, RAW_CONTROL);
-      assert.match(text, /pid \d+ \(forged\\x0a\\x1b\[31m2\)/);
-      assert.equal(
-        text.split("\n").filter((l) => l.startsWith("note:")).length,
-        1,
-        text,
-      );
-      assert.doesNotMatch(safeJson(status), RAW_CONTROL);
-      assert.deepEqual(
-        JSON.parse(safeJson(status)),
-        JSON.parse(JSON.stringify(status)),
-      );
-    } finally {
-      await stop(children);
+Deno.test("status names no more processes at an id than the kernel counts without saying so, and escapes their names", {
+  ignore: noPeer(),
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const word = 76 + 4 * 2;
+  const children = [await startForger("real", cp.path, word, "real-waiter")];
+  try {
+    for (const comm of ["forged-1", "forged\n\x1b[31m2", "note: forged"]) {
+      children.push(await startForger("futex", cp.path, word, comm));
     }
-  },
-);
+    const { futex } = libc().numbers;
+    await cp.waitForWaiters(2, 1, scaled(10000));
+    await eventually(() => children.every((c) => recordSays(c.child.pid, futex)));
+    const status = cp.status();
+    assert.deepEqual(status.waiters, { 2: 1 }, "the kernel counts the real waiter only");
+    assert.equal(status.processes?.[2].length, 4);
+    assert.match(status.note ?? "", /checkpoint 2: 4 candidates for 1 waiting: some records are not real waits/);
+    const text = formatStatus(status);
+    assert.match(text, /checkpoint 2: 1 waiting \(4 candidates: some records are not real waits\): /);
+    assert.doesNotMatch(text, RAW_CONTROL);
+    assert.match(text, /pid \d+ \(forged\\x0a\\x1b\[31m2\)/);
+    assert.equal(text.split("\n").filter((l) => l.startsWith("note:")).length, 1, text);
+    assert.doesNotMatch(safeJson(status), RAW_CONTROL);
+    assert.deepEqual(JSON.parse(safeJson(status)), JSON.parse(JSON.stringify(status)));
+  } finally {
+    await stop(children);
+  }
+});
 
-Deno.test(
-  "a futex_waitv record with its vector at 0x8000000000000000 or in a file's page is skipped, never read",
-  {
-    ignore: noPeer(),
-  },
-  async () => {
-    using dir = tempDir();
-    using cp = Checkpoint.create({ dir: dir.path });
-    const children = [
-      await startForger("real", cp.path, 76 + 4, "real-waiter"),
-    ];
-    try {
-      children.push(await startForger("waitv-wild", cp.path, 76 + 4, "wild"));
-      children.push(
-        await startForger("waitv-file", cp.path, 76 + 4, "in-file"),
-      );
-      const { futex_waitv } = libc().numbers;
-      await cp.waitForWaiters(1, 1, scaled(10000));
-      await eventually(() => children.slice(1).every((c) => recordSays(c.child.pid, futex_waitv)));
-      const { dev, ino } = lstat(cp.path)!;
-      const found = futexWaiters([{ dev, ino }]);
-      assert.deepEqual(found.waiters.map((w) => w.pid), [
-        children[0].child.pid,
-      ]);
-      assert.ok(found.skipped >= 2, `skipped ${found.skipped}`);
-      const status = cp.status();
-      assert.deepEqual(status.processes, {
-        1: [{ pid: children[0].child.pid, comm: "real-waiter" }],
-      });
-      assert.equal(status.note, undefined);
-    } finally {
-      await stop(children);
-    }
-  },
-);
+Deno.test("a futex_waitv record with its vector at 0x8000000000000000 or in a file's page is skipped, never read", {
+  ignore: noPeer(),
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const children = [await startForger("real", cp.path, 76 + 4, "real-waiter")];
+  try {
+    children.push(await startForger("waitv-wild", cp.path, 76 + 4, "wild"));
+    children.push(await startForger("waitv-file", cp.path, 76 + 4, "in-file"));
+    const { futex_waitv } = libc().numbers;
+    await cp.waitForWaiters(1, 1, scaled(10000));
+    await eventually(() => children.slice(1).every((c) => recordSays(c.child.pid, futex_waitv)));
+    const { dev, ino } = lstat(cp.path)!;
+    const found = futexWaiters([{ dev, ino }]);
+    assert.deepEqual(found.waiters.map((w) => w.pid), [children[0].child.pid]);
+    assert.ok(found.skipped >= 2, `skipped ${found.skipped}`);
+    const status = cp.status();
+    assert.deepEqual(status.processes, { 1: [{ pid: children[0].child.pid, comm: "real-waiter" }] });
+    assert.equal(status.note, undefined);
+  } finally {
+    await stop(children);
+  }
+});
 
-Deno.test(
-  "the scan stops at its time budget and at 16 MiB of one process's maps, and says so in counts",
-  {
-    ignore: noPeer(),
-  },
-  async () => {
-    using dir = tempDir();
-    using cp = Checkpoint.create({ dir: dir.path });
-    const children = [await startForger("real", cp.path, 76, "real-waiter")];
-    try {
-      // two processes with 60,000 mappings of a memfd with a long name each, waiting on their own file
-      for (let i = 0; i < 2; i++) {
-        children.push(
-          await startForger("many-maps", cp.path, 76, "many-maps"),
-        );
-      }
-      await cp.waitForWaiters(0, 1, scaled(10000));
-      const { dev, ino } = lstat(cp.path)!;
-      const found = futexWaiters([{ dev, ino }], { budgetMs: scaled(30000) });
-      assert.deepEqual(found.waiters.map((w) => w.pid), [
-        children[0].child.pid,
-      ]);
-      assert.ok(
-        found.failed >= 2,
-        `maps beyond the bound are failures: ${JSON.stringify(found)}`,
-      );
-      const none = futexWaiters([{ dev, ino }], { budgetMs: 0 });
-      assert.deepEqual(none.waiters, []);
-      assert.ok(
-        none.unscanned > 0,
-        "a spent budget leaves processes unscanned, counted",
-      );
-    } finally {
-      await stop(children);
-    }
-  },
-);
+Deno.test("the scan stops at its time budget and at 16 MiB of one process's maps, and says so in counts", {
+  ignore: noPeer(),
+}, async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.create({ dir: dir.path });
+  const children = [await startForger("real", cp.path, 76, "real-waiter")];
+  try {
+    // two processes with 60,000 mappings of a memfd with a long name each, waiting on their own file
+    for (let i = 0; i < 2; i++) children.push(await startForger("many-maps", cp.path, 76, "many-maps"));
+    await cp.waitForWaiters(0, 1, scaled(10000));
+    const { dev, ino } = lstat(cp.path)!;
+    const found = futexWaiters([{ dev, ino }], { budgetMs: scaled(30000) });
+    assert.deepEqual(found.waiters.map((w) => w.pid), [children[0].child.pid]);
+    assert.ok(found.failed >= 2, `maps beyond the bound are failures: ${JSON.stringify(found)}`);
+    const none = futexWaiters([{ dev, ino }], { budgetMs: 0 });
+    assert.deepEqual(none.waiters, []);
+    assert.ok(none.unscanned > 0, "a spent budget leaves processes unscanned, counted");
+  } finally {
+    await stop(children);
+  }
+});
 
 Deno.test({
   name: "status returns while a process sits in futex_waitv with its vector in a FUSE page nobody serves (needs root)",
@@ -431,15 +304,7 @@ Deno.test({
     Deno.mkdirSync(mount);
     using cp = Checkpoint.create({ dir: dir.path });
     const staller = new Deno.Command("unshare", {
-      args: [
-        "-m",
-        "--propagation",
-        "private",
-        await compiled("fuse_staller.c"),
-        mount,
-        cp.path,
-        "80",
-      ],
+      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), mount, cp.path, "80"],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -469,16 +334,10 @@ Deno.test({
         await child.output();
         assert.fail("status blocked on the FUSE page");
       }
-      assertExit({
-        code: outcome.code,
-        stdout: new TextDecoder().decode(outcome.stdout),
-        stderr: "",
-      }, 0);
+      assertExit({ code: outcome.code, stdout: new TextDecoder().decode(outcome.stdout), stderr: "" }, 0);
       const status = JSON.parse(new TextDecoder().decode(outcome.stdout));
       assert.deepEqual(status.waiters, { 1: 1 });
-      assert.deepEqual(status.processes[1].map((p: { pid: number }) => p.pid), [
-        staller.pid,
-      ]);
+      assert.deepEqual(status.processes[1].map((p: { pid: number }) => p.pid), [staller.pid]);
     } finally {
       try {
         release();

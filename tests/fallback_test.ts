@@ -15,46 +15,27 @@ forgetCallerEnv();
 
 const FUTEX_WAITV = 449, OPENAT2 = 437, ENOSYS = 38, EPERM = 1;
 
-async function withoutSyscalls(
-  errno: number,
-  source: string,
-  env: Record<string, string>,
-) {
+async function withoutSyscalls(errno: number, source: string, env: Record<string, string>) {
   const nosys = await compiled("nosys.c");
   const script = await Deno.makeTempFile({ suffix: ".ts" });
   try {
     await Deno.writeTextFile(script, source);
-    const args = [
-      `${errno}`,
-      `${FUTEX_WAITV},${OPENAT2}`,
-      Deno.execPath(),
-      "run",
-      ...CHILD_FLAGS,
-      script,
-    ];
-    return await new Deno.Command(nosys, {
-      args,
-      env,
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const args = [`${errno}`, `${FUTEX_WAITV},${OPENAT2}`, Deno.execPath(), "run", ...CHILD_FLAGS, script];
+    return await new Deno.Command(nosys, { args, env, stdout: "piped", stderr: "piped" }).output();
   } finally {
     await Deno.remove(script);
   }
 }
 
 for (const [name, errno] of [["ENOSYS", ENOSYS], ["EPERM", EPERM]] as const) {
-  Deno.test(
-    `without futex_waitv and openat2 (${name}), a region opens, and waits, aborts and close work`,
-    {
-      ignore: noPeer(),
-    },
-    async () => {
-      using cp = Checkpoint.create();
-      const waker = startCli(["wake", "10000", "1", "1"], { env: cp.env });
-      const r = await withoutSyscalls(
-        errno,
-        `import { Checkpoint } from "${ROOT}/mod.ts";
+  Deno.test(`without futex_waitv and openat2 (${name}), a region opens, and waits, aborts and close work`, {
+    ignore: noPeer(),
+  }, async () => {
+    using cp = Checkpoint.create();
+    const waker = startCli(["wake", "10000", "1", "1"], { env: cp.env });
+    const r = await withoutSyscalls(
+      errno,
+      `import { Checkpoint } from "${ROOT}/mod.ts";
        const cp = Checkpoint.open();
        const controller = new AbortController();
        const aborted = cp.wait(0, ${scaled(10000)}, { signal: controller.signal }).catch((e) => e.name);
@@ -66,23 +47,16 @@ for (const [name, errno] of [["ENOSYS", ENOSYS], ["EPERM", EPERM]] as const) {
        const closed = cp.wait(2, ${scaled(10000)}).catch((e) => e.name);
        cp.close();
        console.log(await closed);`,
-        cp.env,
-      );
-      const out = new TextDecoder().decode(r.stdout);
-      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
-      assert.deepEqual(out.trim().split("\n"), [
-        "AbortError",
-        "woken",
-        "BadResource",
-      ]);
-      assertExit(await waker.result, 0);
-    },
-  );
+      cp.env,
+    );
+    const out = new TextDecoder().decode(r.stdout);
+    assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+    assert.deepEqual(out.trim().split("\n"), ["AbortError", "woken", "BadResource"]);
+    assertExit(await waker.result, 0);
+  });
 }
 
-Deno.test("the tests' own check: the filter really hides futex_waitv", {
-  ignore: noPeer(),
-}, async () => {
+Deno.test("the tests' own check: the filter really hides futex_waitv", { ignore: noPeer() }, async () => {
   const probe = await withoutSyscalls(
     ENOSYS,
     `const lib = Deno.dlopen("libc.so.6", { syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },

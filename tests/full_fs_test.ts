@@ -13,10 +13,7 @@ const IS_ROOT = Deno.uid() === 0;
 
 /** Whether this process may make a private mount namespace (root, and unshare there). */
 const CAN_UNSHARE = IS_ROOT && commandExists("unshare") &&
-  new Deno.Command("unshare", {
-    args: ["-m", "--propagation", "private", "true"],
-    stderr: "null",
-  }).outputSync()
+  new Deno.Command("unshare", { args: ["-m", "--propagation", "private", "true"], stderr: "null" }).outputSync()
     .success;
 
 Deno.test({
@@ -38,19 +35,7 @@ try {
       LTP_IPC_PATH="$1/c" "$2" run --quiet ${sandboxFlags(w.dir).join(" ")} "$4" init 2>&1; echo "CLI exit $?"
       ls -A "$1"`;
     const file = script(w.root, "full", body);
-    const r = await run("unshare", [
-      "-m",
-      "--propagation",
-      "private",
-      "sh",
-      "-c",
-      shell,
-      "sh",
-      w.dir,
-      DENO,
-      file,
-      CLI,
-    ]);
+    const r = await run("unshare", ["-m", "--propagation", "private", "sh", "-c", shell, "sh", w.dir, DENO, file, CLI]);
     assertExit(r, 0);
     const grow = (name: string) => `Cannot grow ${w.dir}/${name} to 4096 bytes: no space left on device`;
     assert.deepEqual(r.stdout.trim().split("\n"), [

@@ -115,37 +115,17 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     `${d}/../escape`,
   ];
   const layouts = [undefined, "seed", "ltp", "big", ""];
-  const multipliers = [
-    undefined,
-    "1",
-    "0.1",
-    "abc",
-    "0",
-    "1e9",
-    "NaN",
-    "10000",
-    "-1",
-  ];
+  const multipliers = [undefined, "1", "0.1", "abc", "0", "1e9", "NaN", "10000", "-1"];
 
   using denoDir = tempDir(); // the children's cache: where the user has no home, each would compile cli.ts anew
-  const flags = [
-    "--quiet",
-    "--no-prompt",
-    "--allow-ffi",
-    "--allow-env",
-    `--allow-read=${d}`,
-    `--allow-write=${d}`,
-  ];
+  const flags = ["--quiet", "--no-prompt", "--allow-ffi", "--allow-env", `--allow-read=${d}`, `--allow-write=${d}`];
   const failures: string[] = [];
   let legitWaits = 0;
   const runCase = async (i: number) => {
     const head = one([...words.slice(0, 6), ...words]);
     const args = [
       head,
-      ...Array.from(
-        { length: Math.floor(pick() * 4) },
-        () => pick() < 0.8 ? one(numbers) : one(words),
-      ),
+      ...Array.from({ length: Math.floor(pick() * 4) }, () => pick() < 0.8 ? one(numbers) : one(words)),
     ];
     const env: Record<string, string> = {};
     const [path, layout, mul] = [one(paths), one(layouts), one(multipliers)];
@@ -177,16 +157,13 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     if (made.length) failures.push(`made ${made} in /dev/shm: ${what}`);
     if (r.code === 137) {
       // still waiting at the deadline: fine only for a real wait with a long timeout on a real region
-      const long = ["wait", "wake", "waiters"].includes(args[0]) &&
-        Number(args[1]) * Number(mul ?? 1) >= DEADLINE_MS;
+      const long = ["wait", "wake", "waiters"].includes(args[0]) && Number(args[1]) * Number(mul ?? 1) >= DEADLINE_MS;
       if (long) legitWaits++;
       else failures.push(`hung: ${what}`);
       return;
     }
     if (![0, 1, 2].includes(r.code)) failures.push(`exit code: ${what}`);
-    if (/^\s+at |Uncaught|panicked|Stack backtrace/m.test(r.stderr)) {
-      failures.push(`stack trace: ${what}`);
-    }
+    if (/^\s+at |Uncaught|panicked|Stack backtrace/m.test(r.stderr)) failures.push(`stack trace: ${what}`);
     // misuse (exit 1) may add the usage after its one line; nothing else may
     const lines = r.stderr.split("\n").filter(Boolean);
     const usage = lines.findIndex((line) => line.startsWith("Usage: tst_checkpoint"));
@@ -194,24 +171,13 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     if (message.length > 1) failures.push(`more than one line: ${what}`);
   };
   for (let i = 0; i < CASES; i += PARALLEL) {
-    await Promise.all(
-      Array.from(
-        { length: Math.min(PARALLEL, CASES - i) },
-        (_, k) => runCase(i + k),
-      ),
-    );
+    await Promise.all(Array.from({ length: Math.min(PARALLEL, CASES - i) }, (_, k) => runCase(i + k)));
   }
 
   assert.deepEqual(failures, [], `seed ${SEED}: replay with FUZZ_SEED=${SEED}`);
   assert.deepEqual(guarded.map(snapshot), guardedBefore, `seed ${SEED}`);
   // besides regions at the paths in d that did not exist, nothing new in d, nor next to it
-  assert.deepEqual(
-    listing(d).filter((name) => !["missing", "new\nline"].includes(name)),
-    dBefore,
-    `seed ${SEED}`,
-  );
+  assert.deepEqual(listing(d).filter((name) => !["missing", "new\nline"].includes(name)), dBefore, `seed ${SEED}`);
   assert.deepEqual(listing(dir.path), ["d"], `seed ${SEED}`);
-  console.log(
-    `seed ${SEED}: ${CASES} cases, ${legitWaits} long waits stopped at ${DEADLINE_MS} ms`,
-  );
+  console.log(`seed ${SEED}: ${CASES} cases, ${legitWaits} long waits stopped at ${DEADLINE_MS} ms`);
 });

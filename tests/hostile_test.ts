@@ -23,31 +23,16 @@ function page(head: string): Uint8Array {
  * Runs every command on each file of `d` in `cases` ([name, what the message says, whether init must refuse it too])
  * and asserts one line, exit 2, and no file changed.
  */
-async function assertRefused(
-  d: string,
-  cases: [string, RegExp, boolean][],
-): Promise<void> {
-  const every = [...Deno.readDirSync(d)].map((e) => `${d}/${e.name}`).concat(
-    `${d}/nowhere`,
-    "/dev/null",
-  );
+async function assertRefused(d: string, cases: [string, RegExp, boolean][]): Promise<void> {
+  const every = [...Deno.readDirSync(d)].map((e) => `${d}/${e.name}`).concat(`${d}/nowhere`, "/dev/null");
   const before = every.map(snapshot);
   for (const [name, message, initRefuses] of cases) {
     const env = { LTP_IPC_PATH: `${d}/${name}` };
-    const commands = [["wait", "10", "0"], ["wake", "10", "0", "0"], [
-      "waiters",
-      "10",
-      "0",
-      "0",
-    ], ["status"]];
+    const commands = [["wait", "10", "0"], ["wake", "10", "0", "0"], ["waiters", "10", "0", "0"], ["status"]];
     if (initRefuses) commands.push(["init"]);
     for (const args of commands) {
       const r = await cli(args, { env });
-      assert.equal(
-        r.code,
-        2,
-        `${name} ${args[0]}: exit ${r.code}, ${r.stderr}`,
-      );
+      assert.equal(r.code, 2, `${name} ${args[0]}: exit ${r.code}, ${r.stderr}`);
       assertOneLine(r.stderr, args[0] === "init" ? /TBROK: / : message);
       assert.equal(r.stdout, "", `${name} ${args[0]}`);
     }
@@ -94,9 +79,7 @@ Deno.test({
       ["device", /is a character device, not a checkpoint region/, true],
       ["foreign-zeros", /bad magic/, true],
     ]);
-    const init = await cli(["init"], {
-      env: { LTP_IPC_PATH: `${d}/foreign-zeros` },
-    });
+    const init = await cli(["init"], { env: { LTP_IPC_PATH: `${d}/foreign-zeros` } });
     assertOneLine(
       init.stderr,
       /belongs to uid 12345, so another user could have planted it: remove it, or choose another path/,
@@ -108,11 +91,7 @@ Deno.test({
  * Makes a region at `path`, lets `prepare` change it, and asserts that the CLI waits and wakes on it and changes
  * no byte; `init` adopts it (already a region: nothing to change) or, when `initRefuses` matches, refuses it.
  */
-async function assertUsable(
-  path: string,
-  prepare: (path: string) => void,
-  initRefuses?: RegExp,
-): Promise<void> {
+async function assertUsable(path: string, prepare: (path: string) => void, initRefuses?: RegExp): Promise<void> {
   Checkpoint.init(path).close();
   prepare(path);
   const before = contentOf(path); // mtime changes: futexes on a shared mapping dirty the page, in C too
@@ -155,9 +134,7 @@ Deno.test("a region with a second name (hard link) is used, but init never adopt
   // an empty file with two names is not adopted either, and stays empty
   Deno.writeFileSync(`${dir.path}/empty`, new Uint8Array(0));
   Deno.linkSync(`${dir.path}/empty`, `${dir.path}/empty-too`);
-  const init = await cli(["init"], {
-    env: { LTP_IPC_PATH: `${dir.path}/empty` },
-  });
+  const init = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/empty` } });
   assertExit(init, 2);
   assertOneLine(init.stderr, /has 2 names/);
   assert.equal(Deno.statSync(`${dir.path}/empty`).size, 0);
@@ -175,10 +152,7 @@ Deno.test({
     const before = snapshot(path);
     const init = await cli(["init"], { env: { LTP_IPC_PATH: path } });
     assertExit(init, 2);
-    assertOneLine(
-      init.stderr,
-      /planted belongs to uid 65534, so another user could have planted it/,
-    );
+    assertOneLine(init.stderr, /planted belongs to uid 65534, so another user could have planted it/);
     assert.equal(snapshot(path), before);
   },
 });
@@ -187,14 +161,9 @@ Deno.test("odd paths: spaces work; a newline and bytes that are not UTF-8 get on
   using dir = tempDir();
   const spaced = `${dir.path}/with some spaces`;
   assertExit(await cli(["init"], { env: { LTP_IPC_PATH: spaced } }), 0);
-  assertExit(
-    await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: spaced } }),
-    1,
-  );
+  assertExit(await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: spaced } }), 1);
 
-  const newline = await cli(["init"], {
-    env: { LTP_IPC_PATH: `${dir.path}/new\nline/x` },
-  });
+  const newline = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/new\nline/x` } });
   assertExit(newline, 2);
   assertOneLine(newline.stderr, /new\\x0aline/);
 
@@ -204,9 +173,7 @@ Deno.test("odd paths: spaces work; a newline and bytes that are not UTF-8 get on
   const r = await run("sh", ["-c", script]);
   assertExit(r, 2);
   assertOneLine(r.stderr, /LTP_IPC_PATH is not valid UTF-8/);
-  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), [
-    "with some spaces",
-  ]);
+  assert.deepEqual([...Deno.readDirSync(dir.path)].map((e) => e.name), ["with some spaces"]);
 
   const empty = await cli(["wait", "10", "0"], { env: { LTP_IPC_PATH: "" } });
   assertExit(empty, 2);
@@ -216,21 +183,11 @@ Deno.test("odd paths: spaces work; a newline and bytes that are not UTF-8 get on
 Deno.test("LTP_TIMEOUT_MUL values LTP refuses are exit 2 in one line", async () => {
   using cp = Checkpoint.create();
   for (const value of ["abc", "0", "-1", "1e9", "NaN", "0.01", "10001", " "]) {
-    const r = await cli(["wait", "10", "0"], {
-      env: { ...cp.env, LTP_TIMEOUT_MUL: value },
-    });
+    const r = await cli(["wait", "10", "0"], { env: { ...cp.env, LTP_TIMEOUT_MUL: value } });
     assertExit(r, 2);
-    assertOneLine(
-      r.stderr,
-      /LTP_TIMEOUT_MUL must be a decimal number from 0.099 to 10000/,
-    );
+    assertOneLine(r.stderr, /LTP_TIMEOUT_MUL must be a decimal number from 0.099 to 10000/);
   }
-  assertExit(
-    await cli(["wake", "10", "0", "0"], {
-      env: { ...cp.env, LTP_TIMEOUT_MUL: "2.5" },
-    }),
-    0,
-  );
+  assertExit(await cli(["wake", "10", "0", "0"], { env: { ...cp.env, LTP_TIMEOUT_MUL: "2.5" } }), 0);
 });
 
 Deno.test("the extremes 0 and 4294967295 of each number", async () => {

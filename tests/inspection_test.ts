@@ -9,9 +9,7 @@ import { cli, NOBODY, run } from "../testing/process.ts";
 forgetCallerEnv();
 
 /** Nanosecond access, modification and change times, as `stat` prints them. */
-async function times(
-  path: string,
-): Promise<{ atime: string; mtime: string; ctime: string }> {
+async function times(path: string): Promise<{ atime: string; mtime: string; ctime: string }> {
   const r = await run("stat", ["--format=%x|%y|%z", path]);
   assertExit(r, 0);
   const [atime, mtime, ctime] = r.stdout.trim().split("|");
@@ -26,10 +24,7 @@ async function times(
 async function inspect(path: string) {
   const bytes = Deno.readFileSync(path); // first: reading may set the access time
   // an access time older than the modification time: any read (relatime included) would update it
-  assertExit(
-    await run("touch", ["-a", "-d", "2001-02-03 04:05:06.789", path]),
-    0,
-  );
+  assertExit(await run("touch", ["-a", "-d", "2001-02-03 04:05:06.789", path]), 0);
   const before = await times(path);
   const env = { LTP_IPC_PATH: path };
   const commands: [string[], number][] = [
@@ -39,9 +34,7 @@ async function inspect(path: string) {
     [["wake", "50", "0", "0"], 0],
     [["wait", "20", "0"], 1],
   ];
-  for (const [args, code] of commands) {
-    assertExit(await cli(args, { env }), code);
-  }
+  for (const [args, code] of commands) assertExit(await cli(args, { env }), code);
   {
     using cp = Checkpoint.open(path);
     assert.equal(cp.waiters(0), 0);
@@ -50,12 +43,7 @@ async function inspect(path: string) {
   }
   const after = await times(path);
   const now = Deno.readFileSync(path);
-  return {
-    before,
-    after,
-    bytesChanged: now.length !== bytes.length ||
-      !now.every((b, i) => b === bytes[i]),
-  };
+  return { before, after, bytesChanged: now.length !== bytes.length || !now.every((b, i) => b === bytes[i]) };
 }
 
 Deno.test("inspecting a region changes neither its bytes nor its times: CLI status, waiters, wake, wait and the module", async () => {
@@ -64,10 +52,7 @@ Deno.test("inspecting a region changes neither its bytes nor its times: CLI stat
   Checkpoint.init(path).close();
   const { before, after, bytesChanged } = await inspect(path);
   // the access time too: O_NOATIME is allowed on one's own file
-  assert.deepEqual({ ...after, bytesChanged }, {
-    ...before,
-    bytesChanged: false,
-  });
+  assert.deepEqual({ ...after, bytesChanged }, { ...before, bytesChanged: false });
 });
 
 Deno.test({

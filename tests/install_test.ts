@@ -10,15 +10,7 @@ import { run, type RunOptions, start } from "../testing/process.ts";
 forgetCallerEnv();
 
 /** What the installer needs of a checkout: the CLI's sources, the installer and a ./deno that runs this Deno. */
-const SOURCES = [
-  "cli.ts",
-  "mod.ts",
-  "deno.json",
-  "deno",
-  "src",
-  "ffi",
-  "tools/install.ts",
-];
+const SOURCES = ["cli.ts", "mod.ts", "deno.json", "deno", "src", "ffi", "tools/install.ts"];
 
 /**
  * A copy of the checkout in `dir`, its pinned Deno a hard link to (or copy of) the running one, so that the
@@ -28,9 +20,7 @@ function copyCheckout(dir: string): string {
   const copy = `${dir}/checkout`;
   Deno.mkdirSync(`${copy}/tools/node_modules/.bin`, { recursive: true });
   for (const name of SOURCES) {
-    const r = new Deno.Command("cp", {
-      args: ["-a", `${ROOT}/${name}`, `${copy}/${name}`],
-    }).outputSync();
+    const r = new Deno.Command("cp", { args: ["-a", `${ROOT}/${name}`, `${copy}/${name}`] }).outputSync();
     assert.ok(r.success, new TextDecoder().decode(r.stderr));
   }
   const bin = `${copy}/tools/node_modules/.bin/deno`;
@@ -44,19 +34,8 @@ function copyCheckout(dir: string): string {
 }
 
 /** Installs from `checkout` into `root` with `args`; returns the launcher. */
-async function install(
-  checkout: string,
-  root: string,
-  args: string[] = [],
-): Promise<string> {
-  const r = await run(`${checkout}/deno`, [
-    "run",
-    "-A",
-    "tools/install.ts",
-    "--root",
-    root,
-    ...args,
-  ], {
+async function install(checkout: string, root: string, args: string[] = []): Promise<string> {
+  const r = await run(`${checkout}/deno`, ["run", "-A", "tools/install.ts", "--root", root, ...args], {
     cwd: checkout,
   });
   assertExit(r, 0);
@@ -82,20 +61,14 @@ Deno.test("the installed tool stands alone: wait, wake, status and remove after 
     const status = await run(tool, ["status"], options);
     assertExit(status, 0);
     // /proc is allowed: the waiter is named (exec keeps the launcher's pid)
-    assert.match(
-      status.stdout,
-      new RegExp(`checkpoint 1: 1 waiting: pid ${waiter.child.pid} \\(deno\\)`),
-    );
+    assert.match(status.stdout, new RegExp(`checkpoint 1: 1 waiting: pid ${waiter.child.pid} \\(deno\\)`));
     assertExit(await run(tool, ["wake", "10000", "1", "1"], options), 0);
     assertExit(await waiter.result, 0);
     assertExit(await run(tool, ["remove"], options), 0);
     assert.throws(() => Deno.lstatSync(cp.path), Deno.errors.NotFound);
     const again = await run(tool, ["remove"], options);
     assertExit(again, 2);
-    assertOneLine(
-      again.stderr,
-      /^tst_checkpoint: TBROK: Nothing to remove: .* does not exist$/,
-    );
+    assertOneLine(again.stderr, /^tst_checkpoint: TBROK: Nothing to remove: .* does not exist$/);
   } finally {
     cp.close();
   }
@@ -137,10 +110,7 @@ Deno.test({
   })(),
   fn: async () => {
     using dir = tempDir();
-    const outside = Deno.makeTempDirSync({
-      dir: "/var/tmp",
-      prefix: "ltp-checkpoint-test-",
-    });
+    const outside = Deno.makeTempDirSync({ dir: "/var/tmp", prefix: "ltp-checkpoint-test-" });
     try {
       const root = `${dir.path}/root`;
       const tool = await install(copyCheckout(dir.path), root);
@@ -149,12 +119,7 @@ Deno.test({
       const refused = await run(tool, ["init"], { env });
       assertExit(refused, 2);
       const hint = `--allow-read=${outside} --allow-write=${outside}`;
-      assertOneLine(
-        refused.stderr,
-        new RegExp(
-          `is not allowed: reinstall with: cd .* --root ${root} ${hint}$`,
-        ),
-      );
+      assertOneLine(refused.stderr, new RegExp(`is not allowed: reinstall with: cd .* --root ${root} ${hint}$`));
       assert.deepEqual(Array.from(Deno.readDirSync(outside)), []);
 
       const command = refused.stderr.trim().replace(/^.*reinstall with: /, "");
@@ -173,40 +138,24 @@ Deno.test("the README's shell example, run as written with the installed tool, l
   const root = `${dir.path}/root`;
   await install(copyCheckout(dir.path), root);
   const readme = Deno.readTextFileSync(`${ROOT}/README.md`);
-  const example = readme.match(/```sh\n(eval "\$\(tst_checkpoint init[^`]*)```/)
-    ?.[1];
+  const example = readme.match(/```sh\n(eval "\$\(tst_checkpoint init[^`]*)```/)?.[1];
   assert.ok(example, "the README's shell example is missing");
-  const r = await run(
-    "sh",
-    ["-c", `${example}echo "region: $LTP_IPC_PATH"`],
-    shellEnv(root),
-  );
+  const r = await run("sh", ["-c", `${example}echo "region: $LTP_IPC_PATH"`], shellEnv(root));
   assertExit(r, 0);
   assert.match(r.stdout, /child: woken/);
   const path = r.stdout.match(/^region: (\/.+)$/m)?.[1];
   assert.ok(path, r.stdout);
-  assert.throws(
-    () => Deno.lstatSync(path),
-    Deno.errors.NotFound,
-    `${path} was left behind`,
-  );
+  assert.throws(() => Deno.lstatSync(path), Deno.errors.NotFound, `${path} was left behind`);
 });
 
 Deno.test("LTP's shell helpers work unchanged with the standalone install first on PATH", async () => {
   using dir = tempDir();
   const root = `${dir.path}/root`;
   await install(copyCheckout(dir.path), root);
-  const r = await run(
-    "sh",
-    [`${ROOT}/tests/fixtures/ltp_style.sh`],
-    shellEnv(root),
-  );
+  const r = await run("sh", [`${ROOT}/tests/fixtures/ltp_style.sh`], shellEnv(root));
   assertExit(r, 0);
   assert.match(r.stdout, /TPASS: all children woken together/);
   assert.match(r.stdout, /TPASS: handshake/);
   assert.match(r.stdout, /TPASS: a wake before its wait/);
-  assert.match(
-    r.stdout,
-    /TPASS: a wait with nobody to wake it times out \(exit 1\)/,
-  );
+  assert.match(r.stdout, /TPASS: a wait with nobody to wake it times out \(exit 1\)/);
 });

@@ -12,11 +12,7 @@ forgetCallerEnv();
 const DENO = Deno.execPath();
 
 /** Runs Checkpoint.create() in a child that may read `folder` and names `libc` in LTP_CHECKPOINT_LIBC. */
-function createWithLibcOverride(
-  folder: string,
-  libc: string,
-  env: Record<string, string> = {},
-) {
+function createWithLibcOverride(folder: string, libc: string, env: Record<string, string> = {}) {
   const body = `using cp = Checkpoint.create(); console.log("created " + cp.path);`;
   const flags = [
     "--allow-ffi",
@@ -25,12 +21,7 @@ function createWithLibcOverride(
     "--allow-write=/dev/shm",
     "--no-prompt",
   ];
-  const child = start(DENO, [
-    "run",
-    "--quiet",
-    ...flags,
-    script(folder, "create", body),
-  ], {
+  const child = start(DENO, ["run", "--quiet", ...flags, script(folder, "create", body)], {
     env: { LTP_CHECKPOINT_LIBC: libc, ...env },
   });
   return bounded(child, scaled(15000));
@@ -51,24 +42,13 @@ Deno.test("LTP_CHECKPOINT_LIBC naming a library never runs its constructor while
   using w = workspace();
   // the library does leave its mark when something loads it
   const probe = `${w.root}/probe-mark`;
-  assertExit(
-    await run("true", [], {
-      env: { LD_PRELOAD: markerLib, SANDBOX_TEST_MARKER: probe },
-    }),
-    0,
-  );
+  assertExit(await run("true", [], { env: { LD_PRELOAD: markerLib, SANDBOX_TEST_MARKER: probe } }), 0);
   assert.ok(Deno.statSync(probe).isFile, "the marker library works");
 
   const mark = `${w.root}/mark`;
-  const r = await createWithLibcOverride(w.root, markerLib, {
-    SANDBOX_TEST_MARKER: mark,
-  });
+  const r = await createWithLibcOverride(w.root, markerLib, { SANDBOX_TEST_MARKER: mark });
   assert.ok(!r.timedOut, "create() hung (killed)");
   assertExit(r, 0);
   assert.match(r.stdout, /^created \/dev\/shm\//);
-  assert.throws(
-    () => Deno.statSync(mark),
-    Deno.errors.NotFound,
-    "the library's constructor ran",
-  );
+  assert.throws(() => Deno.statSync(mark), Deno.errors.NotFound, "the library's constructor ran");
 });

@@ -16,56 +16,29 @@ forgetCallerEnv();
 
 const ROUNDS = Number(Deno.env.get("STRESS_ROUNDS") ?? 100);
 
-Deno.test(
-  `8 processes of three kinds pass a token around a ring ${ROUNDS} times`,
-  { ignore: noPeer() },
-  async () => {
-    using cp = Checkpoint.create();
-    const size = 8;
-    const tool = [Deno.execPath(), "run", ...CHILD_FLAGS, CLI].join(" ");
-    const kinds = [
-      "deno-async",
-      "c",
-      "cli",
-      "deno-sync",
-      "c",
-      "deno-async",
-      "cli",
-      "c",
-    ];
-    const participants = await Promise.all(kinds.map((kind, id) => {
-      const next = `${(id + 1) % size}`;
-      const args = [`${id}`, next, `${ROUNDS}`];
-      if (kind === "c") return startPeer(["ring", cp.path, cp.layout, ...args]);
-      if (kind === "cli") {
-        return start("sh", [`${ROOT}/tests/fixtures/ring.sh`, ...args], {
-          env: { ...cp.env, TST_CHECKPOINT: tool },
-        });
-      }
-      return startActor([
-        "ring",
-        kind === "deno-sync" ? "sync" : "async",
-        ...args,
-      ], { env: cp.env });
-    }));
-    for (const [id, p] of participants.entries()) {
-      const r = await p.result;
-      assertExit(r, 0);
-      assert.equal(
-        r.stdout.trim(),
-        `${ROUNDS}`,
-        `participant ${id} (${kinds[id]}) took ${r.stdout.trim()} tokens`,
-      );
+Deno.test(`8 processes of three kinds pass a token around a ring ${ROUNDS} times`, { ignore: noPeer() }, async () => {
+  using cp = Checkpoint.create();
+  const size = 8;
+  const tool = [Deno.execPath(), "run", ...CHILD_FLAGS, CLI].join(" ");
+  const kinds = ["deno-async", "c", "cli", "deno-sync", "c", "deno-async", "cli", "c"];
+  const participants = await Promise.all(kinds.map((kind, id) => {
+    const next = `${(id + 1) % size}`;
+    const args = [`${id}`, next, `${ROUNDS}`];
+    if (kind === "c") return startPeer(["ring", cp.path, cp.layout, ...args]);
+    if (kind === "cli") {
+      return start("sh", [`${ROOT}/tests/fixtures/ring.sh`, ...args], { env: { ...cp.env, TST_CHECKPOINT: tool } });
     }
-    for (let id = 0; id < size; id++) {
-      assert.equal(cp.waiters(id), 0, `a waiter is left on ${id}`);
-    }
-  },
-);
+    return startActor(["ring", kind === "deno-sync" ? "sync" : "async", ...args], { env: cp.env });
+  }));
+  for (const [id, p] of participants.entries()) {
+    const r = await p.result;
+    assertExit(r, 0);
+    assert.equal(r.stdout.trim(), `${ROUNDS}`, `participant ${id} (${kinds[id]}) took ${r.stdout.trim()} tokens`);
+  }
+  for (let id = 0; id < size; id++) assert.equal(cp.waiters(id), 0, `a waiter is left on ${id}`);
+});
 
-Deno.test("one wake with nrWake 64 releases 64 waiters of two kinds", {
-  ignore: noPeer(),
-}, async () => {
+Deno.test("one wake with nrWake 64 releases 64 waiters of two kinds", { ignore: noPeer() }, async () => {
   using cp = Checkpoint.create({ layout: "ltp" });
   const waiters = await Promise.all(
     Array.from(

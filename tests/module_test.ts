@@ -11,18 +11,11 @@ forgetCallerEnv();
 
 const magic = (path: string) => new TextDecoder().decode(Deno.readFileSync(path).subarray(0, 4));
 
-function withEnv(
-  vars: Record<string, string | undefined>,
-  fn: () => void | Promise<void>,
-) {
+function withEnv(vars: Record<string, string | undefined>, fn: () => void | Promise<void>) {
   return async () => {
-    const saved = Object.fromEntries(
-      Object.keys(vars).map((k) => [k, Deno.env.get(k)]),
-    );
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, Deno.env.get(k)]));
     const apply = (values: Record<string, string | undefined>) => {
-      for (const [k, v] of Object.entries(values)) {
-        v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
-      }
+      for (const [k, v] of Object.entries(values)) v === undefined ? Deno.env.delete(k) : Deno.env.set(k, v);
     };
     apply(vars);
     try {
@@ -49,21 +42,10 @@ Deno.test("create() makes a private one-page region under /dev/shm that close() 
 Deno.test("the ltp layout is the default, with 1005 ids on a 4096-byte page; seed on request has 1023", () => {
   using ltp = Checkpoint.create();
   using seed = Checkpoint.create({ layout: "seed" });
-  assert.deepEqual([ltp.layout, ltp.layoutSource, ltp.capacity], [
-    "ltp",
-    "default",
-    1005,
-  ]);
-  assert.deepEqual([seed.layout, seed.layoutSource, seed.capacity], [
-    "seed",
-    "option",
-    1023,
-  ]);
+  assert.deepEqual([ltp.layout, ltp.layoutSource, ltp.capacity], ["ltp", "default", 1005]);
+  assert.deepEqual([seed.layout, seed.layoutSource, seed.capacity], ["seed", "option", 1023]);
   assert.deepEqual(ltp.env, { LTP_IPC_PATH: ltp.path, LTP_IPC_LAYOUT: "ltp" });
-  assert.deepEqual(seed.env, {
-    LTP_IPC_PATH: seed.path,
-    LTP_IPC_LAYOUT: "seed",
-  });
+  assert.deepEqual(seed.env, { LTP_IPC_PATH: seed.path, LTP_IPC_LAYOUT: "seed" });
 });
 
 Deno.test(
@@ -72,10 +54,7 @@ Deno.test(
     using cp = Checkpoint.create();
     assert.deepEqual([cp.layout, cp.layoutSource], ["seed", "LTP_IPC_LAYOUT"]);
     using explicit = Checkpoint.create({ layout: "ltp" });
-    assert.deepEqual([explicit.layout, explicit.layoutSource], [
-      "ltp",
-      "option",
-    ]);
+    assert.deepEqual([explicit.layout, explicit.layoutSource], ["ltp", "option"]);
     Deno.env.set("LTP_IPC_LAYOUT", "big");
     assert.throws(() => Checkpoint.create(), TypeError);
   }),
@@ -91,21 +70,12 @@ Deno.test("init() without a path uses LTP_IPC_PATH, and open() attaches to it", 
     using opened = Checkpoint.open();
     assert.deepEqual(opened.path, path);
   })();
-  assert.deepEqual(
-    Deno.statSync(path).size,
-    PAGE,
-    "init's region is not removed by close()",
-  );
+  assert.deepEqual(Deno.statSync(path).size, PAGE, "init's region is not removed by close()");
 });
 
 Deno.test("init() adopts an empty file, an all-zero file and an existing region", () => {
   using dir = tempDir();
-  for (
-    const [name, bytes] of [["empty", 0], ["zeros", 100], [
-      "page",
-      PAGE,
-    ]] as const
-  ) {
+  for (const [name, bytes] of [["empty", 0], ["zeros", 100], ["page", PAGE]] as const) {
     const path = `${dir.path}/${name}`;
     Deno.writeFileSync(path, new Uint8Array(bytes));
     Checkpoint.init(path).close();
@@ -167,17 +137,10 @@ Deno.test("open() refuses each kind of bad region with its own error, creating n
     ["dir", Deno.errors.InvalidData, /directory/],
     ["link", Deno.errors.InvalidData, /symbolic link/],
   ] as const;
-  const before = Array.from(
-    Deno.readDirSync(d),
-    (e) => snapshot(`${d}/${e.name}`),
-  ).sort();
+  const before = Array.from(Deno.readDirSync(d), (e) => snapshot(`${d}/${e.name}`)).sort();
   for (const [name, kind, text] of cases) {
     assert.throws(() => Checkpoint.open(`${d}/${name}`), (e: Error) => {
-      assert.ok(
-        e instanceof kind && text.test(e.message) &&
-          e.message.includes(`${d}/${name}`),
-        `${name}: ${e}`,
-      );
+      assert.ok(e instanceof kind && text.test(e.message) && e.message.includes(`${d}/${name}`), `${name}: ${e}`);
       return true;
     });
   }
@@ -187,10 +150,7 @@ Deno.test("open() refuses each kind of bad region with its own error, creating n
   await withEnv({ LTP_IPC_PATH: "" }, () => {
     assert.throws(() => Checkpoint.open(), Deno.errors.NotFound);
   })();
-  assert.deepEqual(
-    Array.from(Deno.readDirSync(d), (e) => snapshot(`${d}/${e.name}`)).sort(),
-    before,
-  );
+  assert.deepEqual(Array.from(Deno.readDirSync(d), (e) => snapshot(`${d}/${e.name}`)).sort(), before);
 });
 
 Deno.test("wait() rejects with TimedOut when nobody wakes, and waitSync() throws it", async () => {
@@ -226,10 +186,7 @@ Deno.test(
     using cp = Checkpoint.create();
     const start = performance.now();
     await assert.rejects(() => cp.wait(0, 3000), /within 300 ms/);
-    assert.ok(
-      performance.now() - start < 2500,
-      "the multiplier shortened the wait",
-    );
+    assert.ok(performance.now() - start < 2500, "the multiplier shortened the wait");
     for (const bad of ["abc", "0", "-1", "1e9", "NaN", "10001", "0.05"]) {
       Deno.env.set("LTP_TIMEOUT_MUL", bad);
       assert.throws(() => cp.waitSync(0, 10), TypeError, bad);
@@ -254,20 +211,11 @@ Deno.test("an aborted wait settles promptly with the signal's reason", async () 
   const controller = new AbortController();
   const start = performance.now();
   setTimeout(() => controller.abort(new Error("stop")), 50);
-  await assert.rejects(
-    () => cp.wait(0, 10000, { signal: controller.signal }),
-    /stop/,
-  );
+  await assert.rejects(() => cp.wait(0, 10000, { signal: controller.signal }), /stop/);
   const elapsed = performance.now() - start;
   assert.ok(elapsed < scaled(1000), `settled after ${elapsed} ms`);
-  await assert.rejects(
-    () => cp.wait(0, 10000, { signal: AbortSignal.abort() }),
-    DOMException,
-  );
-  await assert.rejects(
-    () => cp.wake(0, 1, 10000, { signal: AbortSignal.timeout(20) }),
-    DOMException,
-  );
+  await assert.rejects(() => cp.wait(0, 10000, { signal: AbortSignal.abort() }), DOMException);
+  await assert.rejects(() => cp.wake(0, 1, 10000, { signal: AbortSignal.timeout(20) }), DOMException);
 });
 
 Deno.test("a wait pending when the main module ends keeps the process until the wait ends", async () => {
@@ -277,20 +225,11 @@ Deno.test("a wait pending when the main module ends keeps the process until the 
     const cp = Checkpoint.open();
     cp.wait(0, 800).then(() => console.log("woken"), (e) => console.log(e.name));`;
   const start = performance.now();
-  const timedOut = await run(Deno.execPath(), ["eval", script], {
-    env: cp.env,
-  });
+  const timedOut = await run(Deno.execPath(), ["eval", script], { env: cp.env });
   const elapsed = performance.now() - start;
   assert.deepEqual(timedOut.stdout.trim(), "TimedOut");
-  assert.ok(
-    elapsed >= scaled(800) && elapsed < scaled(8000),
-    `ended after ${elapsed} ms`,
-  );
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["eval", script],
-    env: cp.env,
-    stdout: "piped",
-  }).spawn();
+  assert.ok(elapsed >= scaled(800) && elapsed < scaled(8000), `ended after ${elapsed} ms`);
+  const child = new Deno.Command(Deno.execPath(), { args: ["eval", script], env: cp.env, stdout: "piped" }).spawn();
   await cp.wake(0, 1, 5000);
   const woken = await child.output();
   assert.deepEqual(new TextDecoder().decode(woken.stdout).trim(), "woken");
@@ -311,21 +250,11 @@ Deno.test("the sandbox holds: outside --allow-read/--allow-write nothing is open
         try { Checkpoint[op](path); console.log("opened " + path); }
         catch (e) { console.log(e.name + ": " + e.message); }
       }`;
-    const flags = [
-      "--allow-ffi",
-      `--allow-read=${shm.path},${ROOT}`,
-      `--allow-write=${shm.path}`,
-      "--no-prompt",
-    ];
+    const flags = ["--allow-ffi", `--allow-read=${shm.path},${ROOT}`, `--allow-write=${shm.path}`, "--no-prompt"];
     const r = await runScript(script, flags);
     const lines = r.stdout.trim().split("\n");
     assert.deepEqual(lines.length, 4, r.stdout + r.stderr);
-    for (const line of lines) {
-      assert.ok(
-        /^NotCapable: .*--allow-read=.*--allow-write=/.test(line),
-        line,
-      );
-    }
+    for (const line of lines) assert.ok(/^NotCapable: .*--allow-read=.*--allow-write=/.test(line), line);
     assert.deepEqual(snapshot(outside), "absent");
     assert.deepEqual(snapshot(`${dir.path}/escape`), "absent");
     assert.deepEqual(snapshot(`${dir.path}/existing`), before);
@@ -337,12 +266,7 @@ Deno.test("the sandbox holds: outside --allow-read/--allow-write nothing is open
 Deno.test("the module's own child flags are enough for a child to take part", async () => {
   using cp = Checkpoint.create();
   const script = `import { Checkpoint } from "${ROOT}/mod.ts"; using cp = Checkpoint.open(); await cp.wake(2, 0, 100);`;
-  assertExit(
-    await runScript(script, [...CHILD_FLAGS, `--allow-read=${ROOT}`], {
-      env: cp.env,
-    }),
-    0,
-  );
+  assertExit(await runScript(script, [...CHILD_FLAGS, `--allow-read=${ROOT}`], { env: cp.env }), 0);
 });
 
 Deno.test("a create()d region is removed when its process ends normally, by Deno.exit() or an uncaught error", async () => {
@@ -362,11 +286,7 @@ Deno.test("a create()d region is removed when its process ends normally, by Deno
     );
     const path = r.stdout.trim();
     assert.match(path, /^\/dev\/shm\/ltp_checkpoint_/, `${how}: ${r.stderr}`);
-    assert.equal(
-      snapshot(path),
-      "absent",
-      `the region of a process that ended ${how} is still there`,
-    );
+    assert.equal(snapshot(path), "absent", `the region of a process that ended ${how} is still there`);
   }
 });
 
@@ -397,20 +317,12 @@ Deno.test("hints name the folder to allow, normalised: .. and // resolved, relat
     `NotCapable: Access to sub/../y is not allowed: run again with --allow-read=${cwd} --allow-write=${cwd}`,
     `NotCapable: Access to z is not allowed: run again with --allow-read=${cwd} --allow-write=${cwd}`,
   ];
-  const readable = await runScript(script, [
-    "--allow-ffi",
-    "--no-prompt",
-    `--allow-read=${dir.path},${ROOT}`,
-  ], {
+  const readable = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${dir.path},${ROOT}`], {
     cwd: dir.path,
   });
   assertExit(readable, 0);
   assert.deepEqual(readable.stdout.trim().split("\n"), expected(dir.path));
-  const unreadable = await runScript(script, [
-    "--allow-ffi",
-    "--no-prompt",
-    `--allow-read=${ROOT}`,
-  ], { cwd: dir.path });
+  const unreadable = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${ROOT}`], { cwd: dir.path });
   assertExit(unreadable, 0);
   assert.deepEqual(unreadable.stdout.trim().split("\n"), expected("."));
   assert.deepEqual(listing(dir.path), []);
@@ -422,12 +334,7 @@ Deno.test("a file allowed without its folder is refused, naming the folder: noth
   const script = `import { Checkpoint } from "${ROOT}/mod.ts";
     try { Checkpoint.init(${JSON.stringify(path)}); console.log("made"); }
     catch (e) { console.log(e.name + ": " + e.message); }`;
-  const r = await runScript(script, [
-    "--allow-ffi",
-    "--no-prompt",
-    `--allow-read=${path}`,
-    `--allow-write=${path}`,
-  ]);
+  const r = await runScript(script, ["--allow-ffi", "--no-prompt", `--allow-read=${path}`, `--allow-write=${path}`]);
   assertExit(r, 0);
   assert.equal(
     r.stdout.trim(),

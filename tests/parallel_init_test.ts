@@ -37,13 +37,7 @@ Deno.test("parallel inits of one new path all succeed: module children released 
     }
     console.log(JSON.stringify(failures));`;
   const file = script(w.root, "parallel", body);
-  const flags = [
-    "--allow-ffi",
-    "--allow-env",
-    `--allow-read=${w.root}`,
-    `--allow-write=${w.root}`,
-    "--no-prompt",
-  ];
+  const flags = ["--allow-ffi", "--allow-env", `--allow-read=${w.root}`, `--allow-write=${w.root}`, "--no-prompt"];
   const started = Array.from(
     { length: children },
     () => start(DENO, ["run", "--quiet", ...flags, file, w.dir, String(rounds)]),
@@ -57,9 +51,7 @@ Deno.test("parallel inits of one new path all succeed: module children released 
   } finally {
     if (released < rounds) started.forEach((s) => kill(s.child, "SIGKILL"));
   }
-  const results = await Promise.all(
-    started.map((s) => bounded(s, scaled(20000))),
-  );
+  const results = await Promise.all(started.map((s) => bounded(s, scaled(20000))));
   const failures = results.flatMap((r) => r.code === 0 ? JSON.parse(r.stdout) : [`exit ${r.code}: ${r.stderr}`]);
   assert.deepEqual(
     failures.length,
@@ -70,12 +62,7 @@ Deno.test("parallel inits of one new path all succeed: module children released 
 
   for (let round = 0; round < 2; round++) {
     const path = `${w.dir}/cli${round}`;
-    const results = await Promise.all(
-      Array.from(
-        { length: 12 },
-        () => cli(["init"], { env: { LTP_IPC_PATH: path } }),
-      ),
-    );
+    const results = await Promise.all(Array.from({ length: 12 }, () => cli(["init"], { env: { LTP_IPC_PATH: path } })));
     const failed = results.filter((r) => r.code !== 0).map((r) => `exit ${r.code}: ${r.stderr.trim()}`);
     assert.deepEqual(failed, [], `round ${round}`);
     assertRegion(path);

@@ -114,15 +114,7 @@ async function fixture() {
     page.set(new TextEncoder().encode("LTPM"));
     await Deno.writeFile(file, page);
     await Deno.writeTextFile(`${dir}/waiter.c`, WAITER_C);
-    const gcc = await run("gcc", [
-      "-O2",
-      "-Wall",
-      "-Werror",
-      "-pthread",
-      "-o",
-      `${dir}/waiter`,
-      `${dir}/waiter.c`,
-    ]);
+    const gcc = await run("gcc", ["-O2", "-Wall", "-Werror", "-pthread", "-o", `${dir}/waiter`, `${dir}/waiter.c`]);
     if (gcc.code !== 0) throw new Error(`gcc failed: ${gcc.stderr}`);
   } catch (error) {
     await Deno.remove(dir, { recursive: true });
@@ -133,25 +125,9 @@ async function fixture() {
     dir,
     file,
     /** Starts a waiter, optionally behind a command such as setpriv. */
-    start(
-      mode: string,
-      offset: number,
-      wrapper: string[] = [],
-    ): Deno.ChildProcess {
-      const args = [
-        ...wrapper,
-        `${dir}/waiter`,
-        mode,
-        file,
-        `${offset}`,
-        `${scaled(20_000)}`,
-      ];
-      const child = new Deno.Command(args[0], {
-        args: args.slice(1),
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      })
+    start(mode: string, offset: number, wrapper: string[] = []): Deno.ChildProcess {
+      const args = [...wrapper, `${dir}/waiter`, mode, file, `${offset}`, `${scaled(20_000)}`];
+      const child = new Deno.Command(args[0], { args: args.slice(1), stdin: "null", stdout: "null", stderr: "null" })
         .spawn();
       const entry: (typeof children)[number] = { child, mode };
       child.status.then((s) => entry.exit = s.code);
@@ -186,42 +162,25 @@ function blockedIn(pid: number, nr: number): boolean {
 }
 
 /** A waiter as the tests compare it: a tid other than the pid, unknown in advance, reads "thread"; comm as text. */
-type Seen = Omit<FutexWaiter, "tid" | "comm"> & {
-  tid: number | "thread";
-  comm: string;
-};
+type Seen = Omit<FutexWaiter, "tid" | "comm"> & { tid: number | "thread"; comm: string };
 
 function seen(waiters: FutexWaiter[]): Seen[] {
   return waiters
-    .map((w) => ({
-      ...w,
-      tid: w.tid === w.pid ? w.pid : "thread" as const,
-      comm: new TextDecoder().decode(w.comm),
-    }))
+    .map((w) => ({ ...w, tid: w.tid === w.pid ? w.pid : "thread" as const, comm: new TextDecoder().decode(w.comm) }))
     .sort((a, b) => a.pid - b.pid || a.offset - b.offset);
 }
 
 /** The waiters on a file, as seen(); with time for a busy machine: these tests check what is found, not how fast. */
 function scan(path: string): Seen[] {
   const { dev, ino } = lstat(path)!;
-  return seen(
-    futexWaiters([{ dev, ino }], { budgetMs: scaled(30000) }).waiters,
-  );
+  return seen(futexWaiters([{ dev, ino }], { budgetMs: scaled(30000) }).waiters);
 }
 
 /** Polls until `ready` holds, for at most `ms`; the error says what was seen last. */
-async function until(
-  ready: () => boolean,
-  ms: number,
-  describe: () => string,
-): Promise<void> {
+async function until(ready: () => boolean, ms: number, describe: () => string): Promise<void> {
   const end = performance.now() + ms;
   while (!ready()) {
-    if (performance.now() > end) {
-      throw new Deno.errors.TimedOut(
-        `Not reached in ${ms} ms; saw ${describe()}`,
-      );
-    }
+    if (performance.now() > end) throw new Deno.errors.TimedOut(`Not reached in ${ms} ms; saw ${describe()}`);
     await new Promise((r) => setTimeout(r, 10));
   }
 }
@@ -243,9 +202,7 @@ Deno.test("futexWaiters names each FUTEX_WAIT and futex_waitv entry on the file'
   await until(
     () => {
       last = scan(fx.file);
-      return last.length >= expected.length &&
-        blockedIn(privateWaiter.pid, futex) &&
-        blockedIn(sleeper.pid, nanosleep);
+      return last.length >= expected.length && blockedIn(privateWaiter.pid, futex) && blockedIn(sleeper.pid, nanosleep);
     },
     scaled(10_000),
     () => `${JSON.stringify(last)} ${fx.ended()}`,
@@ -267,25 +224,12 @@ Deno.test("futexWaiters names each FUTEX_WAIT and futex_waitv entry on the file'
 Deno.test("futexWaiters skips the processes that end while it reads them", async () => {
   await using fx = await fixture();
   const waiter = fx.start("wait", word(0));
-  const expected = [{
-    file: 0,
-    pid: waiter.pid,
-    tid: "thread",
-    comm: "pw-wait",
-    offset: 76,
-  }];
+  const expected = [{ file: 0, pid: waiter.pid, tid: "thread", comm: "pw-wait", offset: 76 }];
   let last: Seen[] = [];
-  await until(
-    () => (last = scan(fx.file)).length > 0,
-    scaled(10_000),
-    () => `${JSON.stringify(last)} ${fx.ended()}`,
-  );
+  await until(() => (last = scan(fx.file)).length > 0, scaled(10_000), () => `${JSON.stringify(last)} ${fx.ended()}`);
   // thousands of short-lived processes, each gone between a listing of /proc and the reads that follow
   const churn = new Deno.Command("sh", {
-    args: [
-      "-c",
-      "i=0; while [ $i -lt 2000 ]; do ( : ) & i=$((i + 1)); done; wait",
-    ],
+    args: ["-c", "i=0; while [ $i -lt 2000 ]; do ( : ) & i=$((i + 1)); done; wait"],
     stdin: "null",
   }).spawn();
   let done = false;
@@ -311,45 +255,18 @@ Deno.test({
     const denoDir = `${fx.dir}/deno-dir`;
     await Deno.mkdir(denoDir);
     await Deno.chmod(denoDir, 0o777);
-    const asNobody = [
-      "setpriv",
-      "--reuid=65534",
-      "--regid=65534",
-      "--clear-groups",
-    ];
+    const asNobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"];
     const rootWaiter = fx.start("wait", word(1));
     const nobodyWaiter = fx.start("waitv", word(2), asNobody);
     const all = [
-      {
-        file: 0,
-        pid: rootWaiter.pid,
-        tid: "thread",
-        comm: "pw-wait",
-        offset: 80,
-      },
-      {
-        file: 0,
-        pid: nobodyWaiter.pid,
-        tid: nobodyWaiter.pid,
-        comm: "pw-waitv",
-        offset: 84,
-      },
-      {
-        file: 0,
-        pid: nobodyWaiter.pid,
-        tid: nobodyWaiter.pid,
-        comm: "pw-waitv",
-        offset: 84,
-      },
+      { file: 0, pid: rootWaiter.pid, tid: "thread", comm: "pw-wait", offset: 80 },
+      { file: 0, pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
+      { file: 0, pid: nobodyWaiter.pid, tid: nobodyWaiter.pid, comm: "pw-waitv", offset: 84 },
     ].sort((a, b) => a.pid - b.pid);
     let last: Seen[] = [];
-    await until(
-      () => (last = scan(fx.file)).length >= all.length,
-      scaled(10_000),
-      () => {
-        return `${JSON.stringify(last)} ${fx.ended()}`;
-      },
-    );
+    await until(() => (last = scan(fx.file)).length >= all.length, scaled(10_000), () => {
+      return `${JSON.stringify(last)} ${fx.ended()}`;
+    });
     assert.deepEqual(last, all, "root sees every waiter");
 
     const src = readableSources(); // the checkout may be private
@@ -359,13 +276,7 @@ Deno.test({
       const { dev, ino } = lstat(${JSON.stringify(fx.file)});
       console.log(JSON.stringify(futexWaiters([{ dev, ino }]), (_, v) => v instanceof Uint8Array ? [...v] : v));
     `;
-    const nobody = await run(asNobody[0], [
-      ...asNobody.slice(1),
-      `${src}/deno`,
-      "eval",
-      "--quiet",
-      script,
-    ], {
+    const nobody = await run(asNobody[0], [...asNobody.slice(1), `${src}/deno`, "eval", "--quiet", script], {
       signal: AbortSignal.timeout(scaled(60_000)),
       env: { DENO_DIR: denoDir },
       cwd: "/",
@@ -375,11 +286,7 @@ Deno.test({
       nobody.stdout,
       (key, value) => key === "comm" ? Uint8Array.from(value) : value,
     );
-    assert.deepEqual(
-      seen(found.waiters),
-      all.filter((w) => w.pid === nobodyWaiter.pid),
-      "the user sees its own only",
-    );
+    assert.deepEqual(seen(found.waiters), all.filter((w) => w.pid === nobodyWaiter.pid), "the user sees its own only");
     assert.ok(found.hidden >= 1, `root's waiter is hidden: ${found.hidden}`);
   },
 });

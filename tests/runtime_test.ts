@@ -9,30 +9,19 @@ import { run } from "../testing/process.ts";
 forgetCallerEnv();
 
 Deno.test("the oldest supported Deno is the one CI runs the suite on (tools/oldest)", () => {
-  const pinned = JSON.parse(Deno.readTextFileSync(`${ROOT}/tools/oldest/package.json`))
-    .dependencies.deno;
+  const pinned = JSON.parse(Deno.readTextFileSync(`${ROOT}/tools/oldest/package.json`)).dependencies.deno;
   assert.equal(pinned, MIN_DENO);
 });
 
 Deno.test("Deno 1.x is refused in one line naming the release needed; every Deno 2 is accepted", () => {
-  assert.match(
-    unsupportedRuntime("1.46.3")!,
-    /^ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno 1\.46\.3/,
-  );
-  for (const version of ["2.0.0", "2.3.1", "2.9.6", "3.0.0"]) {
-    assert.equal(unsupportedRuntime(version), undefined);
-  }
+  assert.match(unsupportedRuntime("1.46.3")!, /^ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno 1\.46\.3/);
+  for (const version of ["2.0.0", "2.3.1", "2.9.6", "3.0.0"]) assert.equal(unsupportedRuntime(version), undefined);
 });
 
 Deno.test("a runtime whose version cannot be read is refused, not taken for a Deno 2", () => {
   // the default when globalThis.Deno has no version (another runtime)
-  assert.match(
-    unsupportedRuntime("unknown")!,
-    /^ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno unknown/,
-  );
-  for (const version of ["", "0.9.0"]) {
-    assert.notEqual(unsupportedRuntime(version), undefined, version);
-  }
+  assert.match(unsupportedRuntime("unknown")!, /^ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno unknown/);
+  for (const version of ["", "0.9.0"]) assert.notEqual(unsupportedRuntime(version), undefined, version);
 });
 
 /** A Deno 1 binary: tools/deno1's, which CI installs; absent on a developer's machine. */
@@ -52,34 +41,16 @@ Deno.test({
   async fn() {
     using dir = tempDir();
     const user = `${dir.path}/user.ts`;
-    Deno.writeTextFileSync(
-      user,
-      `import { Checkpoint } from "${ROOT}/mod.ts";\nCheckpoint.create();\n`,
-    );
+    Deno.writeTextFileSync(user, `import { Checkpoint } from "${ROOT}/mod.ts";\nCheckpoint.create();\n`);
     const env = { NO_COLOR: "1", DENO_DIR: `${dir.path}/cache` };
-    const flags = [
-      "--quiet",
-      "--unstable-ffi",
-      "--allow-ffi",
-      "--allow-env",
-      "--allow-read",
-      "--allow-write",
-    ];
+    const flags = ["--quiet", "--unstable-ffi", "--allow-ffi", "--allow-env", "--allow-read", "--allow-write"];
     const imported = await run(DENO1, ["run", ...flags, user], { env });
     assert.notEqual(imported.code, 0);
-    assertOneLine(
-      imported.stderr,
-      /needs Deno 2\.0\.0 or later; this is Deno 1\.\d+\.\d+/,
-    );
+    assertOneLine(imported.stderr, /needs Deno 2\.0\.0 or later; this is Deno 1\.\d+\.\d+/);
     assert.doesNotMatch(imported.stderr, /TypeError|\bat /);
 
-    const cli = await run(DENO1, ["run", ...flags, CLI, "wait", "10", "0"], {
-      env,
-    });
+    const cli = await run(DENO1, ["run", ...flags, CLI, "wait", "10", "0"], { env });
     assertExit(cli, 2);
-    assertOneLine(
-      cli.stderr,
-      /^tst_checkpoint: TBROK: ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno 1\./,
-    );
+    assertOneLine(cli.stderr, /^tst_checkpoint: TBROK: ltp-checkpoint needs Deno 2\.0\.0 or later; this is Deno 1\./);
   },
 });

@@ -25,12 +25,7 @@ Deno.test("a path with a NUL byte is refused with one clear error, and nothing i
   using w = workspace();
   // lexically OUTSIDE/NUL\0/../../in/x is DIR/x; as a C string it is OUTSIDE/NUL
   const path = `${w.outside}/NUL\0/../../in/x`;
-  const r = await run(DENO, [
-    "run",
-    "--quiet",
-    ...sandboxFlags(w.dir),
-    script(w.root, "nul", tryInit([path])),
-  ]);
+  const r = await run(DENO, ["run", "--quiet", ...sandboxFlags(w.dir), script(w.root, "nul", tryInit([path]))]);
   assert.deepEqual(await escapedFrom(w), [], r.stdout);
   assertExit(r, 0);
   assert.equal(r.stderr, "", "no crash");
@@ -52,23 +47,8 @@ async function deepFolder(outside: string): Promise<string> {
   const race = await compiled("sandbox_race.c");
   const half = LEVELS / 2;
   const rest = Array(LEVELS - half).fill(LONG_NAME).join("/");
-  assertExit(
-    await run(race, ["descend", outside, LONG_NAME, String(LEVELS)]),
-    0,
-  );
-  assertExit(
-    await run(race, [
-      "descend",
-      outside,
-      LONG_NAME,
-      String(half),
-      "ln",
-      "-s",
-      rest,
-      "hop",
-    ]),
-    0,
-  );
+  assertExit(await run(race, ["descend", outside, LONG_NAME, String(LEVELS)]), 0);
+  assertExit(await run(race, ["descend", outside, LONG_NAME, String(half), "ln", "-s", rest, "hop"]), 0);
   return `${outside}/${Array(half).fill(LONG_NAME).join("/")}/hop`;
 }
 
@@ -77,15 +57,8 @@ Deno.test("a symlink in DIR to a folder whose real path exceeds PATH_MAX is refu
   Deno.symlinkSync(await deepFolder(w.outside), `${w.dir}/link`);
   const path = `${w.dir}/link/x`;
   const flags = sandboxFlags(w.dir);
-  const r = await run(DENO, [
-    "run",
-    "--quiet",
-    ...flags,
-    script(w.root, "deep", tryInit([path])),
-  ]);
-  const viaCli = await run(DENO, ["run", "--quiet", ...flags, CLI, "init"], {
-    env: { LTP_IPC_PATH: path },
-  });
+  const r = await run(DENO, ["run", "--quiet", ...flags, script(w.root, "deep", tryInit([path]))]);
+  const viaCli = await run(DENO, ["run", "--quiet", ...flags, CLI, "init"], { env: { LTP_IPC_PATH: path } });
   assert.deepEqual(
     await escapedFrom(w),
     [],
@@ -100,14 +73,7 @@ Deno.test("a symlink in DIR to a folder whose real path exceeds PATH_MAX is refu
 /** A `sleep` whose working folder is `outside`, or the bottom of deepFolder(outside); killed by `using`. */
 async function sleeperIn(outside: string, deep: boolean) {
   const race = await compiled("sandbox_race.c");
-  const sleeper = start(race, [
-    "descend",
-    outside,
-    LONG_NAME,
-    String(deep ? LEVELS : 0),
-    "sleep",
-    "60",
-  ]);
+  const sleeper = start(race, ["descend", outside, LONG_NAME, String(deep ? LEVELS : 0), "sleep", "60"]);
   const pid = sleeper.child.pid;
   const end = performance.now() + scaled(5000);
   while (Deno.readTextFileSync(`/proc/${pid}/comm`).trim() !== "sleep") {
@@ -135,20 +101,12 @@ Deno.test("magic links under /proc are refused: /proc/PID/cwd and /proc/self/roo
   ];
   // Deno's check is lexical: /proc/... is "granted" for every path above
   const flags = sandboxFlags(w.dir, "/proc");
-  const r = await run(DENO, [
-    "run",
-    "--quiet",
-    ...flags,
-    script(w.root, "proc", tryInit(paths)),
-  ]);
+  const r = await run(DENO, ["run", "--quiet", ...flags, script(w.root, "proc", tryInit(paths))]);
   assertExit(r, 0);
   const lines = r.stdout.trim().split("\n");
   assert.equal(lines.length, paths.length, r.stdout + r.stderr);
   const accepted = paths.filter((_, i) => !/^(NotCapable|InvalidData): /.test(lines[i]));
-  assert.deepEqual({ accepted, created: await escapedFrom(w) }, {
-    accepted: [],
-    created: [],
-  }, r.stdout);
+  assert.deepEqual({ accepted, created: await escapedFrom(w) }, { accepted: [], created: [] }, r.stdout);
 });
 
 // ---------------------------------------------------------------------------
@@ -157,29 +115,10 @@ Deno.test("magic links under /proc are refused: /proc/PID/cwd and /proc/self/roo
 const OPENAT2 = 437, ENOSYS = 38, EPERM = 1;
 
 /** Runs `body` (after an import of the module) under tests/nosys.c's filter, with the sandbox's flags for `dirs`. */
-async function withoutOpenat2(
-  errno: number,
-  folder: string,
-  dirs: string[],
-  body: string,
-  cwd?: string,
-) {
+async function withoutOpenat2(errno: number, folder: string, dirs: string[], body: string, cwd?: string) {
   const nosys = await compiled("nosys.c");
-  const flags = [
-    "--allow-ffi",
-    `--allow-read=${dirs}`,
-    `--allow-write=${dirs}`,
-    "--no-prompt",
-    "--quiet",
-  ];
-  return await run(nosys, [
-    `${errno}`,
-    `${OPENAT2}`,
-    DENO,
-    "run",
-    ...flags,
-    script(folder, "nosys", body),
-  ], { cwd });
+  const flags = ["--allow-ffi", `--allow-read=${dirs}`, `--allow-write=${dirs}`, "--no-prompt", "--quiet"];
+  return await run(nosys, [`${errno}`, `${OPENAT2}`, DENO, "run", ...flags, script(folder, "nosys", body)], { cwd });
 }
 
 for (const [name, errno] of [["ENOSYS", ENOSYS], ["EPERM", EPERM]] as const) {
@@ -188,11 +127,7 @@ for (const [name, errno] of [["ENOSYS", ENOSYS], ["EPERM", EPERM]] as const) {
     ignore: noPeer(),
     async fn() {
       using w = workspace();
-      const sleeper = new Deno.Command("sleep", {
-        args: ["60"],
-        cwd: w.outside,
-        stdin: "null",
-      }).spawn();
+      const sleeper = new Deno.Command("sleep", { args: ["60"], cwd: w.outside, stdin: "null" }).spawn();
       try {
         const up = "/..".repeat(w.dir.split("/").filter(Boolean).length);
         const paths = [
@@ -203,29 +138,13 @@ for (const [name, errno] of [["ENOSYS", ENOSYS], ["EPERM", EPERM]] as const) {
           `/proc/self/cwd/e`, // the working folder is DIR
         ];
         const plain = `${w.dir}/plain`;
-        const r = await withoutOpenat2(
-          errno,
-          w.root,
-          [w.dir, "/proc"],
-          tryInit([...paths, plain]),
-          w.dir,
-        );
+        const r = await withoutOpenat2(errno, w.root, [w.dir, "/proc"], tryInit([...paths, plain]), w.dir);
         const lines = r.stdout.trim().split("\n");
         assert.equal(lines.length, paths.length + 1, r.stdout + r.stderr);
         const accepted = paths.filter((_, i) => !/^NotCapable: .*\/proc/.test(lines[i]));
-        const created = [
-          ...await filesBelow(w.dir),
-          ...await filesBelow(w.outside),
-        ];
-        assert.deepEqual({ accepted, created }, {
-          accepted: [],
-          created: [plain],
-        }, r.stdout);
-        assert.equal(
-          lines.at(-1),
-          `made ${JSON.stringify(plain)}`,
-          "a plain path still works",
-        );
+        const created = [...await filesBelow(w.dir), ...await filesBelow(w.outside)];
+        assert.deepEqual({ accepted, created }, { accepted: [], created: [plain] }, r.stdout);
+        assert.equal(lines.at(-1), `made ${JSON.stringify(plain)}`, "a plain path still works");
       } finally {
         sleeper.kill("SIGKILL");
         await sleeper.status;

@@ -67,20 +67,11 @@ async function raceFolderSwap(attacker: "self" | "nobody") {
     ? asNobody(race, ["swap", sub, link, String(ms / 1000 + 5)])
     : [race, ["swap", sub, link, String(ms / 1000 + 5)]];
   const swapper = start(cmd, args);
-  const moduleChild = start(DENO, [
-    "run",
-    "--quiet",
-    ...flags,
-    script(w.root, "loop", INIT_LOOP),
-    sub,
-    String(ms),
-  ]);
+  const moduleChild = start(DENO, ["run", "--quiet", ...flags, script(w.root, "loop", INIT_LOOP), sub, String(ms)]);
   const cliCodes: Record<number, number> = {};
   const end = performance.now() + ms;
   for (let i = 0; performance.now() < end; i++) {
-    const r = await run(DENO, ["run", "--quiet", ...flags, CLI, "init"], {
-      env: { LTP_IPC_PATH: `${sub}/c${i}` },
-    });
+    const r = await run(DENO, ["run", "--quiet", ...flags, CLI, "init"], { env: { LTP_IPC_PATH: `${sub}/c${i}` } });
     cliCodes[r.code] = (cliCodes[r.code] ?? 0) + 1;
     assertNoStackTrace(r.stderr, "the CLI");
   }
@@ -89,10 +80,7 @@ async function raceFolderSwap(attacker: "self" | "nobody") {
   const swaps = await swapper.result;
 
   assertExit(swaps, 0);
-  assert.ok(
-    Number(swaps.stdout) > 0,
-    `the swapper made no exchange: ${swaps.stdout}`,
-  );
+  assert.ok(Number(swaps.stdout) > 0, `the swapper made no exchange: ${swaps.stdout}`);
   assertExit(moduleResult, 0);
   const loop = JSON.parse(moduleResult.stdout);
   const escaped = await filesBelow(w.outside);
@@ -138,15 +126,9 @@ for (let i = 0; performance.now() < end; i++) {
 console.log(JSON.stringify({ made, errors }));`;
 
 /** Files below `folder` whose group is `gid`, and how many files there are in all. */
-async function filesOfGroup(
-  folder: string,
-  gid: number,
-): Promise<{ marked: string[]; all: number }> {
+async function filesOfGroup(folder: string, gid: number): Promise<{ marked: string[]; all: number }> {
   const all = await filesBelow(folder);
-  return {
-    marked: all.filter((path) => Deno.lstatSync(path).gid === gid),
-    all: all.length,
-  };
+  return { marked: all.filter((path) => Deno.lstatSync(path).gid === gid), all: all.length };
 }
 
 /**
@@ -170,25 +152,14 @@ async function raceMovedFolder(withoutOpenat2: boolean) {
   for (const path of [folder, w.outside]) Deno.chownSync(path, NOBODY, NOBODY);
   const ms = scaled(3000);
   const flags = sandboxFlags(w.dir);
-  const mover = start(
-    ...asNobody(race, ["move", sub, w.outside, String(ms / 1000 + 5)]),
-  );
+  const mover = start(...asNobody(race, ["move", sub, w.outside, String(ms / 1000 + 5)]));
   const deno = (args: string[], env?: Record<string, string>) =>
     withoutOpenat2 ? run(wrap[0], [...wrap.slice(1), DENO, ...args], { env }) : run(DENO, args, { env });
-  const moduleChild = deno([
-    "run",
-    "--quiet",
-    ...flags,
-    script(w.root, "moved", MOVED_LOOP),
-    sub,
-    String(ms),
-  ]);
+  const moduleChild = deno(["run", "--quiet", ...flags, script(w.root, "moved", MOVED_LOOP), sub, String(ms)]);
   const cliCodes: Record<number, number> = {};
   const end = performance.now() + ms;
   for (let i = 0; performance.now() < end; i++) {
-    const r = await deno(["run", "--quiet", ...flags, CLI, "init"], {
-      LTP_IPC_PATH: `${sub}/c${i}`,
-    });
+    const r = await deno(["run", "--quiet", ...flags, CLI, "init"], { LTP_IPC_PATH: `${sub}/c${i}` });
     cliCodes[r.code] = (cliCodes[r.code] ?? 0) + 1;
     assertNoStackTrace(r.stderr, "the CLI");
   }
@@ -207,15 +178,8 @@ async function raceMovedFolder(withoutOpenat2: boolean) {
     `${moves.stdout.trim()} folders moved out`;
   assert.deepEqual(marked.length, 0, summary);
   // not vacuous: regions were made, and folders holding them were moved out soon after
-  assert.ok(
-    loop.made > 0 && moved > 0,
-    `nothing was made, or nothing moved out: ${summary}`,
-  );
-  assert.deepEqual(
-    Object.keys(cliCodes).filter((code) => code !== "0" && code !== "2"),
-    [],
-    summary,
-  );
+  assert.ok(loop.made > 0 && moved > 0, `nothing was made, or nothing moved out: ${summary}`);
+  assert.deepEqual(Object.keys(cliCodes).filter((code) => code !== "0" && code !== "2"), [], summary);
   assert.ok(Number(moves.stdout) > 100, `the mover hardly moved: ${summary}`);
 }
 
@@ -246,13 +210,7 @@ Deno.test("close() and remove() never unlink outside DIR: a folder moved out aft
     created.close();
     inited.remove();`;
   const child = new Deno.Command(DENO, {
-    args: [
-      "run",
-      "--quiet",
-      ...sandboxFlags(w.dir),
-      script(w.root, "moved-away", body),
-      w.dir,
-    ],
+    args: ["run", "--quiet", ...sandboxFlags(w.dir), script(w.root, "moved-away", body), w.dir],
     stdin: "piped",
     stdout: "piped",
     stderr: "piped",
@@ -267,16 +225,8 @@ Deno.test("close() and remove() never unlink outside DIR: a folder moved out aft
   await writer.close();
   while (!(await lines.read()).done);
   const { code } = await child.status;
-  assert.deepEqual(
-    { ready: ready.value, code },
-    { ready: "ready\n", code: 0 },
-    await stderr,
-  );
-  assert.equal(
-    (await filesBelow(w.outside)).length,
-    2,
-    "both regions are still where their folders went",
-  );
+  assert.deepEqual({ ready: ready.value, code }, { ready: "ready\n", code: 0 }, await stderr);
+  assert.equal((await filesBelow(w.outside)).length, 2, "both regions are still where their folders went");
 });
 
 // ---------------------------------------------------------------------------
@@ -288,12 +238,7 @@ Deno.test("init never shrinks a file another process is writing: a bounded race 
   const count = 2000;
   const ms = scaled(4000);
   // the writer fills DIR/f<i> with 8192 bytes as soon as it appears; the module child makes each one empty, then inits it
-  const writer = start(race, [
-    "writer",
-    w.dir,
-    String(count),
-    String(ms / 1000 + 10),
-  ]);
+  const writer = start(race, ["writer", w.dir, String(count), String(ms / 1000 + 10)]);
   const body = `
     const [dir, count, ms] = Deno.args;
     const end = performance.now() + Number(ms);

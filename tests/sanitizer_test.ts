@@ -22,24 +22,12 @@ function userTest(dir: string, source: string) {
     file,
     `import { Checkpoint } from "${ROOT}/mod.ts";\nconst dir = ${JSON.stringify(dir)};\n${source}`,
   );
-  const flags = [
-    "--no-check",
-    "--allow-ffi",
-    `--allow-read=${dir}`,
-    `--allow-write=${dir}`,
-  ];
-  const test = start(Deno.execPath(), ["test", ...flags, file], {
-    env: { NO_COLOR: "1" },
-    cwd: dir,
-  });
+  const flags = ["--no-check", "--allow-ffi", `--allow-read=${dir}`, `--allow-write=${dir}`];
+  const test = start(Deno.execPath(), ["test", ...flags, file], { env: { NO_COLOR: "1" }, cwd: dir });
   const hang = setTimeout(() => test.child.kill("SIGKILL"), scaled(60000));
   return test.result.then((r) => {
     clearTimeout(hang);
-    assert.notEqual(
-      r.code,
-      137,
-      `deno test hung and was killed:\n${r.stdout}${r.stderr}`,
-    );
+    assert.notEqual(r.code, 137, `deno test hung and was killed:\n${r.stdout}${r.stderr}`);
     return { ...r, output: r.stdout + r.stderr };
   });
 }
@@ -81,11 +69,7 @@ Deno.test("a user's test that creates, waits, wakes, aborts, times out and close
   const r = await run;
   assert.equal(r.code, 0, r.output);
   assert.match(r.output, /ok \| 2 passed \| 0 failed/);
-  assert.deepEqual(
-    listing(dir.path),
-    ["user_test.ts"],
-    "the regions were left behind",
-  );
+  assert.deepEqual(listing(dir.path), ["user_test.ts"], "the regions were left behind");
 });
 
 Deno.test("a wait pending at the end of a user's test: the op sanitizer names it, and deno test ends at once", async () => {
@@ -103,11 +87,7 @@ Deno.test("a wait pending at the end of a user's test: the op sanitizer names it
     r.output,
     /An async operation to do a non blocking ffi call was started in this test, but never completed/,
   );
-  assert.doesNotMatch(
-    r.output,
-    /timer/i,
-    "a wait shows as its kernel call alone",
-  );
+  assert.doesNotMatch(r.output, /timer/i, "a wait shows as its kernel call alone");
   assert.match(r.output, /comes after .* ok/);
 });
 
@@ -126,9 +106,5 @@ Deno.test("a wait pending when its region is closed at the end of a user's test 
     r.output,
     /BadResource: .*ltp_checkpoint_\S+ was closed while a wait was pending|non blocking ffi call was started in this test/,
   );
-  assert.deepEqual(
-    listing(dir.path),
-    ["user_test.ts"],
-    "the region was left behind",
-  );
+  assert.deepEqual(listing(dir.path), ["user_test.ts"], "the region was left behind");
 });

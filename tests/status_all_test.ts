@@ -14,21 +14,12 @@ forgetCallerEnv();
 
 /** A process that lives until killed, for a live maker's pid. */
 function sleeper(): Deno.ChildProcess {
-  return new Deno.Command("sleep", {
-    args: ["600"],
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  return new Deno.Command("sleep", { args: ["600"], stdin: "null", stdout: "null", stderr: "null" }).spawn();
 }
 
 /** The pid of a process that has exited and been reaped. */
 async function deadPid(): Promise<number> {
-  const child = new Deno.Command("true", {
-    stdin: "null",
-    stdout: "null",
-    stderr: "null",
-  }).spawn();
+  const child = new Deno.Command("true", { stdin: "null", stdout: "null", stderr: "null" }).spawn();
   await child.status;
   return child.pid;
 }
@@ -47,32 +38,14 @@ function setLibPid(path: string, pid: number): void {
 function facts(path: string): string {
   const i = Deno.lstatSync(path);
   let h = 0x811c9dc5;
-  if (i.isFile) {
-    for (const b of Deno.readFileSync(path)) {
-      h = Math.imul(h ^ b, 0x01000193) >>> 0;
-    }
-  }
+  if (i.isFile) { for (const b of Deno.readFileSync(path)) h = Math.imul(h ^ b, 0x01000193) >>> 0; }
   // ctime: Deno 2.1 and later (2.0's FileInfo has none)
   const { ctime } = i as { ctime?: Date | null };
-  return JSON.stringify([
-    path,
-    i.mode,
-    i.size,
-    i.mtime,
-    i.atime,
-    ctime,
-    i.isSymlink,
-    h,
-  ]);
+  return JSON.stringify([path, i.mode, i.size, i.mtime, i.atime, ctime, i.isSymlink, h]);
 }
 
-function byName(
-  regions: RegionEntry[],
-  dir: string,
-): Record<string, RegionEntry> {
-  return Object.fromEntries(
-    regions.map((r) => [r.path.slice(dir.length + 1), r]),
-  );
+function byName(regions: RegionEntry[], dir: string): Record<string, RegionEntry> {
+  return Object.fromEntries(regions.map((r) => [r.path.slice(dir.length + 1), r]));
 }
 
 Deno.test(
@@ -89,24 +62,13 @@ Deno.test(
       const c = await peer();
       const dead = await deadPid();
       // LTP's C library: a live maker, an exited one, an exited one with a waiter
-      for (
-        const [name, pid] of [["ltp_live_1", live.pid], ["ltp_dead_2", dead], [
-          "ltp_waited_3",
-          dead,
-        ]] as const
-      ) {
+      for (const [name, pid] of [["ltp_live_1", live.pid], ["ltp_dead_2", dead], ["ltp_waited_3", dead]] as const) {
         assert.equal((await run(c, ["create", `${d}/${name}`])).code, 0);
         setLibPid(`${d}/${name}`, pid);
       }
       // LTP's shell library: the shell's pid in the name
-      assert.equal(
-        (await run(c, ["create-shell", `${d}/ltp_shelltest_${live.pid}`])).code,
-        0,
-      );
-      assert.equal(
-        (await run(c, ["create-shell", `${d}/ltp_shelldead_${dead}`])).code,
-        0,
-      );
+      assert.equal((await run(c, ["create-shell", `${d}/ltp_shelltest_${live.pid}`])).code, 0);
+      assert.equal((await run(c, ["create-shell", `${d}/ltp_shelldead_${dead}`])).code, 0);
       // this project
       using ours = Checkpoint.create({ dir: d });
       // look-alikes: short, other magic, a symlink to a region, a FIFO, a folder
@@ -118,13 +80,7 @@ Deno.test(
       assert.equal((await run("mkfifo", [`${d}/ltp_fifo_1`])).code, 0);
       Deno.mkdirSync(`${d}/ltp_dir_1`);
 
-      const waiter = await startPeer([
-        "wait",
-        `${d}/ltp_waited_3`,
-        "ltp",
-        "4",
-        `${scaled(30000)}`,
-      ]);
+      const waiter = await startPeer(["wait", `${d}/ltp_waited_3`, "ltp", "4", `${scaled(30000)}`]);
       children.push(waiter);
       using watched = Checkpoint.open(`${d}/ltp_waited_3`, { layout: "ltp" });
       await watched.waitForWaiters(4, 1, scaled(10000));
@@ -133,11 +89,7 @@ Deno.test(
       names.forEach((n) => facts(`${d}/${n}`));
       const before = names.map((n) => facts(`${d}/${n}`));
       const listing = listRegions([d], { layout: "ltp" });
-      assert.deepEqual(
-        names.map((n) => facts(`${d}/${n}`)),
-        before,
-        "bytes and timestamps unchanged",
-      );
+      assert.deepEqual(names.map((n) => facts(`${d}/${n}`)), before, "bytes and timestamps unchanged");
 
       const oursName = ours.path.slice(d.length + 1);
       const got = byName(listing.regions, d);
@@ -152,62 +104,27 @@ Deno.test(
           oursName,
         ].sort(),
       );
-      const summary = (
-        r: RegionEntry,
-      ) => [r.maker, r.makerPid, r.makerAlive, r.stale];
-      assert.deepEqual(summary(got.ltp_live_1), [
-        "ltp-c",
-        live.pid,
-        true,
-        false,
-      ]);
+      const summary = (r: RegionEntry) => [r.maker, r.makerPid, r.makerAlive, r.stale];
+      assert.deepEqual(summary(got.ltp_live_1), ["ltp-c", live.pid, true, false]);
       assert.deepEqual(summary(got.ltp_dead_2), ["ltp-c", dead, false, true]);
       assert.deepEqual(
         summary(got.ltp_waited_3),
         ["ltp-c", dead, false, false],
         "a region someone waits on is not stale",
       );
-      assert.deepEqual(summary(got[`ltp_shelltest_${live.pid}`]), [
-        "ltp-shell",
-        live.pid,
-        true,
-        false,
-      ]);
-      assert.deepEqual(summary(got[`ltp_shelldead_${dead}`]), [
-        "ltp-shell",
-        dead,
-        false,
-        true,
-      ]);
-      assert.deepEqual(summary(got[oursName]), [
-        "tst_checkpoint",
-        Deno.pid,
-        true,
-        false,
-      ]);
-      assert.equal(
-        got.ltp_dead_2.removeCommand,
-        `LTP_IPC_PATH=${d}/ltp_dead_2 tst_checkpoint remove`,
-      );
+      assert.deepEqual(summary(got[`ltp_shelltest_${live.pid}`]), ["ltp-shell", live.pid, true, false]);
+      assert.deepEqual(summary(got[`ltp_shelldead_${dead}`]), ["ltp-shell", dead, false, true]);
+      assert.deepEqual(summary(got[oursName]), ["tst_checkpoint", Deno.pid, true, false]);
+      assert.equal(got.ltp_dead_2.removeCommand, `LTP_IPC_PATH=${d}/ltp_dead_2 tst_checkpoint remove`);
       assert.equal(got.ltp_live_1.removeCommand, undefined);
       assert.deepEqual(got.ltp_waited_3.waiters, { 4: 1 });
-      assert.deepEqual(got.ltp_waited_3.processes, {
-        4: [{ pid: waiter.child.pid, comm: "peer" }],
-      });
+      assert.deepEqual(got.ltp_waited_3.processes, { 4: [{ pid: waiter.child.pid, comm: "peer" }] });
       assert.equal(got.ltp_live_1.mode, 0o666);
       assert.equal(got[`ltp_shelltest_${live.pid}`].mode, 0o600);
 
       const text = formatListing(listing);
-      assert.match(
-        text,
-        new RegExp(`made by:  LTP's C library, pid ${dead} \\(exited\\)`),
-      );
-      assert.match(
-        text,
-        new RegExp(
-          `stale:    .*LTP_IPC_PATH=${d}/ltp_dead_2 tst_checkpoint remove`,
-        ),
-      );
+      assert.match(text, new RegExp(`made by:  LTP's C library, pid ${dead} \\(exited\\)`));
+      assert.match(text, new RegExp(`stale:    .*LTP_IPC_PATH=${d}/ltp_dead_2 tst_checkpoint remove`));
       assert.match(text, /checkpoint 4: 1 waiting: pid \d+ \(peer\)/);
       assert.equal(text.split("\n\n").length, 6, "one block per region");
     } finally {
@@ -235,14 +152,8 @@ Deno.test("listRegions escapes a region's name in the text and quotes it exactly
   // deno-lint-ignore no-control-regex
   assert.doesNotMatch(text, /\x1b/);
   assert.match(text, /ltp_\\x1b\[31mred\\x0a'x_1/);
-  assert.equal(
-    shellQuote(new TextEncoder().encode("a b'\x1b")),
-    "$'a b\\x27\\x1b'",
-  );
-  assert.equal(
-    shellQuote(new TextEncoder().encode("/dev/shm/ltp_x_1")),
-    "/dev/shm/ltp_x_1",
-  );
+  assert.equal(shellQuote(new TextEncoder().encode("a b'\x1b")), "$'a b\\x27\\x1b'");
+  assert.equal(shellQuote(new TextEncoder().encode("/dev/shm/ltp_x_1")), "/dev/shm/ltp_x_1");
   // bash reads the quoted word back as the very bytes
   const quoted = shellQuote(new TextEncoder().encode(`${dir.path}/${name}`));
   const echoed = await run("bash", ["-c", `printf %s ${quoted}`]);
@@ -252,33 +163,17 @@ Deno.test("listRegions escapes a region's name in the text and quotes it exactly
 Deno.test("listRegions says which folders it may not read or open, and lists the rest", async () => {
   using dir = tempDir();
   Deno.symlinkSync(dir.path, `${dir.path}/link`);
-  const listing = listRegions([
-    `${dir.path}/missing`,
-    `${dir.path}/link`,
-    dir.path,
-  ], { layout: "ltp" });
+  const listing = listRegions([`${dir.path}/missing`, `${dir.path}/link`, dir.path], { layout: "ltp" });
   assert.deepEqual(listing.regions, []);
   assert.equal(listing.notes.length, 2, listing.notes.join("\n"));
   assert.match(listing.notes[0], /missing skipped: .*no such file/);
-  assert.match(
-    listing.notes[1],
-    /link skipped: .*is a symbolic link, not followed/,
-  );
-  assert.equal(
-    formatListing(listing).split("\n")[0],
-    "no checkpoint regions found",
-  );
+  assert.match(listing.notes[1], /link skipped: .*is a symbolic link, not followed/);
+  assert.equal(formatListing(listing).split("\n")[0], "no checkpoint regions found");
   const page = new Uint8Array(PAGE);
   page.set(new TextEncoder().encode("LTPM"));
   Deno.writeFileSync(`${dir.path}/ltp_once_1`, page);
-  const twice = listRegions([dir.path, `${dir.path}/`, `${dir.path}/.`], {
-    layout: "ltp",
-  });
-  assert.deepEqual(
-    twice.regions.map((r) => r.path),
-    [`${dir.path}/ltp_once_1`],
-    "a folder named thrice lists once",
-  );
+  const twice = listRegions([dir.path, `${dir.path}/`, `${dir.path}/.`], { layout: "ltp" });
+  assert.deepEqual(twice.regions.map((r) => r.path), [`${dir.path}/ltp_once_1`], "a folder named thrice lists once");
 
   const script = `
     import { listRegions } from "${ROOT}/mod.ts";
@@ -286,17 +181,9 @@ Deno.test("listRegions says which folders it may not read or open, and lists the
   `;
   const file = `${dir.path}/script.ts`;
   Deno.writeTextFileSync(file, script);
-  const r = await run(Deno.execPath(), [
-    "run",
-    "--quiet",
-    "--allow-ffi",
-    `--allow-read=${dir.path},${ROOT}`,
-    file,
-  ]);
+  const r = await run(Deno.execPath(), ["run", "--quiet", "--allow-ffi", `--allow-read=${dir.path},${ROOT}`, file]);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(JSON.parse(r.stdout), [
-    "/dev/shm skipped: run again with --allow-read=/dev/shm",
-  ]);
+  assert.deepEqual(JSON.parse(r.stdout), ["/dev/shm skipped: run again with --allow-read=/dev/shm"]);
 
   // a file denied on its own is never opened, and a symlinked folder named with a trailing slash is checked where
   // it leads, before anything in it is opened
@@ -320,12 +207,7 @@ Deno.test("listRegions says which folders it may not read or open, and lists the
   assert.equal(denied.code, 0, denied.stderr);
   const seen = JSON.parse(denied.stdout);
   assert.deepEqual(seen.paths, [], "the denied file is not listed");
-  assert.match(
-    seen.notes.join("\n"),
-    new RegExp(
-      `out/ skipped: it is ${outside.path}: run again with --allow-read`,
-    ),
-  );
+  assert.match(seen.notes.join("\n"), new RegExp(`out/ skipped: it is ${outside.path}: run again with --allow-read`));
 });
 
 Deno.test({
@@ -351,26 +233,16 @@ Deno.test({
        console.log(JSON.stringify(listRegions([${JSON.stringify(dir.path)}], { layout: "ltp" })));`,
     );
     const asNobody = ["--reuid=65534", "--regid=65534", "--clear-groups"];
-    const r = await run("setpriv", [
-      ...asNobody,
-      `${src}/deno`,
-      "run",
-      "--quiet",
-      "--allow-all",
-      script,
-    ], {
+    const r = await run("setpriv", [...asNobody, `${src}/deno`, "run", "--quiet", "--allow-all", script], {
       signal: AbortSignal.timeout(scaled(60_000)),
       env: { DENO_DIR: denoDir },
       cwd: "/",
     });
     assert.equal(r.code, 0, r.stderr);
     const listing = JSON.parse(r.stdout);
-    assert.deepEqual(
-      listing.regions.map((e: RegionEntry) => [e.path, e.uid, e.mode]),
-      [
-        [`${dir.path}/ltp_open_1`, 0, 0o666],
-      ],
-    );
+    assert.deepEqual(listing.regions.map((e: RegionEntry) => [e.path, e.uid, e.mode]), [
+      [`${dir.path}/ltp_open_1`, 0, 0o666],
+    ]);
     assert.deepEqual(listing.notes, [
       `files named ltp_* that this user may not open, maybe regions: ${dir.path}/ltp_root_1 (uid 0, mode 0600)`,
     ]);
@@ -380,24 +252,11 @@ Deno.test({
 Deno.test("listRegions finds the regions among 5,000 other files", () => {
   using dir = tempDir();
   const page = new Uint8Array(PAGE);
-  for (let i = 0; i < 5000; i++) {
-    Deno.writeFileSync(
-      `${dir.path}/f${i}`,
-      i % 2 ? page : page.subarray(0, 100),
-    );
-  }
+  for (let i = 0; i < 5000; i++) Deno.writeFileSync(`${dir.path}/f${i}`, i % 2 ? page : page.subarray(0, 100));
   page.set(new TextEncoder().encode("LTPM"));
-  for (let i = 0; i < 3; i++) {
-    Deno.writeFileSync(`${dir.path}/ltp_t_${i}`, page);
-  }
-  const listing = listRegions([dir.path], {
-    layout: "ltp",
-    budgetMs: scaled(60000),
-  });
-  assert.deepEqual(
-    listing.regions.map((r) => r.path).sort(),
-    [0, 1, 2].map((i) => `${dir.path}/ltp_t_${i}`),
-  );
+  for (let i = 0; i < 3; i++) Deno.writeFileSync(`${dir.path}/ltp_t_${i}`, page);
+  const listing = listRegions([dir.path], { layout: "ltp", budgetMs: scaled(60000) });
+  assert.deepEqual(listing.regions.map((r) => r.path).sort(), [0, 1, 2].map((i) => `${dir.path}/ltp_t_${i}`));
   assert.deepEqual(listing.notes, []);
 });
 
@@ -411,14 +270,7 @@ Deno.test({
     page.set(new TextEncoder().encode("LTPM"));
     Deno.writeFileSync(`${dir.path}/ltp_real_1`, page);
     const staller = new Deno.Command("unshare", {
-      args: [
-        "-m",
-        "--propagation",
-        "private",
-        await compiled("fuse_staller.c"),
-        "--file",
-        `${dir.path}/ltp_trap_1`,
-      ],
+      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--file", `${dir.path}/ltp_trap_1`],
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -441,16 +293,7 @@ Deno.test({
       );
       // the mount exists in the staller's mount namespace only: list from there
       const child = new Deno.Command("nsenter", {
-        args: [
-          "-t",
-          `${staller.pid}`,
-          "-m",
-          Deno.execPath(),
-          "run",
-          "--quiet",
-          "--allow-all",
-          script,
-        ],
+        args: ["-t", `${staller.pid}`, "-m", Deno.execPath(), "run", "--quiet", "--allow-all", script],
         stdin: "null",
         stdout: "piped",
         stderr: "piped",
@@ -466,12 +309,8 @@ Deno.test({
       }
       assert.equal(outcome.code, 0, new TextDecoder().decode(outcome.stderr));
       const listing = JSON.parse(new TextDecoder().decode(outcome.stdout));
-      assert.deepEqual(listing.regions.map((r: RegionEntry) => r.path), [
-        `${dir.path}/ltp_real_1`,
-      ]);
-      assert.deepEqual(listing.notes, [
-        `${dir.path}: 1 entry has a file system mounted on it, not looked into`,
-      ]);
+      assert.deepEqual(listing.regions.map((r: RegionEntry) => r.path), [`${dir.path}/ltp_real_1`]);
+      assert.deepEqual(listing.notes, [`${dir.path}: 1 entry has a file system mounted on it, not looked into`]);
     } finally {
       release();
       try {

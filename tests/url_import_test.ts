@@ -12,10 +12,7 @@ forgetCallerEnv();
 function readmeBlocks(): Map<string, string> {
   const readme = Deno.readTextFileSync(`${ROOT}/README.md`);
   return new Map(
-    Array.from(
-      readme.matchAll(/<!-- deno-test: (\S+) -->\s*```[^\n]*\n([\s\S]*?)```/g),
-      (m) => [m[1], m[2]],
-    ),
+    Array.from(readme.matchAll(/<!-- deno-test: (\S+) -->\s*```[^\n]*\n([\s\S]*?)```/g), (m) => [m[1], m[2]]),
   );
 }
 
@@ -28,27 +25,17 @@ function freePort(): number {
 
 Deno.test("mod.ts imports by URL from a script in another folder, with only --allow-import added", async () => {
   const served: string[] = [];
-  const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen() {} },
-    async (request) => {
-      const path = new URL(request.url).pathname;
-      if (path.includes("..") || !path.endsWith(".ts")) {
-        return new Response(
-          "not found",
-          { status: 404 },
-        );
-      }
-      served.push(path);
-      try {
-        const body = await Deno.readFile(`${ROOT}${path}`);
-        return new Response(body, {
-          headers: { "content-type": "application/typescript" },
-        });
-      } catch {
-        return new Response("not found", { status: 404 });
-      }
-    },
-  );
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (request) => {
+    const path = new URL(request.url).pathname;
+    if (path.includes("..") || !path.endsWith(".ts")) return new Response("not found", { status: 404 });
+    served.push(path);
+    try {
+      const body = await Deno.readFile(`${ROOT}${path}`);
+      return new Response(body, { headers: { "content-type": "application/typescript" } });
+    } catch {
+      return new Response("not found", { status: 404 });
+    }
+  });
   try {
     using dir = tempDir();
     const host = `127.0.0.1:${server.addr.port}`;
@@ -71,10 +58,7 @@ Deno.test("mod.ts imports by URL from a script in another folder, with only --al
     ], { cwd: dir.path, env: { DENO_DIR: `${dir.path}/deno_dir` } });
     assertExit(r, 0);
     assert.equal(r.stdout, "1005\n");
-    assert.ok(
-      served.includes("/mod.ts") && served.includes("/ffi/libc.ts"),
-      served.join(" "),
-    );
+    assert.ok(served.includes("/mod.ts") && served.includes("/ffi/libc.ts"), served.join(" "));
   } finally {
     await server.shutdown();
   }
@@ -84,15 +68,8 @@ Deno.test("the README's deno test example runs as written: its server, its paren
   const blocks = readmeBlocks();
   const block = (name: string) => {
     const text = blocks.get(name);
-    if (text === undefined) {
-      throw new Error(
-        `README.md has no block marked <!-- deno-test: ${name} --> any more`,
-      );
-    }
-    return text.replaceAll("127.0.0.1:8000", host).replaceAll(
-      "port: 8000",
-      `port: ${port}`,
-    );
+    if (text === undefined) throw new Error(`README.md has no block marked <!-- deno-test: ${name} --> any more`);
+    return text.replaceAll("127.0.0.1:8000", host).replaceAll("port: 8000", `port: ${port}`);
   };
   const port = freePort();
   const host = `127.0.0.1:${port}`;
@@ -100,10 +77,7 @@ Deno.test("the README's deno test example runs as written: its server, its paren
   const job = `${dir.path}/job`;
   Deno.mkdirSync(job);
   Deno.writeTextFileSync(`${dir.path}/serve.ts`, block("serve.ts"));
-  Deno.writeTextFileSync(
-    `${job}/checkpoint_test.ts`,
-    block("checkpoint_test.ts"),
-  );
+  Deno.writeTextFileSync(`${job}/checkpoint_test.ts`, block("checkpoint_test.ts"));
   Deno.writeTextFileSync(`${job}/child.ts`, block("child.ts"));
   // the commands run through sh as a user's would, with `deno` on PATH and nothing of the caller's LTP_IPC_*
   const env = {
@@ -116,10 +90,7 @@ Deno.test("the README's deno test example runs as written: its server, its paren
   const serveCommand = block("serve").trim();
   assert.match(serveCommand, / serve\.ts$/);
   // the server runs from the checkout it serves; serve.ts itself stays in the test's folder
-  const server = start("sh", [
-    "-c",
-    `exec ${serveCommand.replace(/serve\.ts$/, `${dir.path}/serve.ts`)}`,
-  ], {
+  const server = start("sh", ["-c", `exec ${serveCommand.replace(/serve\.ts$/, `${dir.path}/serve.ts`)}`], {
     cwd: ROOT,
     env,
     clearEnv: true,
@@ -129,36 +100,21 @@ Deno.test("the README's deno test example runs as written: its server, its paren
     for (;;) {
       const answer = await fetch(`http://${host}/mod.ts`).catch(() => undefined);
       if (answer) {
-        assert.equal(
-          answer.headers.get("content-type"),
-          "application/typescript",
-        );
+        assert.equal(answer.headers.get("content-type"), "application/typescript");
         await answer.body?.cancel();
         break;
       }
-      if (performance.now() > end) {
-        throw new Error(
-          `the README's server did not answer: ${await server.result}`,
-        );
-      }
+      if (performance.now() > end) throw new Error(`the README's server did not answer: ${await server.result}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const traversal = await fetch(`http://${host}/..%2F..%2Fetc%2Fpasswd`);
     assert.equal(traversal.status, 404);
     await traversal.body?.cancel();
 
-    const r = await run("sh", ["-c", `exec ${block("command").trim()}`], {
-      cwd: job,
-      env,
-      clearEnv: true,
-    });
+    const r = await run("sh", ["-c", `exec ${block("command").trim()}`], { cwd: job, env, clearEnv: true });
     assertExit(r, 0);
     assert.match(r.stdout, /1 passed/);
-    assert.deepEqual(
-      listing(job),
-      ["checkpoint_test.ts", "child.ts"],
-      "the region was not removed",
-    );
+    assert.deepEqual(listing(job), ["checkpoint_test.ts", "child.ts"], "the region was not removed");
   } finally {
     server.child.kill("SIGTERM");
     await server.result;

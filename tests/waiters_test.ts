@@ -48,10 +48,7 @@ Deno.test("waitForWaiters times out when too few arrive, and honours an abort", 
   assert.throws(() => cp.waitForWaitersSync(0, 1, 50), Deno.errors.TimedOut);
   const controller = new AbortController();
   setTimeout(() => controller.abort(new Error("enough")), 30);
-  await assert.rejects(
-    () => cp.waitForWaiters(0, 1, 10000, { signal: controller.signal }),
-    /enough/,
-  );
+  await assert.rejects(() => cp.waitForWaiters(0, 1, 10000, { signal: controller.signal }), /enough/);
   await cp.waitForWaiters(0, 0, 10); // nobody needed
 });
 
