@@ -14,12 +14,12 @@ import { sleep, sleepAsync, yieldCpu } from "../ffi/syscalls.ts";
 
 const MIN_SLEEP_MS = 0.02;
 /** Sync and CLI: a late partner is met within a tenth of its lateness, at most 16 ms. */
-const SYNC = { spinMs: 1, share: 0.1, maxMs: 16 };
+export const SYNC_BACKOFF = { spinMs: 1, share: 0.1, maxMs: 16 };
 /** Async: within a quarter of its lateness, at most 50 ms. */
-const ASYNC = { spinMs: 0.05, share: 0.25, maxMs: 50 };
+export const ASYNC_BACKOFF = { spinMs: 0.05, share: 0.25, maxMs: 50 };
 
-/** The pauses between tries: 0 means yield once. */
-class Backoff {
+/** The pauses between tries, in ms from `start` (both as performance.now() gives them): 0 means yield once. */
+export class Backoff {
   constructor(readonly policy: { spinMs: number; share: number; maxMs: number }, readonly start: number) {}
 
   next(now: number, deadline: number): number {
@@ -33,7 +33,7 @@ class Backoff {
 /** Calls `tryOnce` until it returns true or `deadline` (performance.now()) passes; false then. */
 export function pollSync(tryOnce: () => boolean, deadline: number): boolean {
   if (tryOnce()) return true;
-  const backoff = new Backoff(SYNC, performance.now());
+  const backoff = new Backoff(SYNC_BACKOFF, performance.now());
   for (;;) {
     const now = performance.now();
     if (now >= deadline) return false;
@@ -52,7 +52,7 @@ export function pollSync(tryOnce: () => boolean, deadline: number): boolean {
 export async function poll(tryOnce: () => boolean, deadline: number, signal?: AbortSignal): Promise<boolean> {
   signal?.throwIfAborted();
   if (tryOnce()) return true;
-  const backoff = new Backoff(ASYNC, performance.now());
+  const backoff = new Backoff(ASYNC_BACKOFF, performance.now());
   for (;;) {
     const now = performance.now();
     if (now >= deadline) return false;
