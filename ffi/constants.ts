@@ -117,6 +117,9 @@ export const STAT_NLINK_64 = !AARCH64;
 /** Room for a `struct stat` on either architecture (144 and 128 bytes). */
 export const STAT_SIZE = 256;
 
+/** prctl(2): set the calling thread's name (its `comm`, at most 15 bytes). */
+export const PR_SET_NAME = 15;
+
 /** Syscall numbers of the calls made, per architecture (aarch64 has no open or stat). */
 export const SYSCALLS = {
   x86_64: {
@@ -130,6 +133,7 @@ export const SYSCALLS = {
     nanosleep: 35,
     ftruncate: 77,
     geteuid: 107,
+    prctl: 157,
     futex: 202,
     openat: 257,
     newfstatat: 262,
@@ -152,6 +156,7 @@ export const SYSCALLS = {
     nanosleep: 101,
     ftruncate: 46,
     geteuid: 175,
+    prctl: 167,
     futex: 98,
     openat: 56,
     newfstatat: 79,

@@ -21,6 +21,7 @@ import {
   O_CLOEXEC,
   O_NOATIME,
   PATH_MAX,
+  PR_SET_NAME,
   S_IFBLK,
   S_IFCHR,
   S_IFDIR,
@@ -304,6 +305,15 @@ export function mountIdOf(fd: number): number {
 /** The effective user id of this process. */
 export function geteuid(): number {
   return sys("geteuid");
+}
+
+/**
+ * Names the calling thread, the main one for a process's name as `ps` and
+ * /proc/PID/comm show it (the kernel keeps the first 15 bytes).
+ * Returns 0, or -errno.
+ */
+export function setProcessName(name: string): number {
+  return sys("prctl", PR_SET_NAME, addressOf(cString(name)));
 }
 
 /** The size of a memory page, in bytes. */
