@@ -8,5 +8,11 @@
  * @module
  */
 import { run } from "./cli/command.ts";
+import { setProcessName } from "./ffi/syscalls.ts";
 
-if (import.meta.main) Deno.exit(await run(Deno.args));
+if (import.meta.main) {
+  // ps, and status's list of waiters, then show the tool LTP's tests call rather than "deno"; asked first, as
+  // FFI without permission would prompt, and cosmetic, so a refusal is not an error
+  if (Deno.permissions.querySync({ name: "ffi" }).state === "granted") setProcessName("tst_checkpoint");
+  Deno.exit(await run(Deno.args));
+}
