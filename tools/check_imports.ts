@@ -23,6 +23,9 @@ const LAYERS: [name: string, prefixes: string[]][] = [
   ["tests/, bench/, examples/", ["tests/", "bench/", "examples/"]],
 ];
 
+/** Folders of one layer that must not import each other's files: the bench's helpers are testing/'s, not the tests'. */
+const APART: [from: string, to: string][] = [["bench/", "tests/"]];
+
 /** The layer of `path` (relative to the root): its index in LAYERS, or -1. */
 export function layerOf(path: string): number {
   return LAYERS.findIndex(([, prefixes]) => prefixes.some((p) => p.endsWith("/") ? path.startsWith(p) : path === p));
@@ -33,10 +36,7 @@ function sources(root: string, folder = ""): string[] {
   const found: string[] = [];
   for (const entry of Deno.readDirSync(`${root}/${folder}`)) {
     const path = folder + entry.name;
-    if (
-      entry.isDirectory && entry.name !== "node_modules" &&
-      !entry.name.startsWith(".")
-    ) {
+    if (entry.isDirectory && entry.name !== "node_modules" && !entry.name.startsWith(".")) {
       found.push(...sources(root, `${path}/`));
     } else if (entry.isFile && /\.(ts|tsx|mts)$/.test(entry.name)) {
       found.push(path);
@@ -61,19 +61,9 @@ async function graphOf(root: string, files: string[]): Promise<Graph> {
   try {
     const entry = `${dir}/all.ts`;
     const url = (path: string) => new URL(path, `file://${root}/`).href;
-    await Deno.writeTextFile(
-      entry,
-      files.map((path) => `import ${JSON.stringify(url(path))};\n`).join(""),
-    );
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["info", "--json", entry],
-      cwd: root,
-    }).output();
-    if (!out.success) {
-      throw new Error(
-        `deno info failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-      );
-    }
+    await Deno.writeTextFile(entry, files.map((path) => `import ${JSON.stringify(url(path))};\n`).join(""));
+    const out = await new Deno.Command(Deno.execPath(), { args: ["info", "--json", entry], cwd: root }).output();
+    if (!out.success) throw new Error(`deno info failed: ${new TextDecoder().decode(out.stderr).trim()}`);
     return JSON.parse(new TextDecoder().decode(out.stdout));
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -91,12 +81,7 @@ export async function violations(root: string): Promise<string[]> {
     if (from === undefined || layerOf(from) < 0) continue;
     const targets = new Set<string>();
     for (const dependency of module.dependencies ?? []) {
-      for (
-        const resolved of [
-          dependency.code?.specifier,
-          dependency.type?.specifier,
-        ]
-      ) {
+      for (const resolved of [dependency.code?.specifier, dependency.type?.specifier]) {
         const to = resolved === undefined ? undefined : relative(resolved);
         if (to !== undefined) targets.add(to);
       }
@@ -108,6 +93,8 @@ export async function violations(root: string): Promise<string[]> {
         );
       } else if (layerOf(to) < 0) {
         problems.push(`${from} imports ${to}, which is in no layer`);
+      } else if (APART.some(([a, b]) => from.startsWith(a) && to.startsWith(b))) {
+        problems.push(`${from} imports ${to}: what both need belongs in testing/`);
       }
     }
   }
@@ -115,8 +102,7 @@ export async function violations(root: string): Promise<string[]> {
 }
 
 if (import.meta.main) {
-  const root = (Deno.args[0] ?? new URL("..", import.meta.url).pathname)
-    .replace(/\/$/, "");
+  const root = (Deno.args[0] ?? new URL("..", import.meta.url).pathname).replace(/\/$/, "");
   const problems = await violations(root);
   for (const line of problems) console.error(`imports: ${line}`);
   if (problems.length > 0) {
