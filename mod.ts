@@ -34,6 +34,7 @@ import "./src/gate.ts";
 
 export { Checkpoint, type CheckpointOptions, type CreateOptions, type WaitOptions } from "./src/checkpoint.ts";
 export { CheckpointTimedOut } from "./src/errors.ts";
+export { type CheckpointChild, ChildFailed, type SpawnOptions } from "./src/child.ts";
 export { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./src/layout.ts";
 export { DEFAULT_TIMEOUT_MS } from "./src/validate.ts";
 export type { Snapshot, Waiters } from "./src/snapshot.ts";
