@@ -15,12 +15,12 @@
  * @example Wake a child process that waits at checkpoint 0
  * ```ts
  * import assert from "node:assert/strict";
- * import { Checkpoint } from "./mod.ts";
+ * import { Checkpoint } from "@ltp/checkpoint";
  *
  * using cp = Checkpoint.create();
  * const child = new Deno.Command(Deno.execPath(), {
  *   args: ["eval", `
- *     import { Checkpoint } from "${new URL("./mod.ts", import.meta.url)}";
+ *     import { Checkpoint } from "${import.meta.resolve("@ltp/checkpoint")}";
  *     using cp = Checkpoint.open(); // LTP_IPC_PATH, from cp.env
  *     await cp.wait(0);`],
  *   env: cp.env,

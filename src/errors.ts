@@ -39,7 +39,7 @@ export class PermissionNeeded extends Deno.errors.NotCapable {
  * @example Find out who waits where
  * ```ts
  * import assert from "node:assert/strict";
- * import { Checkpoint, CheckpointTimedOut } from "./mod.ts";
+ * import { Checkpoint, CheckpointTimedOut } from "@ltp/checkpoint";
  *
  * using cp = Checkpoint.create();
  * const error = await cp.wake(0, 1, 10).catch((e) => e);
