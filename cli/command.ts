@@ -4,6 +4,7 @@
  * for its clients, one {@linkcode CallContext} per call.
  * @module
  */
+import { realPathOf } from "../ffi/syscalls.ts";
 import { Checkpoint, formatListing, type Layout, listRegions } from "../mod.ts";
 import { readEnv, withEnv } from "../src/env.ts";
 import { escapeText, safeJson } from "../src/escape.ts";
@@ -70,6 +71,8 @@ interface Call {
   blocking: boolean;
   /** Whether stdout is a terminal: `init` then says how it is meant to be used. */
   terminal: boolean;
+  /** Whether the call is another process's, run here. */
+  context: boolean;
   signal?: AbortSignal;
 }
 
@@ -118,7 +121,8 @@ function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Pr
 }
 
 /** Prepares the region; prints what `eval` needs: the export line for a new one, the trap with `cleanup`. */
-function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid, terminal }: Call): void {
+function init(options: { layout?: Layout }, cleanup: boolean, call: Call): void {
+  const { out, ppid, terminal } = call;
   // a new region is named after the shell that evals this line, not this short-lived process, so that
   // `status --all` sees its maker alive while that shell lives
   const given = readEnv("LTP_IPC_PATH", true);
@@ -130,6 +134,13 @@ function init(options: { layout?: Layout }, cleanup: boolean, { out, ppid, termi
   }
   if (cleanup) lines.push(...CLEANUP_TRAPS);
   if (lines.length === 0) return;
+  // Deno opens /dev/null in place of a closed stdout: either way the new region's path would be lost
+  if (lines[0].startsWith("export") && !call.context && realPathOf(1) === "/dev/null") {
+    cp.remove();
+    throw new Broken(
+      "init's output goes nowhere (stdout is closed or /dev/null), so nobody could learn the new region's path: run it as eval \"$(tst_checkpoint init)\"",
+    );
+  }
   if (terminal) {
     warn(out, `tst_checkpoint: note: init prints shell commands for the shell to run: eval "$(tst_checkpoint init)"`);
   }
@@ -225,6 +236,7 @@ export function run(args: string[], context?: CallContext): Promise<number> {
         ppid: context?.ppid ?? Deno.ppid,
         blocking: context === undefined,
         terminal: context === undefined && Deno.stdout.isTerminal(),
+        context: context !== undefined,
         signal: context?.signal,
       });
     });
