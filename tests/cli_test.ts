@@ -64,8 +64,8 @@ Deno.test("what the user typed is escaped in the ERROR line (control, C1 and bid
   assertMisuse(option, "ERROR: Unknown option '--\\u{2028}'\n");
 });
 
-Deno.test("bad numbers are refused before anything else, as LTP words it", async () => {
-  const bad = ["abc", "-1", "4294967296", "5x", "1e3", "0x10", " 7", "7 ", "", "+1", "99999999999999999999"];
+Deno.test("numbers strtoul cannot read, or beyond UINT_MAX, are refused before anything else, as LTP words it", async () => {
+  const bad = ["abc", "-1", "-", "+", "4294967296", "", " ", "x7", "99999999999999999999"];
   for (const text of bad) {
     for (
       const [args, name] of [
@@ -93,7 +93,7 @@ Deno.test("--help (on stdout) and --version exit 0", async () => {
   assert.match(version.stdout, /^tst_checkpoint \d+\.\d+\.\d+\n$/);
 });
 
-Deno.test("the spec's exit-code table, row by row", async () => {
+Deno.test("the exit codes, row by row: 0 done, 1 timed out or misuse, 2 broken set-up", async () => {
   using dir = tempDir();
   using seed = Checkpoint.create();
   using ltp = Checkpoint.create({ layout: "ltp" });
@@ -289,20 +289,27 @@ Deno.test("remove removes a region, and only a region: anything else is left as 
   assert.deepEqual(["data", "link", "folder"].map((name) => snapshot(`${dir.path}/${name}`)), before);
 });
 
-Deno.test("init --cleanup adds a trap that removes the region when the shell exits, and asks for nothing else", async () => {
+/** What init --cleanup prints after the export: the region is removed at exit, and a signal ends the shell with its status. */
+const TRAPS = [
+  "trap 'tst_checkpoint remove --if-exists' EXIT",
+  "trap 'exit 129' HUP",
+  "trap 'exit 130' INT",
+  "trap 'exit 143' TERM",
+];
+
+Deno.test("init --cleanup adds traps that remove the region when the shell exits, and asks for nothing else", async () => {
   const fresh = await cli(["init", "--cleanup"], { env: { LTP_IPC_PATH: "" } });
   assertExit(fresh, 0);
-  const [exported, trap, ...more] = fresh.stdout.split("\n");
+  const [exported, ...traps] = fresh.stdout.split("\n");
   const path = exported.match(/^export LTP_IPC_PATH='(.+)'$/)?.[1];
   assert.ok(path, fresh.stdout);
-  assert.equal(trap, "trap 'tst_checkpoint remove' EXIT");
-  assert.deepEqual(more, [""]);
+  assert.deepEqual(traps, [...TRAPS, ""]);
   assertExit(await cli(["remove"], { env: { LTP_IPC_PATH: path } }), 0);
 
   using dir = tempDir();
   const named = await cli(["init", "--cleanup"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
   assertExit(named, 0);
-  assert.equal(named.stdout, "trap 'tst_checkpoint remove' EXIT\n");
+  assert.equal(named.stdout, TRAPS.map((line) => `${line}\n`).join(""));
   const plain = await cli(["init"], { env: { LTP_IPC_PATH: `${dir.path}/r` } });
   assert.equal(plain.stdout, "");
 });
