@@ -25,6 +25,7 @@ export const O_NOFOLLOW = AARCH64 ? 0o100000 : 0o400000;
 export const O_DIRECTORY = AARCH64 ? 0o40000 : 0o200000;
 
 // <linux/openat2.h>
+export const RESOLVE_NO_XDEV = 0x01;
 export const RESOLVE_NO_MAGICLINKS = 0x02;
 export const RESOLVE_NO_SYMLINKS = 0x04;
 export const RESOLVE_BENEATH = 0x08;
@@ -87,6 +88,7 @@ export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
 export const S_IFLNK = 0o120000;
 export const S_IFREG = 0o100000;
+export const S_ISVTX = 0o1000;
 export const S_IFBLK = 0o060000;
 export const S_IFDIR = 0o040000;
 export const S_IFCHR = 0o020000;

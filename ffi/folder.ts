@@ -26,6 +26,8 @@ import {
   RESOLVE_BENEATH,
   RESOLVE_NO_MAGICLINKS,
   RESOLVE_NO_SYMLINKS,
+  RESOLVE_NO_XDEV,
+  S_ISVTX,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
 import { cString } from "./libc.ts";
@@ -36,32 +38,47 @@ import {
   type FileId,
   type FileInfo,
   fstat,
-  holdsAt,
   lstat,
+  mountIdOf,
   openat,
   openat2,
   openNoAtime,
+  pread,
   realPathOf,
-  statAt,
   unlinkat,
 } from "./syscalls.ts";
 
-// the rest of a path beneath the root is a real path (from /proc/self/fd): a symlink in it was swapped in since
-const RESOLVE_WITHIN = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS;
+// the rest of a path beneath the anchor: no symlink, no magic link, no other mount, nothing outside it
+const RESOLVE_WITHIN = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_NO_XDEV;
+const PINNED = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+
+/** Who may be trusted with the folders on the way: a folder that only they (or root) can change stays where it is. */
+export interface FolderRules {
+  /** Require each folder from the root down to be this user's or root's, and written by no one else unless sticky. */
+  owner?: number;
+  /** Do not follow the root itself if it is a symlink. */
+  noFollow?: boolean;
+}
 
 /**
  * A folder that files are opened, created and removed in, confined to an
- * allowed folder. Opened by path and asked where it really is (`realPath`),
- * then held `within()` the outermost allowed folder that contains it: that
- * root is held open, and the folder's path beneath it is resolved afresh for
- * every open, create, stat and removal with openat2's RESOLVE_BENEATH, so
- * the kernel refuses (EXDEV, or not found) once the folder has been moved
- * out of the root. Without openat2 the folder itself is held, and checked to
- * be still at its real path before a removal and after a create.
+ * allowed folder (the root). Reached from the root one component at a
+ * time, on descriptors: no symlink is followed, no magic link, and no other
+ * file system is entered below the root, except one mounted by root in a
+ * folder only root may write (as /dev/shm in /dev), never a FUSE one, whose
+ * server could leave every look at it waiting. Each folder on the way is
+ * checked (`FolderRules`) before the next step. The innermost mount root
+ * on the way, or the root, is held (a mount point cannot be renamed), and
+ * the folder's path beneath it is resolved afresh for every open, create,
+ * stat and removal with openat2's RESOLVE_BENEATH and RESOLVE_NO_XDEV, so
+ * the kernel refuses once the folder has been moved out. Without openat2
+ * the folder itself is held, each step's mount compared with its parent's,
+ * and the folder checked to be still at its real path before a removal and
+ * after a create.
  */
 export class Folder {
   #fd: number;
-  /** The folder's path beneath the root held in #fd; undefined when #fd is the folder itself (no openat2). */
+  /** The folder's path beneath the anchor held in #fd; undefined when #fd is the folder itself (no openat2). */
   #rest: string | undefined;
 
   private constructor(fd: number, readonly realPath: string, rest?: string) {
@@ -70,57 +87,99 @@ export class Folder {
   }
 
   /**
-   * Opens `path` (symlinks in it are followed, unless `noFollow` for its
-   * last component; magic links such as /proc/PID/root are refused) and asks
-   * the kernel where it landed. Without openat2 a path through /proc is
-   * refused, as written (after `..` is resolved) and as the kernel names the
-   * folder, and the folder must be the one at its real path.
+   * Opens the folder `parts` beneath `root`. The root itself is opened as
+   * written (symlinks followed: it is the folder allowed; magic links such
+   * as /proc/PID/root refused); each part below it must be a folder, not a
+   * symlink, on the same file system, and pass `rules`.
+   * @throws {Deno.errors.NotFound} When a folder on the way does not exist.
+   * @throws {Deno.errors.NotCapable} When a part is a symlink or another file system, or a folder is not trusted.
    */
-  static open(path: string, options: { noFollow?: boolean } = {}): Folder {
-    const flags = O_PATH | O_DIRECTORY | O_CLOEXEC | (options.noFollow ? O_NOFOLLOW : 0);
-    let fd = openat2(AT_FDCWD, path, flags, 0, RESOLVE_NO_MAGICLINKS);
-    // before Linux 5.6, or where a seccomp filter forbids it: a plain open, checked below
+  static open(root: string, parts: string[], rules: FolderRules = {}): Folder {
+    if (isProc(normalise(root))) throw throughProc(root);
+    // the root not followed either (noFollow), and a symlink said as one below
+    const flags = rules.noFollow ? PINNED : O_PATH | O_DIRECTORY | O_CLOEXEC;
+    let fd = openat2(AT_FDCWD, root, flags, 0, RESOLVE_NO_MAGICLINKS);
+    // before Linux 5.6, or where a seccomp filter forbids it: plain opens, each step's mount compared
     const plain = fd === -ENOSYS || fd === -EPERM;
-    if (plain && isProc(normalise(path))) throw throughProc(path);
-    if (plain) fd = openat(AT_FDCWD, path, flags);
+    if (plain) fd = openat(AT_FDCWD, root, flags);
     if (fd === -ELOOP) {
       throw new Deno.errors.NotCapable(
-        `The folder ${path} is reached through a magic link (such as /proc/PID/root): use a plain path`,
+        `The folder ${root} is reached through a magic link (such as /proc/PID/root): use a plain path`,
       );
     }
-    if (fd < 0) throw syscallError(`Cannot open the folder ${path}`, -fd);
-    const real = realPathOf(fd);
-    const folder = new Folder(fd, real ?? "", plain ? undefined : ".");
-    if (real === undefined || !real.startsWith("/") || real.endsWith(" (deleted)")) {
-      folder.close();
-      throw new Deno.errors.NotCapable(
-        `Cannot tell where the folder ${path} really is (/proc must be mounted, and its real path fit in ${PATH_MAX} bytes)`,
-      );
-    }
-    if (plain && !folder.#isAt(real)) {
-      folder.close();
-      throw throughProc(path);
-    }
-    return folder;
-  }
-
-  /**
-   * This folder, held from now on beneath `root` (an ancestor of its real
-   * path, or that path itself), which is opened through no symlink: so it is
-   * the folder at that path at that moment. Closes this object unless it is
-   * returned: without openat2 it is, unchanged.
-   */
-  within(root: string): Folder {
-    if (this.#rest === undefined) return this;
-    const flags = O_PATH | O_DIRECTORY | O_CLOEXEC;
-    const fd = openat2(AT_FDCWD, root, flags, 0, RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS);
-    if (fd === -ELOOP || fd === -ENOENT || fd === -ENOTDIR) {
-      throw new Deno.errors.Interrupted(`${root} changed while ${this.realPath} was being opened; try again`);
-    }
+    if (fd === -ENOENT) throw new Deno.errors.NotFound(`The folder ${root} does not exist`);
     if (fd < 0) throw syscallError(`Cannot open the folder ${root}`, -fd);
-    const rest = this.realPath === root ? "." : this.realPath.slice(root === "/" ? 1 : root.length + 1);
-    this.close();
-    return new Folder(fd, this.realPath, rest);
+    let anchor = fd;
+    let current = fd;
+    let rest: string[] = [];
+    let shown = root;
+    const closeAll = () => {
+      if (current !== anchor) close(current);
+      close(anchor);
+    };
+    try {
+      let info = fstat(current, root);
+      if (info.type === "symlink") {
+        throw new Deno.errors.InvalidData(`${root} is a symbolic link: name the folder it points to instead`);
+      }
+      if (info.type !== "directory") throw new Deno.errors.InvalidData(`${root} is a ${info.type}, not a folder`);
+      if (plain && isProc(realPathOf(current) ?? "/proc")) throw throughProc(root);
+      trust(info, root, rules);
+      let mount = plain ? mountIdOf(current) : -1;
+      for (const part of parts) {
+        shown = `${shown === "/" ? "" : shown}/${part}`;
+        let next = plain ? openat(current, part, PINNED) : openat2(current, part, PINNED, 0, RESOLVE_WITHIN);
+        let crossed = next === -EXDEV;
+        if (crossed) next = openat2(current, part, PINNED, 0, RESOLVE_WITHIN & ~RESOLVE_NO_XDEV);
+        if (next === -ENOENT) throw new Deno.errors.NotFound(`The folder ${shown} does not exist`);
+        if (next < 0) throw syscallError(`Cannot open the folder ${shown}`, -next);
+        const nextMount = plain || crossed ? mountIdOf(next) : -1;
+        if (plain && nextMount !== mount) crossed = true;
+        if (crossed) {
+          try {
+            mayCross(info, nextMount, shown);
+          } catch (error) {
+            close(next);
+            throw error;
+          }
+        }
+        if (current !== anchor) close(current);
+        current = next;
+        mount = nextMount;
+        info = fstat(current, shown);
+        if (info.type === "symlink") {
+          // below the allowed folder no symlink is followed
+          throw new Deno.errors.InvalidData(`${shown} is a symbolic link: name the folder it points to instead`);
+        }
+        if (info.type !== "directory") throw new Deno.errors.InvalidData(`${shown} is a ${info.type}, not a folder`);
+        trust(info, shown, rules);
+        if (crossed && !plain) {
+          // a mount point cannot be renamed: the new anchor stays where it is
+          close(anchor);
+          anchor = current;
+          rest = [];
+        } else {
+          rest.push(part);
+        }
+      }
+      const real = realPathOf(current);
+      if (real === undefined || !real.startsWith("/") || real.endsWith(" (deleted)")) {
+        throw new Deno.errors.NotCapable(
+          `Cannot tell where the folder ${shown} really is (/proc must be mounted, and its real path fit in ${PATH_MAX} bytes)`,
+        );
+      }
+      if (plain) {
+        if (current !== anchor) close(anchor);
+        anchor = current;
+        return new Folder(current, real);
+      }
+      if (current !== anchor) close(current);
+      current = anchor;
+      return new Folder(anchor, real, rest.length === 0 ? "." : rest.join("/"));
+    } catch (error) {
+      closeAll();
+      throw error;
+    }
   }
 
   /**
@@ -158,9 +217,27 @@ export class Folder {
     }
   }
 
+  /**
+   * Facts about `name` in the folder `dirfd` (a symlink is not followed),
+   * pinned first with O_PATH, which asks no file system anything: a file
+   * system mounted on it is refused, never stat()ed. Undefined when it is
+   * not there.
+   */
+  #statIn(dirfd: number, name: string): FileInfo | undefined {
+    const fd = openat(dirfd, name, PINNED);
+    if (fd === -ENOENT) return undefined;
+    if (fd < 0) throw syscallError(`Cannot look at ${this.realPath}/${name}`, -fd);
+    try {
+      if (mountIdOf(fd) !== mountIdOf(dirfd)) throw mounted(`${this.realPath}/${name}`);
+      return fstat(fd, `${this.realPath}/${name}`);
+    } finally {
+      close(fd);
+    }
+  }
+
   /** Facts about `name` in this folder (a symlink is not followed); undefined when it is not there. */
   stat(name: string): FileInfo | undefined {
-    return this.#now((dirfd) => statAt(dirfd, name), undefined);
+    return this.#now((dirfd) => this.#statIn(dirfd, name), undefined);
   }
 
   /** Removes `name` from this folder; true when it was there. */
@@ -174,7 +251,10 @@ export class Folder {
    * just before it is unlinked. True when it was removed.
    */
   removeIf(name: string, id: FileId): boolean {
-    return this.#now((dirfd) => holdsAt(dirfd, name, id) && unlinkat(dirfd, name, `${this.realPath}/${name}`), false);
+    return this.#now((dirfd) => {
+      const there = this.#statIn(dirfd, name);
+      return there?.dev === id.dev && there.ino === id.ino && unlinkat(dirfd, name, `${this.realPath}/${name}`);
+    }, false);
   }
 
   /**
@@ -198,8 +278,10 @@ export class Folder {
     const fd = openNoAtime(at, flags);
     if (fd === -EEXIST && options.create) return undefined;
     if (fd === -EXDEV) {
+      // the folder moved out of the root, or a file system is mounted on the file: ask which, without entering it
+      if (this.#now(() => true, false)) throw mounted(path);
       throw new Deno.errors.NotCapable(
-        `${path} is no longer within the allowed folders: its folder ${this.realPath} was moved`,
+        `${path} is no longer within the allowed folders: its folder ${this.realPath} was moved out`,
       );
     }
     if (fd < 0) throw syscallError(`Cannot open ${path}`, -fd, "open");
@@ -221,7 +303,7 @@ export class Folder {
     let removed = false;
     try {
       removed = this.#rest === undefined
-        ? holdsAt(this.#fd, name, made) && unlinkat(this.#fd, name, file.path)
+        ? this.#statIn(this.#fd, name)?.ino === made.ino && unlinkat(this.#fd, name, file.path)
         : file.unlinkWhereItIs(made);
     } catch {
       // said below
@@ -235,7 +317,11 @@ export class Folder {
 
   /** Whether `name`, resolved afresh within the root (or in the folder still at its real path), is the file `id`. */
   #holds(name: string, id: FileId): boolean {
-    if (this.#rest === undefined) return this.#isAt(this.realPath) && holdsAt(this.#fd, name, id);
+    if (this.#rest === undefined) {
+      if (!this.#isAt(this.realPath)) return false;
+      const there = this.#statIn(this.#fd, name);
+      return there?.dev === id.dev && there.ino === id.ino;
+    }
     const fd = openat2(this.#fd, `${this.#rest}/${name}`, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_WITHIN);
     if (fd < 0) return false;
     try {
@@ -253,8 +339,96 @@ export class Folder {
   }
 }
 
+function mounted(path: string): Deno.errors.NotCapable {
+  return new Deno.errors.NotCapable(
+    `${path} has another file system mounted on it: refused, never looked into (its server could leave the look waiting)`,
+  );
+}
+
+/** A file's owner in words: `uid 65534 (nobody)`, with the name where Deno may read /etc/passwd. */
+export function owner(uid: number): string {
+  let name: string | undefined;
+  try {
+    if (Deno.permissions.querySync({ name: "read", path: "/etc/passwd" }).state === "granted") {
+      const line = Deno.readTextFileSync("/etc/passwd").split("\n").find((l) => l.split(":")[2] === String(uid));
+      name = line?.split(":")[0];
+    }
+  } catch {
+    // the number alone
+  }
+  return name ? `uid ${uid} (${name})` : `uid ${uid}`;
+}
+
+/**
+ * Refuses a folder that someone other than the user and root could rename
+ * or fill (OpenSSH's safe_path(), the kernel's protected_regular): owned by
+ * another user, or writable by group or others without the sticky bit.
+ */
+function trust(info: FileInfo, shown: string, rules: FolderRules): void {
+  if (rules.owner === undefined) return;
+  const mode = `0${info.mode.toString(8)}`;
+  if (info.uid !== 0 && info.uid !== rules.owner) {
+    throw new Deno.errors.NotCapable(
+      `The folder ${shown} belongs to ${owner(info.uid)}, another user, who could move it while a region is made, ` +
+        `opened or removed in it: use a folder of your own or root's`,
+    );
+  }
+  if ((info.mode & 0o022) !== 0 && (info.mode & S_ISVTX) === 0) {
+    throw new Deno.errors.NotCapable(
+      `The folder ${shown} (${owner(info.uid)}, mode ${mode}) may be written by other users, who could move ` +
+        `what is in it: make it sticky (chmod +t) or not writable by them, or use another folder`,
+    );
+  }
+}
+
+/**
+ * Refuses entering another file system at `shown` unless root mounted it in
+ * a folder (described by `parent`) that only root may write, as /dev/shm in
+ * /dev, and it is not a FUSE one (/proc/self/mountinfo names its type).
+ */
+function mayCross(parent: FileInfo, mount: number, shown: string): void {
+  const type = mount < 0 ? undefined : fileSystemOf(mount);
+  if (parent.uid === 0 && (parent.mode & 0o022) === 0 && type !== undefined && !type.startsWith("fuse")) return;
+  throw new Deno.errors.NotCapable(
+    `${shown} is another file system (${type ?? "of unknown type"}) mounted below the allowed folder: refused, ` +
+      `never looked into; allow that folder itself if it is meant`,
+  );
+}
+
+/** The type of the mount `id` (its line in /proc/self/mountinfo), or undefined. */
+function fileSystemOf(id: number): string | undefined {
+  const fd = openat(AT_FDCWD, "/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return undefined;
+  try {
+    const chunks: Uint8Array[] = [];
+    const buffer = new Uint8Array(65536);
+    for (let offset = 0; offset < 1 << 24;) {
+      const n = pread(fd, buffer, offset);
+      if (n <= 0) break;
+      chunks.push(buffer.slice(0, n));
+      offset += n;
+    }
+    const prefix = `${id} `;
+    const text = new TextDecoder().decode(concat(chunks));
+    const line = text.split("\n").find((l) => l.startsWith(prefix));
+    return line?.split(" - ")[1]?.split(" ")[0];
+  } finally {
+    close(fd);
+  }
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 function throughProc(path: string): Deno.errors.NotCapable {
   return new Deno.errors.NotCapable(
-    `${path} leads through /proc or another mount namespace, which this kernel cannot check (no openat2): use a plain path`,
+    `${path} leads through /proc: regions are never reached through /proc (another process's view); use a plain path`,
   );
 }

@@ -1,12 +1,13 @@
 /** Where a region file may be, and the rules for creating, adopting and opening one. */
-import { Folder } from "../ffi/folder.ts";
+import { Folder, type FolderRules, owner } from "../ffi/folder.ts";
 import type { SharedPage } from "../ffi/page.ts";
-import { dirname, normalise } from "../ffi/path.ts";
+import { dirname, isProc, normalise } from "../ffi/path.ts";
 import { type FileInfo, geteuid, lstat, pageSize } from "../ffi/syscalls.ts";
 import { libc } from "../ffi/libc.ts";
 import { readEnv } from "./env.ts";
 import { escapeBytes } from "./escape.ts";
-import { PermissionNeeded } from "./errors.ts";
+import { shellQuote } from "./text.ts";
+import { PermissionNeeded, runAgainWith } from "./errors.ts";
 import { hasMagic, MAGIC } from "./layout.ts";
 
 /** A region file, open and mapped, and the folder it was found in, held open. */
@@ -38,11 +39,14 @@ function granted(path: string): boolean {
  * folders that someone else may move out of it are trusted. Undefined when
  * no folder on the way is allowed (only a file).
  */
-function allowedRoot(real: string): string | undefined {
+function allowedRoot(
+  real: string,
+  allowedHere: (path: string) => "all" | "some" | undefined = grant,
+): string | undefined {
   const parts = real.split("/").filter(Boolean);
   for (let depth = 0; depth <= parts.length; depth++) {
     const folder = `/${parts.slice(0, depth).join("/")}`;
-    const allowed = grant(folder);
+    const allowed = allowedHere(folder);
     if (allowed === "all" || (allowed === "some" && depth === parts.length)) return folder;
   }
   return undefined;
@@ -63,41 +67,100 @@ function refuse(what: string, folder: string): PermissionNeeded {
   return new PermissionNeeded(what, [`--allow-read=${folder}`, `--allow-write=${folder}`]);
 }
 
+/** `path` made absolute (a relative one from the working folder, where that may be read) and normalised as written. */
+function absolute(path: string): string {
+  if (path.startsWith("/")) return normalise(path);
+  if (Deno.permissions.querySync({ name: "read", path: "." }).state !== "granted") {
+    throw refuse(`Access to ${path} is not allowed`, folderOf(path));
+  }
+  return normalise(`${Deno.cwd()}/${path}`);
+}
+
 /**
- * Resolves `path` once, and checks Deno's read and write permission on it
- * both as written and where it really is: FFI could reach any file, so the
- * sandbox's flags are enforced here. The folder is opened (magic links
- * refused; its last component not followed with `noFollow`) and asked
- * where it really is; from then on it is held beneath the outermost allowed
- * folder that contains it, and the file is looked up, created and removed
- * beneath that folder, never through a symlink: a rename or swap of any
- * component afterwards can lead nowhere outside it.
+ * The folder `dir` (absolute, normalised), opened beneath the outermost
+ * folder on its way that Deno allows (`allowed` tells): nothing below that
+ * one is followed, entered or asked about before it is checked, so a
+ * symlink or a file system mounted by someone else is refused before it is
+ * walked. `owner`: the folders must be this user's or root's and written by
+ * no one else unless sticky.
+ */
+export function openBeneathAllowed(
+  dir: string,
+  allowed: (path: string) => "all" | "some" | undefined,
+  rules: FolderRules = {},
+): Folder | undefined {
+  if (isProc(dir)) {
+    throw new Deno.errors.NotCapable(
+      `${dir} leads through /proc: regions are never reached through /proc (another process's view); use a plain path`,
+    );
+  }
+  const root = allowedRoot(dir, allowed);
+  if (root === undefined) return undefined;
+  const parts = dir === root ? [] : dir.slice(root === "/" ? 1 : root.length + 1).split("/");
+  return Folder.open(root, parts, rules);
+}
+
+/**
+ * Checks a folder given to a listing before anything looks into it: a
+ * path through /proc, a folder that does not exist, a symlink or another
+ * file system below the allowed folder are refused in one line (the
+ * message), and so is a folder that may not be read. Undefined when it may
+ * be listed.
+ */
+export function listingRefusal(folder: string): string | undefined {
+  try {
+    if (folder.includes("\0")) return `${JSON.stringify(folder)} contains a NUL byte`;
+    const dir = absolute(folder);
+    const readable = (path: string) =>
+      Deno.permissions.querySync({ name: "read", path }).state === "granted" ? "all" : undefined;
+    const opened = openBeneathAllowed(dir, readable);
+    if (opened === undefined) {
+      // whether it exists at all, asked the same safe way (only the folders' names are looked up, from the root)
+      const parts = dir.split("/").filter(Boolean);
+      Folder.open("/", parts).close();
+      return runAgainWith([`--allow-read=${dir}`]);
+    }
+    opened.close();
+    return undefined;
+  } catch (error) {
+    return (error as Error).message;
+  }
+}
+
+/**
+ * Resolves `path` once, beneath the outermost folder on its way where Deno
+ * allows reading and writing: FFI could reach any file, so the sandbox's
+ * flags are enforced here. Nothing below that folder is followed (no
+ * symlink, no magic link, no other file system), and each folder on the way
+ * must be this user's or root's and written by no one else unless sticky,
+ * so that no other user can move it; the file is then looked up, created
+ * and removed beneath the held folder, resolved afresh each time. Deno's
+ * permission is checked on the file as written and where it really is.
  */
 function locate(path: string, noFollow = false): { folder: Folder; name: string } {
   libc(); // without FFI nothing else matters: say that first
   if (path.includes("\0")) throw new Deno.errors.InvalidData(`${JSON.stringify(path)} contains a NUL byte`);
-  const dir = dirname(path);
   const name = path.slice(path.lastIndexOf("/") + 1);
   if (name === "" || name === "." || name === "..") {
     throw new Deno.errors.InvalidData(`${path} names a folder: a checkpoint region is a file`);
   }
-  if (!granted(path)) throw refuse(`Access to ${path} is not allowed`, folderOf(path));
-  const opened = Folder.open(dir, { noFollow });
-  const realDir = opened.realPath;
-  const real = `${realDir === "/" ? "" : realDir}/${name}`;
-  const root = allowedRoot(realDir);
+  const file = absolute(path);
+  const dir = dirname(file);
+  const opened = openBeneathAllowed(dir, grant, { owner: geteuid(), noFollow });
+  if (opened === undefined) {
+    throw refuse(
+      granted(file)
+        ? `Access to ${file} is allowed, but not to its folder, which is needed to keep it there`
+        : `Access to ${path} is not allowed`,
+      folderOf(path),
+    );
+  }
   try {
-    if (root === undefined) {
-      throw refuse(
-        granted(real)
-          ? `Access to ${real} is allowed, but not to its folder, which is needed to keep it there`
-          : `Access to ${real} is not allowed`,
-        realDir,
-      );
-    }
-    // the file's own permission where it really is: a --deny-* of that one file must hold through a symlinked folder
-    if (real !== normalise(path) && !granted(real)) throw refuse(`Access to ${real} is not allowed`, realDir);
-    return { folder: opened.within(root), name };
+    if (!granted(file)) throw refuse(`Access to ${path} is not allowed`, folderOf(path));
+    // the file's own permission where it really is: a --deny-* of that one file must hold through a symlinked root
+    const real = `${opened.realPath === "/" ? "" : opened.realPath}/${name}`;
+    if (real !== file && !granted(real)) throw refuse(`Access to ${real} is not allowed`, opened.realPath);
+    return { folder: opened, name };
   } catch (error) {
     opened.close();
     throw error;
@@ -119,7 +182,17 @@ function requireRegularFile(path: string, info: FileInfo): void {
 /** Opens the file that `seen` describes: the regular file looked at, nothing swapped in since. */
 function openSeen(folder: Folder, name: string, path: string, seen: FileInfo, write: boolean) {
   requireRegularFile(path, seen);
-  const file = folder.open(name, path, { write })!;
+  let file;
+  try {
+    file = folder.open(name, path, { write })!;
+  } catch (error) {
+    if (!(error instanceof Deno.errors.PermissionDenied) || seen.uid === geteuid()) throw error;
+    throw new Deno.errors.PermissionDenied(
+      `Cannot open ${path}: it belongs to ${owner(seen.uid)} with mode 0${seen.mode.toString(8)}, ` +
+        `which lets no other user ${write ? "write" : "read"} it: run as that user (or root), ` +
+        `or have them make it 0666 as LTP's C library does: chmod 0666 ${shellQuote(path)}`,
+    );
+  }
   const info = file.stat();
   if (info.dev !== seen.dev || info.ino !== seen.ino || info.type !== "file") {
     file.close();
@@ -302,11 +375,12 @@ function existingFolder(dir: string): string {
   if (dir.includes("\0")) throw new Deno.errors.InvalidData(`${JSON.stringify(dir)} contains a NUL byte`);
   const folder = dir.replace(/(?<=.)\/+$/, "");
   if (!granted(folder)) throw refuse(`Access to ${dir} is not allowed`, folderOf(`${folder}/x`));
-  const info = lstat(folder);
-  if (info === undefined) throw new Deno.errors.NotFound(`The folder ${dir} does not exist: create it first`);
-  if (info.type === "symlink") {
-    throw new Deno.errors.InvalidData(`${dir} is a symbolic link: name the folder it points to instead`);
+  // looked at as any region's folder is, beneath the allowed folder (the create looks again)
+  try {
+    openBeneathAllowed(absolute(folder), grant, { owner: geteuid(), noFollow: true })?.close();
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new Deno.errors.NotFound(`${error.message}: create it first`);
+    throw error;
   }
-  if (info.type !== "directory") throw new Deno.errors.InvalidData(`${dir} is a ${info.type}, not a folder`);
   return folder;
 }
