@@ -9,6 +9,7 @@ import {
   EAGAIN,
   EFAULT,
   ENOSPC,
+  ETIMEDOUT,
   EOPNOTSUPP,
   INT_MAX,
   MAP_SHARED,
@@ -150,11 +151,17 @@ export class SharedPage {
     return this.#address + BigInt(offset);
   }
 
-  /** FUTEX_WAIT for at most `ms`: 0 when woken, else -errno (ETIMEDOUT, EINTR, ...). */
+  /**
+   * FUTEX_WAIT for at most `ms`: 0 when woken, else -errno (ETIMEDOUT, EINTR,
+   * ...). A retry after the word changed waits only for the time left: a
+   * process changing the word cannot stretch the wait.
+   */
   futexWait(offset: number, ms: number): number {
     const address = this.address(offset);
-    for (;;) {
-      const r = futexWait(address, this.word(offset), ms);
+    const deadline = performance.now() + ms;
+    for (let left = ms;; left = deadline - performance.now()) {
+      if (left <= 0) return -ETIMEDOUT;
+      const r = futexWait(address, this.word(offset), left);
       if (r !== -EAGAIN || !this.refresh(offset)) return r;
     }
   }
@@ -168,14 +175,20 @@ export class SharedPage {
 
   /**
    * How many wait on the word now, waking none: FUTEX_CMP_REQUEUE onto the
-   * same word, waking 0 and requeueing all, returns that count.
+   * same word, waking 0 and requeueing all, returns that count. The kernel
+   * refuses (EAGAIN) when the word changed since it was read: the retries
+   * end at `deadline` (as performance.now() reads it), however often another
+   * process writes the word.
    */
-  futexWaiters(offset: number): number {
+  futexWaiters(offset: number, deadline = Infinity): number {
     const address = this.address(offset);
     for (;;) {
       const r = futexCmpRequeue(address, 0, INT_MAX, address, this.word(offset));
       if (r >= 0) return r;
       if (r !== -EAGAIN) throw syscallError(`Cannot count waiters on ${this.path}`, -r);
+      if (performance.now() > deadline) {
+        throw syscallError(`Cannot count waiters on ${this.path} in time: its words keep changing`, -r);
+      }
       this.refresh(offset);
     }
   }

@@ -9,6 +9,7 @@ import { processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { type FoundFile, scanFolder } from "../ffi/scan.ts";
 import { pageSize } from "../ffi/syscalls.ts";
 import { readEnv } from "./env.ts";
+import { listingRefusal } from "./region.ts";
 import { runAgainWith } from "./errors.ts";
 import { escapeText } from "./escape.ts";
 import { capacityOf, hasMagic, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
@@ -72,12 +73,12 @@ function makerOf(name: string, libPid: number, mode: number): { maker: Maker; ma
 }
 
 /** A region's facts and kernel counts, read from its open file; the file is closed. */
-function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page: number) {
+function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page: number, deadline: number) {
   const file = found.file!;
   try {
     const bytes = file.map(page);
     const libPid = libPidOf(bytes);
-    const snapshot: Snapshot = takeSnapshot(layout, page, (offset) => file.futexWaiters(offset));
+    const snapshot: Snapshot = takeSnapshot(layout, page, (offset) => file.futexWaiters(offset, deadline));
     const facts: RegionFacts = {
       path: found.path,
       layout,
@@ -118,7 +119,7 @@ function readable(path: string): boolean {
  * @example List the regions of a folder
  * ```ts
  * import assert from "node:assert/strict";
- * import { Checkpoint, listRegions } from "./mod.ts";
+ * import { Checkpoint, listRegions } from "@ltp/checkpoint";
  *
  * const dir = Deno.makeTempDirSync();
  * try {
@@ -146,8 +147,9 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   const seen = new Set<string>();
   for (const folder of folders ?? defaultFolders()) {
     const shown = escapeText(folder);
-    if (!readable(folder)) {
-      notes.push(`${shown} skipped: ${runAgainWith([`--allow-read=${folder}`])}`);
+    const refused = listingRefusal(folder);
+    if (refused !== undefined) {
+      notes.push(`${shown} skipped: ${escapeText(refused)}`);
       continue;
     }
     let scan;
@@ -182,7 +184,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
         continue;
       }
       try {
-        regions.push({ found, ...readRegion(found, layout, source, page) });
+        regions.push({ found, ...readRegion(found, layout, source, page, foldersDeadline) });
       } catch (error) {
         notes.push(`${escapeText(found.path)} skipped: ${escapeText((error as Error).message)}`);
       }
