@@ -43,7 +43,7 @@ import {
   PF_KTHREAD,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
-import { addressOf, type Bytes, cString, sys, sysAsync } from "./libc.ts";
+import { addressOf, type Bytes, cString, sys } from "./libc.ts";
 import { close, DirectoryReader, type FileId, lstat } from "./syscalls.ts";
 
 export type { FileId } from "./syscalls.ts";
@@ -74,10 +74,6 @@ export interface FutexWaiters {
   skipped: number;
   /** Processes whose files gave an unexpected error or were too large (maps beyond MAPS_MAX_BYTES). */
   failed: number;
-  /** Processes whose /proc files did not answer in time (left behind, and not read again by later scans). */
-  stalled: number[];
-  /** Why the scan as a whole did not finish, when it did not (its reader stalled or could not start). */
-  unfinished?: string;
 }
 
 /** How long a scan may take by default: a second and a half, then the rest is counted, not read. */
@@ -401,42 +397,18 @@ class CName {
   }
 }
 
-/**
- * A read that another process can stall (its open or its read takes the
- * process's exec lock, or faults its memory): made as a nonblocking FFI call,
- * on a thread of Deno's pool, so that whoever waits for the scan can leave it
- * behind. errno is lost there: -1 is any failure.
- */
-function stallable(name: "openat" | "pread64", a: number, b: number, c: number, d = 0): Promise<number> {
-  return sysAsync(name, a, b, c, d);
-}
-
 /** One buffer for the small files of a process (syscall, comm, stat). */
 class SmallFile {
   readonly bytes = new Uint8Array(1024);
   readonly #address = Number(addressOf(this.bytes));
 
-  /** Reads the file named at `name` in the folder `dir` without a lock that could stall (comm): its length, or -errno. */
+  /** Reads the file named at `name` in the folder `dir`: its length, or -errno. */
   read(dir: number, name: number): number {
     const fd = sys("openat", dir, name, FILE_FLAGS);
     if (fd < 0) return fd;
     const n = sys("pread64", fd, this.#address, this.bytes.length, 0);
     close(fd);
     return n;
-  }
-
-  /**
-   * Reads a file whose open is safe but whose read can stall (syscall, stat):
-   * its length, -errno when the open failed, or -1 when the read failed.
-   */
-  async readStallable(dir: number, name: number): Promise<number> {
-    const fd = sys("openat", dir, name, FILE_FLAGS);
-    if (fd < 0) return fd;
-    try {
-      return await stallable("pread64", fd, this.#address, this.bytes.length, 0);
-    } finally {
-      close(fd);
-    }
   }
 }
 
@@ -460,25 +432,25 @@ class MapsFile {
   readonly #address = Number(addressOf(this.#bytes));
 
   /** Fills `into` from the maps file `name` of the folder `dir`, until `last` (see Mappings.parse) or `deadline`. */
-  async read(
+  read(
     dir: number,
     name: number,
     into: Mappings,
     targets: MapsTarget[],
     last: number,
     deadline: number,
-  ): Promise<typeof DONE | Stop> {
+  ): typeof DONE | Stop {
     into.clear();
-    const fd = await stallable("openat", dir, name, FILE_FLAGS);
-    if (fd < 0) return whyNot(dir);
+    const fd = sys("openat", dir, name, FILE_FLAGS);
+    if (fd < 0) return stopFor(-fd);
     try {
       // each pread starts where the last ended, which seq_file serves without rewinding
       let kept = 0;
       for (let offset = 0;;) {
         if (offset > MAPS_MAX_BYTES) return FAILED;
         if (performance.now() > deadline) return LATE;
-        const n = await stallable("pread64", fd, this.#address + kept, this.#bytes.length - kept, offset);
-        if (n < 0) return whyNot(dir);
+        const n = sys("pread64", fd, this.#address + kept, this.#bytes.length - kept, offset);
+        if (n < 0) return stopFor(-n);
         if (n === 0) return DONE;
         offset += n;
         const filled = kept + n;
@@ -494,23 +466,6 @@ class MapsFile {
   }
 }
 
-const COMM = cString("comm");
-const COMM_ADDRESS = Number(addressOf(COMM));
-
-/**
- * Why a stallable call on the process folder `dir` failed, errno being lost:
- * gone when its comm (which takes no lock) cannot be opened for that reason,
- * else denied (the usual cause: no ptrace access).
- */
-function whyNot(dir: number): Gone | Denied {
-  const fd = sys("openat", dir, COMM_ADDRESS, FILE_FLAGS);
-  if (fd >= 0) {
-    close(fd);
-    return DENIED;
-  }
-  return stopFor(-fd) === GONE ? GONE : DENIED;
-}
-
 /** Reads futex_waitv vectors from a process's memory. */
 class VectorReader {
   readonly #bytes = new Uint8Array(FUTEX_WAITV_MAX * FUTEX_WAITV_SIZE);
@@ -522,25 +477,15 @@ class VectorReader {
    * process's /proc/PID/mem) only where `mappings` says it lies in private
    * anonymous memory; unread when elsewhere, gone or unreadable.
    */
-  async read(
-    mem: number,
-    call: FutexCall,
-    mappings: Mappings,
-  ): Promise<typeof UNREAD | { kind: "words"; words: number[] }> {
+  read(mem: number, call: FutexCall, mappings: Mappings): typeof UNREAD | Denied | { kind: "words"; words: number[] } {
     const length = call.count * FUTEX_WAITV_SIZE;
     if (length === 0 || !mappings.isAnonymous(call.address, length)) return UNREAD;
-    const n = await stallable("pread64", mem, this.#address, length, call.address);
+    const n = sys("pread64", mem, this.#address, length, call.address);
+    if (n === -EACCES || n === -EPERM) return DENIED;
     if (n !== length) return UNREAD;
     return { kind: "words", words: sharedWords(this.#view, length) };
   }
 }
-
-/**
- * Where a scan says which process it is reading, for whoever waits for it:
- * a shared Int32Array whose entry PROGRESS_PID holds the pid (0 between
- * processes). When the scan is left behind, that pid is the one that stalled.
- */
-export const PROGRESS_PID = 2;
 
 /** The scan's buffers and names, made once and reused by every scan: a scan makes thousands of reads. */
 class ProcScanner {
@@ -563,11 +508,11 @@ class ProcScanner {
   /** The scan's end, as performance.now() reads it. */
   #deadline = 0;
 
-  /** See scanProcAsync(). */
-  async scan(files: FileId[], budgetMs: number, skip: Set<number>, progress?: Int32Array): Promise<FutexWaiters> {
+  /** See futexWaiters(). */
+  scan(files: FileId[], budgetMs: number): FutexWaiters {
     this.#deadline = performance.now() + budgetMs;
     const targets = files.map(targetOf);
-    const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0, stalled: [] };
+    const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0 };
     if (files.length === 0) return result;
     const proc = sys("openat", AT_FDCWD, this.#names.proc.address, DIR_FLAGS);
     if (proc < 0) throw syscallError("Cannot open /proc", -proc);
@@ -580,10 +525,6 @@ class ProcScanner {
         while (processes.next()) {
           const pid = processes.number();
           if (pid < 0) continue;
-          if (skip.has(pid)) {
-            result.stalled.push(pid);
-            continue;
-          }
           late ||= performance.now() > this.#deadline;
           if (late) {
             result.unscanned++;
@@ -596,15 +537,13 @@ class ProcScanner {
             if (stopFor(-dir) === DENIED) result.hidden++;
             continue;
           }
-          if (progress) Atomics.store(progress, PROGRESS_PID, pid);
           try {
-            const seen = await this.#inspect(dir, pid, targets, result);
-            if (seen.kind === "denied" && !(await this.#isKernelThread(dir))) result.hidden++;
+            const seen = this.#inspect(dir, pid, targets, result);
+            if (seen.kind === "denied" && !this.#isKernelThread(dir)) result.hidden++;
             if (seen.kind === "failed") result.failed++;
             if (seen.kind === "late") result.unscanned++;
           } finally {
             close(dir);
-            if (progress) Atomics.store(progress, PROGRESS_PID, 0);
           }
         }
       }
@@ -614,15 +553,15 @@ class ProcScanner {
   }
 
   /** Adds the process's waiters on the targets to `result`; done, or why it stopped. */
-  async #inspect(dir: number, pid: number, targets: MapsTarget[], result: FutexWaiters): Promise<typeof DONE | Stop> {
-    const threads = await this.#blockedThreads(dir);
+  #inspect(dir: number, pid: number, targets: MapsTarget[], result: FutexWaiters): typeof DONE | Stop {
+    const threads = this.#blockedThreads(dir);
     if (threads.kind !== "threads") return threads;
     const blocked = threads.blocked;
     if (blocked.length === 0) return DONE;
     // a vector's words may lie anywhere: only futex() records let the maps read stop early
     const last = blocked.reduce((max, b) => b.vector ? Infinity : Math.max(max, b.address), 0);
     const mappings = this.#mappings;
-    const mapped = await this.#maps.read(dir, this.#names.maps.address, mappings, targets, last, this.#deadline);
+    const mapped = this.#maps.read(dir, this.#names.maps.address, mappings, targets, last, this.#deadline);
     if (mapped.kind !== "done" || !mappings.mapsTargets) return mapped;
     const found: { tid: number; file: number; offset: number }[] = [];
     let mem = -1;
@@ -631,14 +570,15 @@ class ProcScanner {
         let words = [b.address];
         if (b.vector) {
           if (mem < 0) {
-            mem = await stallable("openat", dir, this.#names.mem.address, FILE_FLAGS);
-            if (mem < 0) return whyNot(dir);
+            mem = sys("openat", dir, this.#names.mem.address, FILE_FLAGS);
+            if (mem < 0) return stopFor(-mem);
           }
-          const vector = await this.#vectors.read(mem, b, mappings);
+          const vector = this.#vectors.read(mem, b, mappings);
           if (vector.kind === "unread") {
             result.skipped++;
             continue;
           }
+          if (vector.kind === "denied") return vector;
           words = vector.words;
         }
         for (const word of words) {
@@ -659,7 +599,7 @@ class ProcScanner {
   }
 
   /** The threads of the process blocked in a futex call that could concern a file; or why not. */
-  async #blockedThreads(dir: number): Promise<{ kind: "threads"; blocked: Blocked[] } | Stop> {
+  #blockedThreads(dir: number): { kind: "threads"; blocked: Blocked[] } | Stop {
     const tasks = sys("openat", dir, this.#names.task.address, DIR_FLAGS);
     if (tasks < 0) return stopFor(-tasks);
     const threads = this.#threads;
@@ -670,17 +610,12 @@ class ProcScanner {
         if (n < 0) return stopFor(-n);
         if (n === 0) return { kind: "threads", blocked };
         if (performance.now() > this.#deadline) return LATE;
-        // the entries are read before the next read of the folder: collect them first, awaits come after
-        const tids: [number, Uint8Array][] = [];
         while (threads.next()) {
           const tid = threads.number();
-          if (tid >= 0) tids.push([tid, Uint8Array.from(threads.name())]);
-        }
-        for (const [tid, name] of tids) {
-          const length = await this.#small.readStallable(tasks, this.#taskSyscall.of(name));
+          if (tid < 0) continue;
+          const length = this.#small.read(tasks, this.#taskSyscall.of(threads.name()));
           if (length < 0) {
-            // an open's errno is known; a failed read's is not: ask whether the process is still there
-            const why = length === -1 ? whyNot(dir) : stopFor(-length);
+            const why = stopFor(-length);
             if (why !== GONE) return why;
             continue; // this thread ended; its siblings may not have
           }
@@ -694,80 +629,13 @@ class ProcScanner {
   }
 
   /** Whether the process is a kernel thread; false when unknown. */
-  async #isKernelThread(dir: number): Promise<boolean> {
-    const length = await this.#small.readStallable(dir, this.#names.stat.address);
+  #isKernelThread(dir: number): boolean {
+    const length = this.#small.read(dir, this.#names.stat.address);
     return length > 0 && isKernelThreadStat(this.#small.bytes, length);
   }
 }
 
 let scanner: ProcScanner | undefined;
-
-/**
- * The scan itself, for the thread that may be left behind (ffi/proc_worker.ts):
- * see futexWaiters(). `skip`: pids not to look at (they stalled a scan
- * before); `progress`: where the pid being read is told (PROGRESS_PID).
- */
-export function scanProcAsync(
-  files: FileId[],
-  budgetMs: number,
-  skip: number[] = [],
-  progress?: Int32Array,
-): Promise<FutexWaiters> {
-  scanner ??= new ProcScanner();
-  return scanner.scan(files, budgetMs, new Set(skip), progress);
-}
-
-/** The shared header's entries: the answer's state, its length, the pid being read, whether the reader started. */
-const STATE = 0;
-const LENGTH = 1;
-const STARTED = 3;
-const HEADER_BYTES = 16;
-/** Room for the answer: some 100,000 waiters. */
-const ANSWER_BYTES = 8 << 20;
-/** What a reader may take beyond the scan's budget: its start and the answer's copy. */
-const MARGIN_MS = 500;
-
-/** Processes that stalled a scan of this process: never read again, each read of them would stall a thread. */
-const stalledPids = new Set<number>();
-
-/** The reader's code: the bundled installation places it beside the bundle as a .js file. */
-function readerUrl(): URL {
-  return new URL(import.meta.url.endsWith(".js") ? "./proc_worker.js" : "./proc_worker.ts", import.meta.url);
-}
-
-/**
- * The reader's folder, where it is a local file: loading it and what it
- * imports needs the read permission for them (Deno asks that of a Worker's
- * modules), which the caller checks first. Undefined when the module came
- * from elsewhere.
- */
-export function readerFolder(): string | undefined {
-  const url = new URL(".", readerUrl());
-  return url.protocol === "file:" ? decodeURIComponent(url.pathname).replace(/(.)\/$/, "$1") : undefined;
-}
-
-/** The answer a reader writes: FutexWaiters with comm as arrays of numbers, or an error's message. */
-export type ReaderAnswer = { ok: FutexWaiters } | { error: string };
-
-/** Writes a reader's answer into the shared buffer and wakes the caller. */
-export function answer(buffer: SharedArrayBuffer, value: ReaderAnswer): void {
-  const header = new Int32Array(buffer, 0, 4);
-  let bytes = new TextEncoder().encode(
-    JSON.stringify(value, (_, v) => v instanceof Uint8Array ? Array.from(v) : typeof v === "bigint" ? String(v) : v),
-  );
-  if (bytes.length > ANSWER_BYTES) {
-    bytes = new TextEncoder().encode(JSON.stringify({ error: "too many waiters to report" }));
-  }
-  new Uint8Array(buffer, HEADER_BYTES).set(bytes);
-  Atomics.store(header, LENGTH, bytes.length);
-  Atomics.store(header, STATE, 1);
-  Atomics.notify(header, STATE);
-}
-
-/** Tells the caller that the reader has started. */
-export function started(buffer: SharedArrayBuffer): void {
-  Atomics.store(new Int32Array(buffer, 0, 4), STARTED, 1);
-}
 
 /**
  * The threads whose syscall records say they block on futex words of the
@@ -778,14 +646,6 @@ export function started(buffer: SharedArrayBuffer): void {
  * few syscalls per thread on the machine; maps and memory are read only for
  * processes with a thread in such a call. On x86_64 a 32-bit process's
  * futex() is missed: its syscall file gives i386 numbers.
- *
- * Another process can make a read of its /proc files block for ever (one
- * stalled in exec holds the lock those reads take), and a read that has
- * started cannot be interrupted: so the reads are made by a Worker (each
- * stallable one as a nonblocking FFI call, so that nothing waits for it at
- * exit) while this thread waits at most `budgetMs` plus a margin for its
- * answer. A reader that does not answer is left behind; the process it was
- * reading is counted in `stalled` and not read again by this process.
  *
  * These are records, not proof: any process can forge them (see the module
  * doc); the kernel's count of waiters is the truth. The scan always returns:
@@ -812,35 +672,8 @@ export function started(buffer: SharedArrayBuffer): void {
  * ```
  */
 export function futexWaiters(files: FileId[], options: { budgetMs?: number } = {}): FutexWaiters {
-  const budgetMs = Math.max(0, options.budgetMs ?? SCAN_BUDGET_MS);
-  const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0, stalled: [] };
-  if (files.length === 0) return result;
-  const buffer = new SharedArrayBuffer(HEADER_BYTES + ANSWER_BYTES);
-  const header = new Int32Array(buffer, 0, 4);
-  const reader = new Worker(readerUrl(), { type: "module" });
-  // a reader that fails to load says so in `unfinished`, not as an uncaught error at exit
-  reader.onerror = (event) => event.preventDefault();
-  try {
-    reader.postMessage({ files: files.map(({ dev, ino }) => ({ dev, ino })), budgetMs, skip: [...stalledPids], buffer });
-    if (Atomics.wait(header, STATE, 0, budgetMs + MARGIN_MS) === "timed-out" && Atomics.load(header, STATE) === 0) {
-      const pid = Atomics.load(header, PROGRESS_PID);
-      if (pid > 0) {
-        stalledPids.add(pid);
-        result.stalled.push(pid);
-      }
-      result.unfinished = pid > 0
-        ? `the reads of process ${pid}'s /proc files did not return`
-        : Atomics.load(header, STARTED) ? "the /proc reader did not finish in time" : "the /proc reader did not start";
-      return result;
-    }
-  } finally {
-    reader.terminate();
-  }
-  const text = new TextDecoder().decode(new Uint8Array(buffer, HEADER_BYTES, Atomics.load(header, LENGTH)));
-  const got = JSON.parse(text) as ReaderAnswer;
-  if ("error" in got) throw new Error(got.error);
-  for (const w of got.ok.waiters) w.comm = Uint8Array.from(w.comm as unknown as number[]);
-  return got.ok;
+  scanner ??= new ProcScanner();
+  return scanner.scan(files, options.budgetMs ?? SCAN_BUDGET_MS);
 }
 
 /**

@@ -4,7 +4,7 @@
  * text `tst_checkpoint status` prints of it.
  * @module
  */
-import { type FileId, type FutexWaiters, futexWaiters, readerFolder, SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { type FileId, type FutexWaiters, futexWaiters, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { runAgainWith } from "./errors.ts";
 import { escapeBytes, escapeText } from "./escape.ts";
 import { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./layout.ts";
@@ -70,13 +70,8 @@ export type ProcScan = FutexWaiters | { note: string };
  * may not be read, or cannot be, the note that says so. Never throws.
  */
 export function scanProc(files: FileId[], budgetMs: number = SCAN_BUDGET_MS): ProcScan {
-  // /proc is read by a Worker (it can be left behind when a read stalls), whose files need the read permission too
-  const reader = readerFolder();
-  const needed = ["/proc", ...reader ? [reader] : []].filter((path) =>
-    Deno.permissions.querySync({ name: "read", path }).state !== "granted"
-  );
-  if (needed.length > 0) {
-    return { note: `to see which processes wait, ${runAgainWith([`--allow-read=${needed.join(",")}`])}` };
+  if (Deno.permissions.querySync({ name: "read", path: "/proc" }).state !== "granted") {
+    return { note: `to see which processes wait, ${runAgainWith(["--allow-read=/proc"])}` };
   }
   try {
     return futexWaiters(files, { budgetMs });
@@ -88,13 +83,6 @@ export function scanProc(files: FileId[], budgetMs: number = SCAN_BUDGET_MS): Pr
 /** What the scan could not look at, in one note; undefined when it saw everything. */
 function scanNote(found: FutexWaiters): string | undefined {
   const parts = [];
-  if (found.unfinished) parts.push(`/proc could not be read in time: ${found.unfinished}`);
-  const stalled = found.stalled.filter((pid) => !found.unfinished?.includes(`process ${pid}'`));
-  if (stalled.length > 0) {
-    parts.push(`${plural(stalled.length, "process was", "processes were")} not read (their /proc files stalled: pid ${
-      stalled.slice(0, 8).join(", ")
-    }${stalled.length > 8 ? `, and ${stalled.length - 8} more` : ""})`);
-  }
   if (found.hidden > 0) {
     parts.push(
       `${plural(found.hidden, "process", "processes")} could not be inspected (run as root or as their owner)`,
