@@ -21,12 +21,17 @@ export function callSite(fn: Function): CallSite {
 /** The module's own files: their frames are not where a user made the call. */
 const OURS = ["../src/", "../ffi/", "../mod.ts"].map((path) => new URL(path, import.meta.url).href);
 
-/** The frames of `site` outside the module, as V8 writes them without "at ": the user's call first. */
+/**
+ * The frames of `site` outside the module and outside Deno's own code
+ * (`ext:`, such as its test runner), as V8 writes them without "at ": the
+ * user's call first.
+ */
 export function userFrames(site: CallSite): string[] {
   const frames: string[] = [];
   for (const line of (site.stack ?? "").split("\n")) {
     const frame = line.trim();
-    if (frame.startsWith("at ") && !OURS.some((ours) => frame.includes(ours))) frames.push(frame.slice(3));
+    if (!frame.startsWith("at ") || frame.includes("(ext:") || frame.startsWith("at ext:")) continue;
+    if (!OURS.some((ours) => frame.includes(ours))) frames.push(frame.slice(3));
   }
   return frames;
 }
