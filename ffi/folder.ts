@@ -5,6 +5,7 @@
  */
 import {
   AT_FDCWD,
+  EAGAIN,
   EEXIST,
   ELOOP,
   ENOENT,
@@ -128,13 +129,15 @@ export class Folder {
       let mount = plain ? mountIdOf(current) : -1;
       for (const part of parts) {
         shown = `${shown === "/" ? "" : shown}/${part}`;
-        let next = plain ? openat(current, part, PINNED) : openat2(current, part, PINNED, 0, RESOLVE_WITHIN);
-        let crossed = next === -EXDEV;
-        if (crossed) next = openat2(current, part, PINNED, 0, RESOLVE_WITHIN & ~RESOLVE_NO_XDEV);
+        let next = plain ? openat(current, part, PINNED) : beneath(current, part, PINNED, 0, RESOLVE_WITHIN);
+        const exdev = next === -EXDEV;
+        if (exdev) next = beneath(current, part, PINNED, 0, RESOLVE_WITHIN & ~RESOLVE_NO_XDEV);
         if (next === -ENOENT) throw new Deno.errors.NotFound(`The folder ${shown} does not exist`);
         if (next < 0) throw syscallError(`Cannot open the folder ${shown}`, -next);
-        const nextMount = plain || crossed ? mountIdOf(next) : -1;
-        if (plain && nextMount !== mount) crossed = true;
+        const nextMount = plain || exdev ? mountIdOf(next) : -1;
+        // compared, not taken from EXDEV alone: the step may have failed for another reason and gone through now
+        if ((plain || exdev) && mount < 0) mount = mountIdOf(current);
+        const crossed = (plain || exdev) && nextMount !== mount;
         if (crossed) {
           try {
             mayCross(info, nextMount, shown);
@@ -207,7 +210,7 @@ export class Folder {
    */
   #now<T>(use: (dirfd: number) => T, missing: T): T {
     if (this.#rest === undefined) return this.#isAt(this.realPath) ? use(this.#fd) : missing;
-    const dirfd = openat2(this.#fd, this.#rest, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_WITHIN);
+    const dirfd = beneath(this.#fd, this.#rest, O_PATH | O_DIRECTORY | O_CLOEXEC, 0, RESOLVE_WITHIN);
     if (dirfd === -ENOENT || dirfd === -ENOTDIR || dirfd === -EXDEV || dirfd === -ELOOP) return missing;
     if (dirfd < 0) throw syscallError(`Cannot open the folder ${this.realPath}`, -dirfd);
     try {
@@ -274,7 +277,7 @@ export class Folder {
     const at = (flags: number) =>
       rest === undefined
         ? openat(this.#fd, cname, flags, mode)
-        : openat2(this.#fd, `${rest}/${name}`, flags, mode, RESOLVE_WITHIN);
+        : beneath(this.#fd, `${rest}/${name}`, flags, mode, RESOLVE_WITHIN);
     const fd = openNoAtime(at, flags);
     if (fd === -EEXIST && options.create) return undefined;
     if (fd === -EXDEV) {
@@ -322,7 +325,7 @@ export class Folder {
       const there = this.#statIn(this.#fd, name);
       return there?.dev === id.dev && there.ino === id.ino;
     }
-    const fd = openat2(this.#fd, `${this.#rest}/${name}`, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_WITHIN);
+    const fd = beneath(this.#fd, `${this.#rest}/${name}`, O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_WITHIN);
     if (fd < 0) return false;
     try {
       const { dev, ino } = fstat(fd, name);
@@ -337,6 +340,17 @@ export class Folder {
     if (this.#fd >= 0) close(this.#fd);
     this.#fd = -1;
   }
+}
+
+/**
+ * openat2 beneath `dirfd`, tried again while it says EAGAIN: a scoped
+ * lookup gives that when a rename or mount elsewhere raced with it. A lease
+ * on the file gives EAGAIN every time, and is what remains.
+ */
+function beneath(dirfd: number, path: string, flags: number, mode: number, resolve: number): number {
+  let fd = openat2(dirfd, path, flags, mode, resolve);
+  for (let retry = 0; fd === -EAGAIN && retry < 16; retry++) fd = openat2(dirfd, path, flags, mode, resolve);
+  return fd;
 }
 
 function mounted(path: string): Deno.errors.NotCapable {
