@@ -60,12 +60,12 @@ function pathFrom(path: string | undefined): string {
  *
  * @example Act only once a child is parked at a checkpoint, with no sleep
  * ```ts
- * import { Checkpoint } from "./mod.ts";
+ * import { Checkpoint } from "@ltp/checkpoint";
  *
  * using cp = Checkpoint.create({ layout: "ltp" });
  * const child = new Deno.Command(Deno.execPath(), {
  *   args: ["eval", `
- *     import { Checkpoint } from "${new URL("./mod.ts", import.meta.url)}";
+ *     import { Checkpoint } from "${import.meta.resolve("@ltp/checkpoint")}";
  *     using cp = Checkpoint.open();
  *     await cp.wait(1);`],
  *   env: cp.env,
@@ -144,7 +144,7 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.InvalidData} When LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @example Prepare the file named by LTP_IPC_PATH
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
    * console.log(cp.capacity); // 1005 on a 4096-byte page
@@ -169,7 +169,7 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
    * @example Attach in a child started with the parent's `env`
    * ```ts ignore
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.open();
    * await cp.wait(0);
@@ -193,18 +193,22 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.InvalidData} When `dir` is a symbolic link or not a folder.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create({ layout: "seed" });
    * console.log(cp.capacity); // 1023 on a 4096-byte page
    * ```
    * @example In a folder of the job's own
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * const dir = Deno.makeTempDirSync();
-   * using cp = Checkpoint.create({ dir });
-   * console.log(cp.path.startsWith(dir)); // true
+   * try {
+   *   using cp = Checkpoint.create({ dir });
+   *   console.log(cp.path.startsWith(dir)); // true
+   * } finally {
+   *   Deno.removeSync(dir); // empty again: the region went with `cp`
+   * }
    * ```
    */
   static create(options?: CreateOptions): Checkpoint {
@@ -219,7 +223,7 @@ export class Checkpoint implements Disposable {
    *
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * console.log(cp.env.LTP_IPC_PATH === cp.path); // true
@@ -289,7 +293,12 @@ export class Checkpoint implements Disposable {
     const failure = this.#failure?.signal;
     if (failure?.aborted && signal.reason === failure.reason) {
       const [child] = this.#failed!.keys();
-      return child.failure(this.#failed!.get(child)!.status, done());
+      // its stack from the caller's awaiting frames on (V8's async frames): where the user's test waited; taken
+      // apart from the error, whose own stack, once read, is the one Deno prints whatever it is set to
+      return thrownFrom(
+        child.failure(this.#failed!.get(child)!.status, done()),
+        userFrames(callSite(this.#abortReason)),
+      );
     }
     return signal.reason;
   }
@@ -315,7 +324,7 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.NotCapable} Without `--allow-run` for the program.
    * @example A child that dies at start-up fails the wait at once
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * await using child = cp.spawn(Deno.execPath(), ["eval", "console.error('no region for me'); Deno.exit(3)"]);
@@ -368,7 +377,7 @@ export class Checkpoint implements Disposable {
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * await cp.wait(0, 10).catch((e) => console.log(e.name)); // TimedOut
@@ -406,7 +415,7 @@ export class Checkpoint implements Disposable {
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * try {
@@ -466,7 +475,7 @@ export class Checkpoint implements Disposable {
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * await cp.wake(0, 0, 10); // nobody waits, nobody to wake: done
@@ -491,7 +500,7 @@ export class Checkpoint implements Disposable {
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * cp.wakeSync(3, 0, 10);
@@ -514,7 +523,7 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.TimedOut} When either half timed out.
    * @example
    * ```ts ignore
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.open();
    * await cp.wakeAndWait(0);
@@ -533,7 +542,7 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.TimedOut} When either half timed out.
    * @example
    * ```ts ignore
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.open();
    * cp.wakeAndWaitSync(0);
@@ -553,7 +562,7 @@ export class Checkpoint implements Disposable {
    * @returns The number of waiters.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * console.log(cp.waiters(0)); // 0
@@ -584,7 +593,7 @@ export class Checkpoint implements Disposable {
    * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts ignore
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.open();
    * await cp.waitForWaiters(0, 1); // the child is parked at checkpoint 0
@@ -611,7 +620,7 @@ export class Checkpoint implements Disposable {
    * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * cp.waitForWaitersSync(0, 0, 10); // nobody needed
@@ -632,7 +641,7 @@ export class Checkpoint implements Disposable {
    * @returns Waiters per id, in this layout and as the other layout numbers them.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * console.log(cp.snapshot().waiters); // {}
@@ -650,7 +659,7 @@ export class Checkpoint implements Disposable {
    * @returns The region's facts, the waiters and the processes found.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * const { layout, layoutSource, waiters } = cp.status();
@@ -669,7 +678,7 @@ export class Checkpoint implements Disposable {
    * @returns The owner's uid and the mode, such as `0o600`.
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * console.log(cp.stat().mode.toString(8)); // 600
@@ -712,7 +721,7 @@ export class Checkpoint implements Disposable {
    *
    * @example
    * ```ts
-   * import { Checkpoint } from "./mod.ts";
+   * import { Checkpoint } from "@ltp/checkpoint";
    *
    * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
    * cp.remove();
