@@ -37,6 +37,8 @@ const LIBC_ENV = "LTP_CHECKPOINT_LIBC";
 
 interface Libc {
   symbols: Deno.DynamicLibrary<typeof symbols>["symbols"];
+  /** A second handle's `syscall`, on releases whose fast calls may crash at exit (see `sys()`). */
+  twin?: Deno.DynamicLibrary<typeof symbols>["symbols"]["syscall"];
   /** This machine's syscall numbers. */
   numbers: Readonly<Record<SyscallName, number>>;
   pageSize: number;
@@ -85,6 +87,7 @@ export function libc(): Libc {
       const lib = Deno.dlopen(name, symbols);
       return {
         symbols: lib.symbols,
+        twin: FAST_CALLS_CRASH_AT_EXIT ? Deno.dlopen(name, symbols).symbols.syscall : undefined,
         numbers: NR,
         pageSize: lib.symbols.getpagesize(),
       };
@@ -121,10 +124,25 @@ let errnoView: Deno.UnsafePointerView | undefined;
 
 type Arg = number | bigint;
 
+/**
+ * Deno up to 2.3.1 frees each FFI symbol's fast-call signature at exit before
+ * it stops V8's background compiler, which may still be compiling a caller:
+ * a V8 abort or a silent SIGSEGV as the process ends. There `sys()` calls
+ * through two handles in turn, and a call site that sees two functions is
+ * never made a fast call (the `callback` option no longer prevents one in
+ * Deno 2); later releases keep the one handle and its fast path.
+ */
+const FAST_CALLS_CRASH_AT_EXIT = (() => {
+  const [major, minor, patch] = Deno.version.deno.split(".").map((n) => parseInt(n, 10));
+  return major === 2 && (minor < 3 || (minor === 3 && patch < 2));
+})();
+let flip = false;
+
 /** A synchronous raw syscall: returns the result, or `-errno` on failure. */
 export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
   const lib = libc();
-  const r = lib.symbols.syscall(
+  const syscall = lib.twin !== undefined && (flip = !flip) ? lib.twin : lib.symbols.syscall;
+  const r = syscall(
     BigInt(lib.numbers[name]),
     BigInt(a),
     BigInt(b),
