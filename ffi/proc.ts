@@ -44,6 +44,7 @@ import {
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
 import { addressOf, type Bytes, cString, sys } from "./libc.ts";
+import { type BatchResult, BoundedReader } from "./reader.ts";
 import { close, DirectoryReader, type FileId, lstat } from "./syscalls.ts";
 
 export type { FileId } from "./syscalls.ts";
@@ -74,6 +75,14 @@ export interface FutexWaiters {
   skipped: number;
   /** Processes whose files gave an unexpected error or were too large (maps beyond MAPS_MAX_BYTES). */
   failed: number;
+  /**
+   * Processes whose /proc files did not answer a read in time (one stalled in
+   * exec holds the lock those reads take): left behind, and never read again
+   * by this process.
+   */
+  stalled: number[];
+  /** Why no process could be read, when none could (the reader thread could not start). */
+  unfinished?: string;
 }
 
 /** How long a scan may take by default: a second and a half, then the rest is counted, not read. */
@@ -364,12 +373,14 @@ type Gone = { kind: "gone" };
 type Denied = { kind: "denied" };
 type Failed = { kind: "failed" };
 type Late = { kind: "late" };
-type Stop = Gone | Denied | Failed | Late;
+type Stalled = { kind: "stalled" };
+type Stop = Gone | Denied | Failed | Late | Stalled;
 
 const GONE: Gone = { kind: "gone" };
 const DENIED: Denied = { kind: "denied" };
 const FAILED: Failed = { kind: "failed" };
 const LATE: Late = { kind: "late" };
+const STALLED: Stalled = { kind: "stalled" };
 const DONE = { kind: "done" } as const;
 const UNREAD = { kind: "unread" } as const;
 
@@ -397,12 +408,33 @@ class CName {
   }
 }
 
-/** One buffer for the small files of a process (syscall, comm, stat). */
+const COMM = new CName("comm");
+
+/**
+ * Why a call made by the reader on the process folder `dir` failed, its
+ * errno being lost on the reader's thread: gone when the process's comm
+ * (whose open takes no lock) cannot be opened for that reason, else denied
+ * (the usual cause: no ptrace access).
+ */
+function whyNot(dir: number): Gone | Denied {
+  const fd = sys("openat", dir, COMM.address, FILE_FLAGS);
+  if (fd >= 0) {
+    close(fd);
+    return DENIED;
+  }
+  return stopFor(-fd) === GONE ? GONE : DENIED;
+}
+
+/** A batch's end other than done, as the look at a process sees it. */
+function stopOf(batch: BatchResult): Late | Stalled {
+  return batch.kind === "stalled" ? STALLED : LATE;
+}
+
+/** Reads a small file (comm) whose open and read take no lock another process can hold: its length, or -errno. */
 class SmallFile {
   readonly bytes = new Uint8Array(1024);
   readonly #address = Number(addressOf(this.bytes));
 
-  /** Reads the file named at `name` in the folder `dir`: its length, or -errno. */
   read(dir: number, name: number): number {
     const fd = sys("openat", dir, name, FILE_FLAGS);
     if (fd < 0) return fd;
@@ -426,66 +458,93 @@ class TaskSyscallPath {
   }
 }
 
-/** Reads a process's maps in chunks, carrying a cut line over: maps can run to megabytes. */
-class MapsFile {
-  readonly #bytes = new Uint8Array(65536);
-  readonly #address = Number(addressOf(this.#bytes));
+/** How much of maps one read asks for: maps can run to megabytes, read in chunks, a cut line carried over. */
+const MAPS_CHUNK = 65536;
 
-  /** Fills `into` from the maps file `name` of the folder `dir`, until `last` (see Mappings.parse) or `deadline`. */
-  read(
-    dir: number,
-    name: number,
-    into: Mappings,
-    targets: MapsTarget[],
-    last: number,
-    deadline: number,
-  ): typeof DONE | Stop {
-    into.clear();
-    const fd = sys("openat", dir, name, FILE_FLAGS);
-    if (fd < 0) return stopFor(-fd);
-    try {
-      // each pread starts where the last ended, which seq_file serves without rewinding
-      let kept = 0;
-      for (let offset = 0;;) {
-        if (offset > MAPS_MAX_BYTES) return FAILED;
-        if (performance.now() > deadline) return LATE;
-        const n = sys("pread64", fd, this.#address + kept, this.#bytes.length - kept, offset);
-        if (n < 0) return stopFor(-n);
-        if (n === 0) return DONE;
-        offset += n;
-        const filled = kept + n;
-        const lastLine = this.#bytes.lastIndexOf(NEWLINE, filled - 1) + 1;
-        if (lastLine === 0 && filled === this.#bytes.length) return FAILED; // a line longer than any the kernel writes
-        if (into.parse(this.#bytes, lastLine, targets, last)) return DONE;
-        this.#bytes.copyWithin(0, lastLine, filled);
-        kept = filled - lastLine;
-      }
-    } finally {
-      close(fd);
+/** Fills `into` from the maps file `name` of the folder `dir` through `reader`, until `last` (see Mappings.parse). */
+function readMaps(
+  reader: BoundedReader,
+  dir: number,
+  name: number,
+  into: Mappings,
+  targets: MapsTarget[],
+  last: number,
+): typeof DONE | Stop {
+  into.clear();
+  const opened = reader.run([{ name: "openat", args: [dir, name, FILE_FLAGS] }]);
+  if (opened.kind !== "done") return stopOf(opened);
+  const fd = opened.results[0];
+  if (fd < 0) return whyNot(dir);
+  try {
+    // each pread starts where the last ended, which seq_file serves without rewinding
+    let kept = 0;
+    for (let offset = 0;;) {
+      if (offset > MAPS_MAX_BYTES) return FAILED;
+      const read = reader.run([{ name: "pread64", args: [fd, reader.address(kept), MAPS_CHUNK - kept, offset] }]);
+      if (read.kind !== "done") return stopOf(read);
+      const n = read.results[0];
+      if (n < 0) return whyNot(dir);
+      if (n === 0) return DONE;
+      offset += n;
+      const bytes = reader.data;
+      const filled = kept + n;
+      const lastLine = bytes.lastIndexOf(NEWLINE, filled - 1) + 1;
+      if (lastLine === 0 && filled === MAPS_CHUNK) return FAILED; // a line longer than any the kernel writes
+      if (into.parse(bytes, lastLine, targets, last)) return DONE;
+      bytes.copyWithin(0, lastLine, filled);
+      kept = filled - lastLine;
     }
+  } finally {
+    close(fd);
   }
 }
 
-/** Reads futex_waitv vectors from a process's memory. */
-class VectorReader {
-  readonly #bytes = new Uint8Array(FUTEX_WAITV_MAX * FUTEX_WAITV_SIZE);
-  readonly #view = new DataView(this.#bytes.buffer);
-  readonly #address = Number(addressOf(this.#bytes));
-
-  /**
-   * The shared words of the vector `call` names, read through `mem` (the
-   * process's /proc/PID/mem) only where `mappings` says it lies in private
-   * anonymous memory; unread when elsewhere, gone or unreadable.
-   */
-  read(mem: number, call: FutexCall, mappings: Mappings): typeof UNREAD | Denied | { kind: "words"; words: number[] } {
-    const length = call.count * FUTEX_WAITV_SIZE;
-    if (length === 0 || !mappings.isAnonymous(call.address, length)) return UNREAD;
-    const n = sys("pread64", mem, this.#address, length, call.address);
-    if (n === -EACCES || n === -EPERM) return DENIED;
-    if (n !== length) return UNREAD;
-    return { kind: "words", words: sharedWords(this.#view, length) };
-  }
+/**
+ * The shared words of the vector `call` names, read through `mem` (the
+ * process's /proc/PID/mem) by `reader` only where `mappings` says it lies in
+ * private anonymous memory; unread when elsewhere, gone or unreadable.
+ */
+function readVector(
+  reader: BoundedReader,
+  mem: number,
+  call: FutexCall,
+  mappings: Mappings,
+): typeof UNREAD | Late | Stalled | { kind: "words"; words: number[] } {
+  const length = call.count * FUTEX_WAITV_SIZE;
+  if (length === 0 || !mappings.isAnonymous(call.address, length)) return UNREAD;
+  const read = reader.run([{ name: "pread64", args: [mem, reader.address(0), length, call.address] }]);
+  if (read.kind !== "done") return stopOf(read);
+  if (read.results[0] !== length) return UNREAD;
+  const data = reader.data;
+  return { kind: "words", words: sharedWords(new DataView(data.buffer, data.byteOffset, length), length) };
 }
+
+/** Processes whose /proc files did not answer a read of this process: never read again (each read would stall too). */
+const stalledPids = new Set<number>();
+
+/** A process being looked at: its folder, what its threads' syscall files said, and why the look ended early. */
+interface Process {
+  pid: number;
+  dir: number;
+  blocked: Blocked[];
+  stop?: Stop;
+  /** Whether its stat says it is a kernel thread (read only when its threads may not be). */
+  kernel: boolean;
+  /** Whether every thread's syscall file has been opened. */
+  listed: boolean;
+}
+
+/** An open file of a process whose read waits for the next batch: a thread's syscall file, or (tid -1) its stat. */
+interface PendingRead {
+  process: Process;
+  tid: number;
+  fd: number;
+}
+
+/** Bytes read of a syscall or stat file: the part of stat that matters and all of syscall fit. */
+const SLOT = 512;
+/** Files read in one batch: bounds the descriptors a scan holds at once. */
+const BATCH = 64;
 
 /** The scan's buffers and names, made once and reused by every scan: a scan makes thousands of reads. */
 class ProcScanner {
@@ -494,38 +553,46 @@ class ProcScanner {
     task: new CName("task"),
     maps: new CName("maps"),
     mem: new CName("mem"),
-    comm: new CName("comm"),
     stat: new CName("stat"),
   };
   readonly #processes = new DirectoryReader(32768);
   readonly #threads = new DirectoryReader(16384);
   readonly #small = new SmallFile();
   readonly #taskSyscall = new TaskSyscallPath();
-  readonly #maps = new MapsFile();
   readonly #mappings = new Mappings();
-  readonly #vectors = new VectorReader();
   readonly #numbers: FutexNumbers = { futex: NR.futex, futex_waitv: NR.futex_waitv };
   /** The scan's end, as performance.now() reads it. */
   #deadline = 0;
+  #reader = new BoundedReader(0);
+  #targets: MapsTarget[] = [];
+  #result: FutexWaiters = emptyResult();
+  #reads: PendingRead[] = [];
+  /** Processes whose files are in the batch, or whose listing is under way. */
+  #open: Process[] = [];
 
   /** See futexWaiters(). */
   scan(files: FileId[], budgetMs: number): FutexWaiters {
     this.#deadline = performance.now() + budgetMs;
-    const targets = files.map(targetOf);
-    const result: FutexWaiters = { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0 };
+    this.#targets = files.map(targetOf);
+    const result = this.#result = emptyResult();
     if (files.length === 0) return result;
     const proc = sys("openat", AT_FDCWD, this.#names.proc.address, DIR_FLAGS);
     if (proc < 0) throw syscallError("Cannot open /proc", -proc);
+    this.#reader = new BoundedReader(this.#deadline);
     const processes = this.#processes;
     try {
       for (let late = false;;) {
         const n = processes.read(proc);
         if (n < 0) throw syscallError("Cannot list /proc", -n);
-        if (n === 0) return result;
+        if (n === 0) break;
         while (processes.next()) {
           const pid = processes.number();
           if (pid < 0) continue;
-          late ||= performance.now() > this.#deadline;
+          if (stalledPids.has(pid)) {
+            result.stalled.push(pid);
+            continue;
+          }
+          late ||= performance.now() > this.#deadline || this.#reader.unusable !== undefined;
           if (late) {
             result.unscanned++;
             continue;
@@ -537,31 +604,150 @@ class ProcScanner {
             if (stopFor(-dir) === DENIED) result.hidden++;
             continue;
           }
-          try {
-            const seen = this.#inspect(dir, pid, targets, result);
-            if (seen.kind === "denied" && !this.#isKernelThread(dir)) result.hidden++;
-            if (seen.kind === "failed") result.failed++;
-            if (seen.kind === "late") result.unscanned++;
-          } finally {
-            close(dir);
-          }
+          const p: Process = { pid, dir, blocked: [], kernel: false, listed: false };
+          this.#open.push(p);
+          this.#openThreads(p);
+          p.listed = true;
+          if (this.#reads.length >= BATCH || this.#open.length >= BATCH) this.#flush();
         }
       }
+      this.#flush();
+      if (this.#reader.unusable) result.unfinished = this.#reader.unusable;
+      return result;
     } finally {
+      for (const r of this.#reads) close(r.fd);
+      for (const p of this.#open) close(p.dir);
+      this.#reads = [];
+      this.#open = [];
+      this.#reader.close();
       close(proc);
     }
   }
 
-  /** Adds the process's waiters on the targets to `result`; done, or why it stopped. */
-  #inspect(dir: number, pid: number, targets: MapsTarget[], result: FutexWaiters): typeof DONE | Stop {
-    const threads = this.#blockedThreads(dir);
-    if (threads.kind !== "threads") return threads;
-    const blocked = threads.blocked;
-    if (blocked.length === 0) return DONE;
+  /** Opens the syscall file of each of the process's threads for the next batch (its stat instead when denied). */
+  #openThreads(p: Process): void {
+    const tasks = sys("openat", p.dir, this.#names.task.address, DIR_FLAGS);
+    if (tasks < 0) {
+      p.stop = stopFor(-tasks);
+      return;
+    }
+    let denied = false;
+    const threads = this.#threads;
+    try {
+      for (;;) {
+        const n = threads.read(tasks);
+        if (n < 0) p.stop = stopFor(-n);
+        if (n <= 0) break;
+        while (threads.next()) {
+          const tid = threads.number();
+          if (tid < 0) continue;
+          // opening a syscall file takes no lock of the process; reading it does
+          const fd = sys("openat", tasks, this.#taskSyscall.of(threads.name()), FILE_FLAGS);
+          if (fd < 0) {
+            const why = stopFor(-fd);
+            if (why === GONE) continue; // this thread ended; its siblings may not have
+            p.stop = why;
+            denied = why === DENIED;
+            break;
+          }
+          this.#reads.push({ process: p, tid, fd });
+          if (this.#reads.length >= BATCH) this.#flush();
+          if (p.stop) break;
+        }
+        if (p.stop) break;
+      }
+    } finally {
+      close(tasks);
+    }
+    // another user's process, or a kernel thread: its stat tells which
+    if (denied) {
+      const stat = sys("openat", p.dir, this.#names.stat.address, FILE_FLAGS);
+      if (stat >= 0) this.#reads.push({ process: p, tid: -1, fd: stat });
+    }
+  }
+
+  /** Reads the batch's files through the reader, then finishes the processes wholly read. */
+  #flush(): void {
+    const reader = this.#reader;
+    while (this.#reads.length > 0) {
+      const reads = this.#reads;
+      const batch = reader.run(reads.map(({ fd }, i) => ({
+        name: "pread64",
+        args: [fd, reader.address(i * SLOT), SLOT, 0],
+      })));
+      if (batch.kind === "stalled") {
+        // that process stalls the reads of its files: leave it, read the others again
+        const p = reads[batch.at].process;
+        this.#stalled(p);
+        this.#reads = reads.filter((r) => {
+          if (r.process === p) close(r.fd);
+          return r.process !== p;
+        });
+        continue;
+      }
+      this.#reads = [];
+      for (const r of reads) close(r.fd);
+      if (batch.kind === "late") {
+        for (const r of reads) r.process.stop ??= LATE;
+        break;
+      }
+      const data = reader.data;
+      for (let i = 0; i < reads.length; i++) {
+        const { process: p, tid } = reads[i];
+        const n = batch.results[i];
+        const bytes = data.subarray(i * SLOT, i * SLOT + Math.max(0, n));
+        if (tid < 0) {
+          p.kernel = n > 0 && isKernelThreadStat(bytes, n);
+        } else if (p.stop) {
+          continue;
+        } else if (n < 0) {
+          const why = whyNot(p.dir);
+          if (why !== GONE) p.stop = why;
+        } else {
+          const call = parseSyscall(bytes, n, this.#numbers);
+          if (call) p.blocked.push({ tid, ...call });
+        }
+      }
+    }
+    this.#open = this.#open.filter((p) => {
+      if (!p.listed && !p.stop) return true;
+      try {
+        this.#finish(p);
+      } finally {
+        close(p.dir);
+      }
+      return false;
+    });
+  }
+
+  /** Marks the process as one whose files do not answer. */
+  #stalled(p: Process): void {
+    p.stop = STALLED;
+    stalledPids.add(p.pid);
+    this.#result.stalled.push(p.pid);
+  }
+
+  /** Counts what stopped the look at a process, or looks at its waiters. */
+  #finish(p: Process): void {
+    const result = this.#result;
+    let seen: typeof DONE | Stop = p.stop ?? DONE;
+    if (seen === DONE && p.blocked.length > 0) {
+      seen = performance.now() > this.#deadline ? LATE : this.#inspect(p);
+      if (seen === STALLED) this.#stalled(p);
+    }
+    if (seen.kind === "denied" && !p.kernel) result.hidden++;
+    if (seen.kind === "failed") result.failed++;
+    if (seen.kind === "late") result.unscanned++;
+  }
+
+  /** Adds the process's waiters on the targets to the result; done, or why it stopped. */
+  #inspect(p: Process): typeof DONE | Stop {
+    const { dir, pid, blocked } = p;
+    const reader = this.#reader;
     // a vector's words may lie anywhere: only futex() records let the maps read stop early
     const last = blocked.reduce((max, b) => b.vector ? Infinity : Math.max(max, b.address), 0);
     const mappings = this.#mappings;
-    const mapped = this.#maps.read(dir, this.#names.maps.address, mappings, targets, last, this.#deadline);
+    const mapped = readMaps(reader, dir, this.#names.maps.address, mappings, this.#targets, last);
     if (mapped.kind !== "done" || !mappings.mapsTargets) return mapped;
     const found: { tid: number; file: number; offset: number }[] = [];
     let mem = -1;
@@ -570,15 +756,17 @@ class ProcScanner {
         let words = [b.address];
         if (b.vector) {
           if (mem < 0) {
-            mem = sys("openat", dir, this.#names.mem.address, FILE_FLAGS);
-            if (mem < 0) return stopFor(-mem);
+            const opened = reader.run([{ name: "openat", args: [dir, this.#names.mem.address, FILE_FLAGS] }]);
+            if (opened.kind !== "done") return stopOf(opened);
+            mem = opened.results[0];
+            if (mem < 0) return whyNot(dir);
           }
-          const vector = this.#vectors.read(mem, b, mappings);
+          const vector = readVector(reader, mem, b, mappings);
           if (vector.kind === "unread") {
-            result.skipped++;
+            this.#result.skipped++;
             continue;
           }
-          if (vector.kind === "denied") return vector;
+          if (vector.kind !== "words") return vector;
           words = vector.words;
         }
         for (const word of words) {
@@ -591,48 +779,16 @@ class ProcScanner {
     }
     if (found.length === 0) return DONE;
     const small = this.#small;
-    const length = small.read(dir, this.#names.comm.address);
+    const length = small.read(dir, COMM.address);
     if (length < 0) return stopFor(-length);
     const comm = commOf(small.bytes, length);
-    for (const f of found) result.waiters.push({ file: f.file, pid, tid: f.tid, comm, offset: f.offset });
+    for (const f of found) this.#result.waiters.push({ file: f.file, pid, tid: f.tid, comm, offset: f.offset });
     return DONE;
   }
+}
 
-  /** The threads of the process blocked in a futex call that could concern a file; or why not. */
-  #blockedThreads(dir: number): { kind: "threads"; blocked: Blocked[] } | Stop {
-    const tasks = sys("openat", dir, this.#names.task.address, DIR_FLAGS);
-    if (tasks < 0) return stopFor(-tasks);
-    const threads = this.#threads;
-    const blocked: Blocked[] = [];
-    try {
-      for (;;) {
-        const n = threads.read(tasks);
-        if (n < 0) return stopFor(-n);
-        if (n === 0) return { kind: "threads", blocked };
-        if (performance.now() > this.#deadline) return LATE;
-        while (threads.next()) {
-          const tid = threads.number();
-          if (tid < 0) continue;
-          const length = this.#small.read(tasks, this.#taskSyscall.of(threads.name()));
-          if (length < 0) {
-            const why = stopFor(-length);
-            if (why !== GONE) return why;
-            continue; // this thread ended; its siblings may not have
-          }
-          const call = parseSyscall(this.#small.bytes, length, this.#numbers);
-          if (call) blocked.push({ tid, ...call });
-        }
-      }
-    } finally {
-      close(tasks);
-    }
-  }
-
-  /** Whether the process is a kernel thread; false when unknown. */
-  #isKernelThread(dir: number): boolean {
-    const length = this.#small.read(dir, this.#names.stat.address);
-    return length > 0 && isKernelThreadStat(this.#small.bytes, length);
-  }
+function emptyResult(): FutexWaiters {
+  return { waiters: [], hidden: 0, unscanned: 0, skipped: 0, failed: 0, stalled: [] };
 }
 
 let scanner: ProcScanner | undefined;
@@ -655,6 +811,15 @@ let scanner: ProcScanner | undefined;
  * sees every process); one whose files give an unexpected error, or whose
  * maps exceed 16 MiB, in `failed`; a futex_waitv vector outside the
  * process's private anonymous memory is not read, and counted in `skipped`.
+ *
+ * A read of another process's /proc files can block for ever (one stalled in
+ * exec holds the lock they take), and no budget can interrupt a read that has
+ * started: every such read is made by a bounded reader (./reader.ts) on a
+ * thread this one can leave behind, while this one parses. A process whose
+ * files make no progress is left, listed in `stalled`, and not read again by
+ * this process; the scan still returns within `budgetMs` and a few hundred
+ * milliseconds. Opening the syscall, stat and comm files takes no such lock
+ * and is done here.
  *
  * @param files The files, by `st_dev` and `st_ino` as the kernel's stat returns them.
  * @param options `budgetMs`: how long the scan may take (SCAN_BUDGET_MS by default).
