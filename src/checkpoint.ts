@@ -239,8 +239,8 @@ export class Checkpoint implements Disposable {
     return this.#offset + 4 * id;
   }
 
-  /** `what` failed within `ms`: the error, with `detail` and what the region looks like now. */
-  #timedOut(what: string, id: number, ms: number, detail = "", woken?: number): CheckpointTimedOut {
+  /** `what` failed within `ms` (the scaled time, and why): the error, with `detail` and what the region looks like now. */
+  #timedOut(what: string, id: number, ms: string, detail = "", woken?: number): CheckpointTimedOut {
     const now = performance.now();
     if (this.#lastSnapshot === undefined || now - this.#lastSnapshot.at > SNAPSHOT_SHARED_MS) {
       const taken = this.snapshot();
@@ -252,7 +252,7 @@ export class Checkpoint implements Disposable {
     }
     const snapshot = this.#lastSnapshot.snapshot;
     return new CheckpointTimedOut(
-      `${what} within ${ms} ms (${this.path})${detail}; ${explain(snapshot, id)}`,
+      `${what} within ${ms} (${this.path})${detail}; ${explain(snapshot, id)}`,
       snapshot,
       woken,
     );
@@ -266,7 +266,7 @@ export class Checkpoint implements Disposable {
   async #until(
     tryOnce: () => boolean,
     timeoutMs: number,
-    failure: (ms: number) => CheckpointTimedOut,
+    failure: (ms: string) => CheckpointTimedOut,
     done: () => string,
     userSignal?: AbortSignal,
   ): Promise<void> {
@@ -352,7 +352,7 @@ export class Checkpoint implements Disposable {
   }
 
   /** The blocking twin of #until. */
-  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: (ms: number) => CheckpointTimedOut): void {
+  #untilSync(tryOnce: () => boolean, timeoutMs: number, failure: (ms: string) => CheckpointTimedOut): void {
     const { ms, deadline } = deadlineOf(timeoutMs);
     if (!pollSync(tryOnce, deadline)) throw failure(ms);
   }
@@ -453,7 +453,7 @@ export class Checkpoint implements Disposable {
     let woken = 0;
     return {
       tryOnce: () => (woken += this.#file.futexWake(word)) === nrWake,
-      failure: (ms: number) => {
+      failure: (ms: string) => {
         const detail = woken > nrWake
           ? `: woke ${woken}, and LTP counts waking more than ${nrWake} as a failure (more processes wait than expected)`
           : `: woke ${woken}`;
@@ -577,7 +577,7 @@ export class Checkpoint implements Disposable {
     checkCount("count", count, 0);
     return {
       tryOnce: () => this.#file.futexWaiters(word) >= count,
-      failure: (ms: number) => this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, id, ms),
+      failure: (ms: string) => this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, id, ms),
     };
   }
 

@@ -69,6 +69,8 @@ export function kernelSlowness(): KernelSlowness {
 export interface TimeoutScale {
   /** What a timeout in ms is multiplied by. */
   factor: number;
+  /** The kernel's part of it: 4 on a slow kernel, else 1. */
+  kernelFactor: number;
   /** Shown after the unscaled time: "×4: CONFIG_KASAN", "×2: LTP_TIMEOUT_MUL", both joined by ", "; empty at 1. */
   reason: string;
   /** The kernel config's note, on the first call of the process that has one only. */
@@ -85,7 +87,11 @@ export function timeoutScale(): TimeoutScale {
   const multiplier = timeoutMultiplier();
   const kernel = kernelSlowness();
   const reasons = [kernel.reason, multiplier === 1 ? "" : `×${multiplier}: LTP_TIMEOUT_MUL`].filter((r) => r);
-  const scale: TimeoutScale = { factor: kernel.factor * multiplier, reason: reasons.join(", ") };
+  const scale: TimeoutScale = {
+    factor: kernel.factor * multiplier,
+    kernelFactor: kernel.factor,
+    reason: reasons.join(", "),
+  };
   if (kernel.note !== undefined && !noted) {
     noted = true;
     scale.note = kernel.note;

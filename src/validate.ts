@@ -1,5 +1,5 @@
 /** Checks of the numbers the class is given, and timeouts turned into deadlines. */
-import { timeoutMultiplier } from "./env.ts";
+import { timeoutScale } from "./kconfig.ts";
 import type { Layout } from "./layout.ts";
 
 /** LTP's default checkpoint timeout, in milliseconds. */
@@ -25,15 +25,26 @@ export function checkId(id: number, capacity: number, path: string, layout: Layo
   }
 }
 
-/** The timeout in ms after LTP_TIMEOUT_MUL, as a deadline on performance.now(). */
-export function deadlineOf(timeoutMs: number): { ms: number; deadline: number } {
+/**
+ * A timeout scaled as LTP's `tst_multiply_timeout()` scales it (×4 on a
+ * slow kernel, × LTP_TIMEOUT_MUL): `ms`, the time as messages show it
+ * ("1200 ms (300 ms ×4: CONFIG_KASAN)" where the kernel's factor applies),
+ * and the deadline on performance.now().
+ */
+export function deadlineOf(timeoutMs: number): { ms: string; deadline: number } {
   if (typeof timeoutMs !== "number" || Number.isNaN(timeoutMs)) {
     throw new TypeError(`timeout must be a number of milliseconds, got ${timeoutMs}`);
   }
   if (!(timeoutMs >= 1 && timeoutMs <= UINT32_MAX)) {
     throw new RangeError(`timeout must be from 1 to ${UINT32_MAX} ms, got ${timeoutMs}`);
   }
-  const ms = timeoutMs * timeoutMultiplier();
-  // shown in messages: 50 × 1.1 is 55, not 55.00000000000001
-  return { ms: Math.round(ms * 1000) / 1000, deadline: performance.now() + ms };
+  const { factor, reason, note, kernelFactor } = timeoutScale();
+  // a KCONFIG_PATH that names nothing is said once per process, as LTP warns of it; a config that
+  // cannot be read (a sandbox) only leaves the factor at 1, which `status` shows
+  if (note?.startsWith("KCONFIG_PATH=")) console.warn(`ltp-checkpoint: note: ${note.split("; ")[0]}`);
+  const ms = timeoutMs * factor;
+  // 50 × 1.1 is shown as 55, not 55.00000000000001
+  const shown = `${Math.round(ms * 1000) / 1000} ms`;
+  // LTP_TIMEOUT_MUL is the caller's own setting; a factor of the kernel's is said with its reason
+  return { ms: kernelFactor === 1 ? shown : `${shown} (${timeoutMs} ms ${reason})`, deadline: performance.now() + ms };
 }
