@@ -2,7 +2,12 @@
  * Installs `tst_checkpoint` so that it stands alone: it keeps working after
  * the checkout is moved or deleted.
  *
- *   ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
+ *   ./deno run -A tools/install.ts [--root DIR] [--confine] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
+ *
+ * Folders are taken as a shell user means them: `~` and `~/x` are the
+ * home folder, a relative one is taken from the folder the command was run
+ * in (`deno task install` runs in the checkout; INIT_CWD says where it was
+ * run), and a folder given to --allow-* must exist.
  *
  * Into ROOT (default: $DENO_INSTALL_ROOT, else ~/.deno) it puts:
  * - ROOT/lib/tst_checkpoint/cli.js: the CLI as one bundled, minified file
@@ -21,7 +26,13 @@
  *
  * The folders given are added to the launcher's --allow-read/--allow-write
  * (besides /dev/shm, /tmp, and /proc for reading, so that `status` names
- * waiting processes). Each step replaces what was there by a rename, so a
+ * waiting processes); with --confine they are the only ones (a folder to
+ * write is readable too), and the agent, which meets its callers in /tmp,
+ * is left out.
+ *
+ * An install that other users can reach (ROOT/bin open to them, as
+ * /usr/local/bin is) must be one they can run: a Deno or a ROOT/lib closed to
+ * them is refused; root installing where only root can reach is told so. Each step replaces what was there by a rename, so a
  * test that runs the tool meanwhile sees the old one or the new one.
  * @module
  */
@@ -29,20 +40,66 @@ import { normalise } from "../ffi/path.ts";
 
 const CHECKOUT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const NAME = "tst_checkpoint";
-/** Variables the CLI reads; TST_CHECKPOINT_REINSTALL tells it how it was installed, for its hints. */
-const ENV = ["LTP_IPC_PATH", "LTP_IPC_LAYOUT", "LTP_TIMEOUT_MUL", "TMPDIR", "TST_CHECKPOINT_REINSTALL"];
+/**
+ * Variables the CLI reads; the launcher sets the last three for its hints: how to reinstall, the checkout when it is
+ * gone, and the folders it may write.
+ */
+const ENV = [
+  "LTP_IPC_PATH",
+  "LTP_IPC_LAYOUT",
+  "LTP_TIMEOUT_MUL",
+  "TMPDIR",
+  "TST_CHECKPOINT_REINSTALL",
+  "TST_CHECKPOINT_GONE",
+  "TST_CHECKPOINT_WRITE",
+];
 const READ = ["/dev/shm", "/tmp", "/proc"];
 const WRITE = ["/dev/shm", "/tmp"];
 
 const USAGE =
-  `Usage: ./deno run -A tools/install.ts [--root DIR] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
-Installs ${NAME} into ROOT/bin (default ROOT: $DENO_INSTALL_ROOT, else ~/.deno), standing alone.`;
+  `Usage: ./deno run -A tools/install.ts [--root DIR] [--confine] [--allow-read=DIR,...] [--allow-write=DIR,...] [--no-agent]
+Installs ${NAME} into ROOT/bin (default ROOT: $DENO_INSTALL_ROOT, else ~/.deno), standing alone.
+For every user: --root /usr/local (as root). --confine: allowed only the folders given (no /dev/shm, /tmp, /proc).`;
 
 class Misuse extends Error {}
 
-/** `path` made absolute against the current folder, with `.`, `..` and repeated slashes resolved. */
-function absolute(path: string): string {
-  return normalise(path.startsWith("/") ? path : `${Deno.cwd()}/${path}`);
+/** The folder the command was run in: `deno task` runs in the checkout, and says in INIT_CWD where it was started. */
+function runFolder(): string {
+  const cwd = Deno.cwd();
+  const init = Deno.env.get("INIT_CWD");
+  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT) ? init : cwd;
+}
+
+/**
+ * `path` as a shell user means it (`~` and `~/x` in the home folder, a relative one from the folder the command was
+ * run in), with `.`, `..` and repeated slashes resolved; `what` names it in a refusal.
+ */
+function absolute(path: string, what: string): string {
+  if (path === "") throw new Misuse(`${what}: an empty folder name`);
+  if (path === "~" || path.startsWith("~/")) {
+    const home = Deno.env.get("HOME");
+    if (!home?.startsWith("/")) throw new Misuse(`${what}: HOME is not set to expand ~: give the folder in full`);
+    path = home + path.slice(1);
+  } else if (path.startsWith("~")) throw new Misuse(`${what}: ~user is not expanded here: give the folder in full`);
+  return normalise(path.startsWith("/") ? path : `${runFolder()}/${path}`);
+}
+
+/** A folder given to `flag`, checked: absolute, there, a folder; with its real path when a symlink leads to it. */
+function allowedFolder(text: string, flag: string): string[] {
+  const what = `${flag}=${text}`;
+  const dir = absolute(text, what);
+  if (dir.includes(",")) throw new Misuse(`${what}: ${dir} holds a comma, which Deno's permission flags cannot take`);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(dir);
+  } catch (error) {
+    if (error instanceof Deno.errors.NotFound) throw new Misuse(`${what}: ${dir} does not exist: create it first`);
+    throw new Misuse(`${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`);
+  }
+  if (!info.isDirectory) throw new Misuse(`${what}: ${dir} is not a folder`);
+  // the module checks a region's real path as well as the path as written
+  const real = Deno.realPathSync(dir);
+  return real === dir ? [dir] : [dir, real];
 }
 
 /** `text` as one shell word: as it is where that is safe, else single-quoted. */
@@ -51,7 +108,13 @@ function quote(text: string): string {
 }
 
 function parseArgs(args: string[]) {
-  const out = { root: undefined as string | undefined, read: [] as string[], write: [] as string[], agent: true };
+  const out = {
+    root: undefined as string | undefined,
+    read: [] as string[],
+    write: [] as string[],
+    agent: true,
+    confine: false,
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
     const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
@@ -60,14 +123,21 @@ function parseArgs(args: string[]) {
     ];
     if (name === "-h" || name === "--help") throw new Misuse("");
     if (name === "--no-agent" && value === undefined) out.agent = false;
+    else if (name === "--confine" && value === undefined) out.confine = true;
     else if (name === "--root") {
       out.root = value ?? args[++i];
       if (!out.root) throw new Misuse("--root needs a folder");
     } else if (name === "--allow-read" || name === "--allow-write") {
       if (!value) throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
-      (name === "--allow-read" ? out.read : out.write).push(...value.split(",").map(absolute));
+      const dirs = value.split(",").flatMap((dir) => allowedFolder(dir, name));
+      (name === "--allow-read" ? out.read : out.write).push(...dirs);
     } else throw new Misuse(`Unknown option '${arg}'`);
   }
+  if (out.confine && out.read.length + out.write.length === 0) {
+    throw new Misuse("--confine needs the folders to allow: --allow-read=DIR,... and/or --allow-write=DIR,...");
+  }
+  out.read = [...new Set(out.read)];
+  out.write = [...new Set(out.write)];
   return out;
 }
 
@@ -75,11 +145,14 @@ function parseArgs(args: string[]) {
 function linkOrCopy(from: string, to: string): void {
   try {
     Deno.linkSync(from, to);
+    // a link shares the checkout's mode: one that not every user may run (a umask of 077) is copied instead
+    if (((Deno.statSync(to).mode ?? 0) & 0o005) === 0o005) return;
+    Deno.removeSync(to);
   } catch {
     // another file system, or fs.protected_hardlinks for a file this user cannot write
-    Deno.copyFileSync(from, to);
-    Deno.chmodSync(to, 0o755);
   }
+  Deno.copyFileSync(from, to);
+  Deno.chmodSync(to, 0o755);
 }
 
 /** Runs the installing Deno; its output, or an error naming the step. */
@@ -132,6 +205,26 @@ function placeCode(stage: string, entry: string, bundleName: string): string[] {
   return files;
 }
 
+/** How to install again: `here` from the checkout, `again` from a new one where `checkout` is gone. */
+interface Reinstall {
+  checkout: string;
+  here: string;
+  again: string;
+}
+
+/** How to install again from a new checkout, `again` being its command. */
+function againText(again: string): string {
+  return again.startsWith("git clone ")
+    ? `install again with: ${again}`
+    : `install again from a new checkout of ltp-checkpoint with: ${again}`;
+}
+
+/** The folders from the top down to `path`, and `path`: each one a user passes on the way to it. */
+function chain(path: string): string[] {
+  const parts = path.split("/").filter(Boolean);
+  return parts.map((_, i) => `/${parts.slice(0, i + 1).join("/")}`);
+}
+
 /** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
 function broken(...parts: string[]): string {
   return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
@@ -148,7 +241,7 @@ function launcher(
   agent: string[],
   read: string[],
   write: string[],
-  reinstall: string,
+  reinstall: Reinstall,
 ): string {
   const flags = [
     "--no-config",
@@ -158,13 +251,18 @@ function launcher(
     "--no-code-cache",
     "--allow-ffi",
     `--allow-env=${ENV.join(",")}`,
-    `--allow-read=${[...READ, ...read].join(",")}`,
-    `--allow-write=${[...WRITE, ...write].join(",")}`,
+    ...read.length ? [`--allow-read=${read.join(",")}`] : [],
+    ...write.length ? [`--allow-write=${write.join(",")}`] : [],
   ];
-  const gone = quote(
-    `${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): reinstall it: ${reinstall}`,
-  );
-  const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote(`): reinstall it: ${reinstall}`)];
+  const gone = quote(`${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): `);
+  const closed = [
+    quote(`${NAME}: TBROK: the Deno it was installed with (${denoPath}) cannot be run by uid `),
+    `"$(id -u)"`,
+    quote(" ("),
+    `"$tc_at"`,
+    quote(" is closed to it): install it with a Deno every user can run, e.g. the checkout's ./deno (copied in): "),
+  ];
+  const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote("): ")];
   const run = `${quote(denoPath)} run ${flags.map(quote).join(" ")}`;
   // the agent runs with the launcher's own Deno and flags
   const client = agent.length === 0 ? "" : `tc_vars=${quote(ENV.join(" "))}
@@ -172,18 +270,97 @@ tc_agent() { exec ${run} ${quote(agent[0])} "$@"; }
 ${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
-# To allow more folders, reinstall: ${reinstall} --allow-read=DIR --allow-write=DIR
+# To allow more folders, reinstall: ${reinstall.here} --allow-read=DIR --allow-write=DIR
 ${
     agent.length
       ? "# Calls go through a resident agent (agent/client.sh); TST_CHECKPOINT_AGENT=0 turns it off for a call.\n"
       : ""
   }\
-[ -x ${quote(denoPath)} ] || ${broken(gone)}
-for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone)}; done
-export TST_CHECKPOINT_REINSTALL=${quote(reinstall)}
+# 0 when each path is there and this user may pass it, 1 when one is not there, 2 when one ($tc_at) is closed to it
+tc_reach() { for tc_at do [ -e "$tc_at" ] || return 1; [ -x "$tc_at" ] || return 2; done; }
+# the hints name the checkout while it is there (a folder closed to this user may hide it: said as there)
+tc_reach ${chain(`${reinstall.checkout}/tools`).map(quote).join(" ")}
+if [ $? = 1 ]; then
+  export TST_CHECKPOINT_REINSTALL=${quote(reinstall.again)} TST_CHECKPOINT_GONE=${quote(reinstall.checkout)}
+  tc_fix=${quote(`its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`)}
+else
+  export TST_CHECKPOINT_REINSTALL=${quote(reinstall.here)}
+  unset TST_CHECKPOINT_GONE
+  tc_fix=${quote(`reinstall it: ${reinstall.here}`)}
+fi
+export TST_CHECKPOINT_WRITE=${quote(write.join(","))}
+tc_reach ${chain(denoPath).map(quote).join(" ")}
+case $? in
+1) ${broken(gone, `"$tc_fix"`)} ;;
+2) ${broken(...closed, `"$tc_fix"`)} ;;
+esac
+for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
 export DENO_NO_UPDATE_CHECK=1
 ${client}exec ${run} ${quote(code[0])} "$@"
 `;
+}
+
+/** The first folder on the way to `path` (or `path` itself) that other users may not pass, and its mode and owner. */
+function closedToOthers(path: string): { at: string; mode: number; uid: number | null } | undefined {
+  for (const at of chain(Deno.realPathSync(path))) {
+    const info = Deno.statSync(at);
+    if (!((info.mode ?? 0) & 0o001)) return { at, mode: (info.mode ?? 0) & 0o7777, uid: info.uid };
+  }
+  return undefined;
+}
+
+function closedText(closed: { at: string; mode: number; uid: number | null }): string {
+  return `${closed.at} is mode ${closed.mode.toString(8).padStart(4, "0")}, of uid ${closed.uid}`;
+}
+
+/** `path`, or the nearest folder above it that exists. */
+function existing(path: string): string {
+  for (let at = path; at !== "/"; at = at.replace(/\/[^/]*$/, "") || "/") {
+    try {
+      Deno.statSync(at);
+      return at;
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    }
+  }
+  return "/";
+}
+
+/** Makes the folders missing on the way to `dir`, each open to all (0755) whatever the umask. */
+function makeOpen(dir: string): void {
+  for (const at of chain(dir)) {
+    try {
+      Deno.mkdirSync(at);
+      Deno.chmodSync(at, 0o755);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+    }
+  }
+}
+
+/** The folders in `dir` 0755 and the files 0644. */
+function openUp(dir: string): void {
+  for (const entry of Deno.readDirSync(dir)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) openUp(path);
+    Deno.chmodSync(path, entry.isDirectory ? 0o755 : 0o644);
+  }
+  Deno.chmodSync(dir, 0o755);
+}
+
+/** The URL the checkout was cloned from, if git knows one. */
+function originOf(checkout: string): string | undefined {
+  try {
+    const out = new Deno.Command("git", {
+      args: ["-C", checkout, "remote", "get-url", "origin"],
+      stdin: "null",
+      stderr: "null",
+    }).outputSync();
+    const url = new TextDecoder().decode(out.stdout).trim();
+    return out.success && url && !url.includes("\n") ? url : undefined;
+  } catch {
+    return undefined; // no git
+  }
 }
 
 function removeIfThere(path: string): void {
@@ -196,37 +373,73 @@ function removeIfThere(path: string): void {
 
 /** Installs; returns the launcher's path. */
 function install(args: string[]): string {
-  const { root: given, read, write, agent } = parseArgs(args);
+  const { root: given, read, write, agent: withAgent, confine } = parseArgs(args);
   const home = Deno.env.get("HOME");
   const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
   if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
-  const root = absolute(rootText);
-  for (const dir of [...read, ...write]) {
-    if (dir.includes(",")) throw new Misuse(`${dir} holds a comma, which Deno's permission flags cannot take`);
-  }
+  const root = absolute(rootText, `--root ${rootText}`);
+  if (root.includes("\n")) throw new Misuse(`--root ${rootText}: a folder name with a newline`);
+  // the agent meets its callers in /tmp, which a confined install does not allow
+  const agent = withAgent && !confine;
   const lib = `${root}/lib/${NAME}`;
   const bin = `${root}/bin/${NAME}`;
-  Deno.mkdirSync(`${root}/bin`, { recursive: true });
-  Deno.mkdirSync(`${root}/lib`, { recursive: true });
+  // an install other users can reach is meant for them: what it runs must be theirs to run too (the folders it makes
+  // are open to all, so the folders there already decide)
+  const forOthers = closedToOthers(existing(`${root}/bin`)) === undefined;
+  const libClosed = closedToOthers(existing(`${root}/lib`));
+  if (forOthers && libClosed) {
+    throw new Misuse(
+      `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
+        `open it to them (chmod o+x ${quote(libClosed.at)}) or give --root a folder they can read`,
+    );
+  }
+  const exec = Deno.realPathSync(Deno.execPath());
+  const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
+  const denoClosed = inCheckout ? undefined : closedToOthers(exec);
+  if (forOthers && denoClosed) {
+    throw new Misuse(
+      `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
+        `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
+        `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${args.map(quote).join(" ")}`,
+    );
+  }
+  if (!forOthers && Deno.uid() === 0) {
+    const closed = closedToOthers(existing(`${root}/bin`))!;
+    console.error(
+      `install: note: only root can run it (${closedText(closed)}); for every user: --root /usr/local`,
+    );
+  }
 
+  makeOpen(`${root}/bin`);
+  makeOpen(`${root}/lib`);
   const stage = Deno.makeTempDirSync({ dir: `${root}/lib`, prefix: `.${NAME}.new.` });
   const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
   try {
     Deno.chmodSync(stage, 0o755);
     const code = placeCode(stage, "cli.ts", "cli.js");
     const agentCode = agent ? placeCode(stage, "agent/server.ts", "agent.js") : [];
-    const exec = Deno.realPathSync(Deno.execPath());
-    const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
+    // whatever the umask: readable by all, as the code of an installed tool is
+    openUp(stage);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
-    const reinstall = [
-      `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts --root ${quote(root)}`,
+    const options = [
+      `--root ${quote(root)}`,
+      ...confine ? ["--confine"] : [],
       ...read.map((dir) => `--allow-read=${quote(dir)}`),
       ...write.map((dir) => `--allow-write=${quote(dir)}`),
-      ...agent ? [] : ["--no-agent"],
+      ...withAgent ? [] : ["--no-agent"],
     ].join(" ");
+    const origin = originOf(CHECKOUT);
+    const reinstall: Reinstall = {
+      checkout: CHECKOUT,
+      here: `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
+      again: `${origin ? `git clone ${quote(origin)} ${quote(CHECKOUT)} && cd ${quote(CHECKOUT)} && ` : ""}` +
+        `./deno run -A tools/install.ts ${options}`,
+    };
     const files = code.map((name) => `${lib}/${name}`);
     const agentFiles = agentCode.map((name) => `${lib}/${name}`);
-    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, agentFiles, read, write, reinstall);
+    const allowRead = confine ? [...new Set([...read, ...write])] : [...new Set([...READ, ...read])];
+    const allowWrite = confine ? write : [...new Set([...WRITE, ...write])];
+    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, agentFiles, allowRead, allowWrite, reinstall);
 
     let hadOld = true;
     try {
@@ -262,7 +475,7 @@ if (import.meta.main) {
       Deno.exit(0);
     }
     if (error instanceof Misuse) {
-      console.error(`ERROR: ${error.message}\n${USAGE}`);
+      console.error(`install: ${error.message} (--help: usage)`);
       Deno.exit(1);
     }
     console.error(`install: ${error instanceof Error ? error.message : error}`);
