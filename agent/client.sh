@@ -44,10 +44,19 @@ tc_call() {
 	done
 	[ ${#tc_k} -le 200 ] || return 1
 	tc_d=$tc_b/$tc_k
-	if ! tc_ours; then
-		tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" </dev/null 2>/dev/null &)
-		[ "$tc_r" = ready ] && tc_ours || return 1
-	fi
+	tc_ours || tc_start || return 1
+	tc_talk "$@"
+	# no answer: the agent has died (SIGKILL leaves its folder) or is ending; a fresh one clears what it left
+	[ $? = 2 ] && tc_start && tc_talk "$@"
+	return 1
+}
+# starts the region's agent (in the background, in this process group) and waits for its one line
+tc_start() {
+	tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" </dev/null 2>/dev/null &)
+	[ "$tc_r" = ready ] && tc_ours
+}
+# one call through the agent: exits with its code; returns 1 to run cold, 2 when the agent did not answer
+tc_talk() {
 	# claim a slot: an O_EXCL create (set -C) holding this shell's pid
 	tc_i=$(($$ % tc_m)) tc_j=0
 	set -C
@@ -60,7 +69,7 @@ tc_call() {
 	tc_f=$tc_d/$tc_i
 	# opens that cannot block: the reply's read end through a read-write one, closed at once
 	[ -p "$tc_f.req" ] && [ -p "$tc_f.rep" ] &&
-		{ command exec 9<>"$tc_f.rep" 8<"$tc_f.rep" 9<&- 7<>"$tc_f.req"; } 2>/dev/null || return 1
+		{ command exec 9<>"$tc_f.rep" 8<"$tc_f.rep" 9<&- 7<>"$tc_f.req"; } 2>/dev/null || return 2
 	printf '%s\n' TCA1 $$ "$PPID" "$PWD" $# "$@" $tc_n "$tc_e." >&7
 	tc_a=
 	while IFS= read -r tc_r; do
@@ -71,11 +80,15 @@ tc_call() {
 		E*) printf '%s' "${tc_r#E}" >&2 ;;
 		a) tc_a=1 ;;
 		x*) exit "${tc_r#x}" ;;
-		*) break ;;
+		c) break ;;
+		*) tc_a=${tc_a:-0} && break ;;
 		esac
 	done <&8
 	exec 7>&- 8<&-
-	[ -z "$tc_a" ] && return 1
+	case $tc_a in
+	'') return 2 ;;
+	0) return 1 ;;
+	esac
 	printf '%s\n' "tst_checkpoint: TBROK: its agent (${tc_d}) ended during the call: run it again, or with TST_CHECKPOINT_AGENT=0" >&2
 	exit 2
 }

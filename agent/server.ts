@@ -56,27 +56,27 @@
  */
 import { type CallContext, run } from "../cli/command.ts";
 import {
-  addressOf,
-  AT_FDCWD,
-  AT_REMOVEDIR,
-  type Bytes,
-  call,
-  callAsync,
-  cString,
-  EEXIST,
-  EFD_CLOEXEC,
-  EFD_NONBLOCK,
-  EINTR,
-  ENOENT,
-  ESRCH,
-  F_GETFD,
-  FD_CLOEXEC,
-  LOCK_EX,
-  LOCK_NB,
+  closeInherited,
+  fchmod,
+  leaveWorkingFolder,
+  mkdirAt,
+  mkfifoAt,
   namesIn,
+  openFolder,
+  Poller,
+  processExists,
+  readSome,
+  removeAt,
+  renameAt,
+  stdoutToDevNull,
+  tryLock,
+  writeSome,
+} from "../ffi/channel.ts";
+import {
+  AT_FDCWD,
+  EEXIST,
   O_CLOEXEC,
   O_CREAT,
-  O_DIRECTORY,
   O_EXCL,
   O_NOFOLLOW,
   O_NONBLOCK,
@@ -88,12 +88,10 @@ import {
   POLLIN,
   POLLNVAL,
   POLLOUT,
-  S_IFDIR,
-  S_IFIFO,
-  S_IFMT,
-  statAt,
-  writeSome,
-} from "./sys.ts";
+} from "../ffi/constants.ts";
+import type { Bytes } from "../ffi/libc.ts";
+import { close, fstat, geteuid, openat, statAt } from "../ffi/syscalls.ts";
+import { setWaitPolicy } from "../ffi/waitv.ts";
 
 /** The first line of every request; a client of another version is answered `c`. */
 export const PROTOCOL = "TCA1";
@@ -103,147 +101,114 @@ const MAX_SLOTS = 8192;
 const MAX_REQUEST = 256 * 1024;
 /** How often the agent looks at its region, its folder and stale claims. */
 const TICK_MS = 250;
+/** Thread-pool calls its waits may hold: Deno's 32 less the poll and a few for other async work. */
+const WAIT_CALLS = 28;
 
 const encoder = new TextEncoder();
 const strict = new TextDecoder("utf-8", { fatal: true });
 
+/** One client's call, as its request gives it. */
+interface Request {
+  pid: number;
+  ppid: number;
+  cwd: string;
+  args: string[];
+  env: Record<string, string>;
+}
+
 class Slot {
   req = -1;
   rep = -1;
-  /** A client is connected (its request has begun, or it has sent one). */
+  /** A client has spoken on it since it was last reset. */
   busy = false;
   /** The client has gone (POLLHUP). */
   gone = false;
-  /** The call has ended, `x` queued. */
-  done = false;
   running = false;
-  input: Uint8Array[] = [];
+  /** The call has ended (or was refused): its last line is queued. */
+  done = false;
+  input: Bytes[] = [];
   inputLength = 0;
   output: Bytes[] = [];
   abort?: AbortController;
-  client?: { pid: number; args: string[]; since: number };
+  client?: { pid: number; args: string[] };
 
   constructor(readonly n: number) {}
 }
 
-interface Agent {
-  base: string;
-  key: string;
-  region: string;
-  idleMs: number;
-  dir: number;
-  baseFd: number;
-  slots: Slot[];
-  event: number;
-  lastCall: number;
+class Agent {
+  readonly slots: Slot[] = [];
+  readonly poller = new Poller();
+  readonly toReset = new Set<Slot>();
+  lastCall = performance.now();
   /** Calls that have ended. */
-  calls: number;
-  exiting: boolean;
-  pollsetDirty: boolean;
-  toReset: Set<Slot>;
-  clientsDirty: boolean;
+  calls = 0;
+  pollsetDirty = true;
+  clientsDirty = true;
+
+  constructor(
+    readonly base: string,
+    readonly key: string,
+    readonly region: string,
+    readonly idleMs: number,
+    readonly baseFd: number,
+    readonly dir: number,
+  ) {}
 }
 
-function fail(what: string, r: number): never {
-  throw new Error(`${what} failed (errno ${-r})`);
-}
-
-/** Closes every descriptor this process inherited (those without close-on-exec; Deno marks its own). */
-function closeInherited(): void {
-  const dir = call("openat", AT_FDCWD, addressOf(cString("/proc/self/fd")), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0) return;
-  const fds = namesIn(dir).map(Number).filter((fd) => fd > 2 && fd !== dir);
-  call("close", dir);
-  for (const fd of fds) {
-    const flags = call("fcntl", fd, F_GETFD);
-    if (flags >= 0 && (flags & FD_CLOEXEC) === 0) call("close", fd);
-  }
-}
-
-/** Points stdout, and every copy Deno made of it, at /dev/null: the caller's command substitution then ends. */
-function stdoutToDevNull(): void {
-  const out = statAt(1, "");
-  const fd = call("openat", AT_FDCWD, addressOf(cString("/dev/null")), O_RDWR | O_CLOEXEC);
-  if (fd < 0 || typeof out === "number") return;
-  const dir = call("openat", AT_FDCWD, addressOf(cString("/proc/self/fd")), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  const copies = dir < 0 ? [] : namesIn(dir).map(Number).filter((n) => n !== dir && n !== fd && n > 2);
-  if (dir >= 0) call("close", dir);
-  for (const copy of copies) {
-    const info = statAt(copy, "");
-    if (typeof info !== "number" && info.dev === out.dev && info.ino === out.ino) call("dup3", fd, copy, O_CLOEXEC);
-  }
-  call("dup3", fd, 1, 0);
-  call("close", fd);
-}
-
-/** Opens BASE, making it (0700) where missing; refuses one that is not this user's private folder. */
+/** Opens BASE, making it (0700) where missing; refuses one that is not this user's. */
 function openBase(base: string, euid: number): number {
-  const r = call("mkdirat", AT_FDCWD, addressOf(cString(base)), 0o700);
-  if (r < 0 && r !== -EEXIST) fail(`mkdir ${base}`, r);
-  const fd = call("openat", AT_FDCWD, addressOf(cString(base)), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (fd < 0) fail(`open ${base}`, fd);
-  const info = statAt(fd, "");
-  if (typeof info === "number") fail(`stat ${base}`, -info);
+  const made = mkdirAt(AT_FDCWD, base, 0o700);
+  if (made < 0 && made !== -EEXIST) throw new Error(`Cannot make ${base} (errno ${-made})`);
+  const fd = openFolder(AT_FDCWD, base);
+  if (fd < 0) throw new Error(`Cannot open ${base} (errno ${-fd})`);
+  const info = fstat(fd, base);
   if (info.uid !== euid) throw new Error(`${base} belongs to user ${info.uid}, not ${euid}`);
-  if ((info.mode & 0o777) !== 0o700) call("fchmod", fd, 0o700);
+  if (info.mode !== 0o700) fchmod(fd, 0o700);
   return fd;
 }
 
 /** Removes everything in the folder `fd` (one level: the agent makes no sub-folders). */
 function clear(fd: number): void {
-  for (const name of namesIn(fd)) {
-    if (call("unlinkat", fd, addressOf(cString(name)), 0) < 0) {
-      call("unlinkat", fd, addressOf(cString(name)), AT_REMOVEDIR);
-    }
-  }
-}
-
-/** Takes the folder's lock: false when a live agent holds it. */
-function lock(fd: number): boolean {
-  return call("flock", fd, LOCK_EX | LOCK_NB) === 0;
+  for (const name of namesIn(fd)) if (removeAt(fd, name) < 0) removeAt(fd, name, true);
 }
 
 /** Removes the folders of dead agents in BASE (their lock is free), except `mine`. */
 function sweepDead(baseFd: number, mine: string): void {
   for (const name of namesIn(baseFd)) {
     if (name === mine) continue;
-    const fd = call("openat", baseFd, addressOf(cString(name)), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    const fd = openFolder(baseFd, name);
     if (fd < 0) continue;
-    if (lock(fd)) {
+    if (tryLock(fd)) {
       clear(fd);
-      call("unlinkat", baseFd, addressOf(cString(name)), AT_REMOVEDIR);
+      removeAt(baseFd, name, true);
     }
-    call("close", fd);
+    close(fd);
   }
 }
 
+/** Replaces the file `name` in `dir` with `text`, by a rename. */
 function writeFile(dir: number, name: string, text: string): void {
   const tmp = `${name}.${Deno.pid}.new`;
-  const fd = call("openat", dir, addressOf(cString(tmp)), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
+  const fd = openat(dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600);
   if (fd < 0) return;
   writeSome(fd, Uint8Array.from(encoder.encode(text)));
-  call("close", fd);
-  call("renameat2", dir, addressOf(cString(tmp)), dir, addressOf(cString(name)), 0);
+  close(fd);
+  renameAt(dir, tmp, name);
+}
+
+/** The request FIFO's read end, fresh: POLLHUP only once a client has come and gone. */
+function openRequest(agent: Agent, slot: Slot): number {
+  return openat(agent.dir, `${slot.n}.req`, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
 }
 
 function openSlot(agent: Agent, slot: Slot): boolean {
   for (const suffix of ["req", "rep"]) {
-    const name = addressOf(cString(`${slot.n}.${suffix}`));
-    const r = call("mknodat", agent.dir, name, S_IFIFO | 0o600, 0);
+    const r = mkfifoAt(agent.dir, `${slot.n}.${suffix}`, 0o600);
     if (r < 0 && r !== -EEXIST) return false;
   }
-  slot.req = call(
-    "openat",
-    agent.dir,
-    addressOf(cString(`${slot.n}.req`)),
-    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC,
-  );
-  slot.rep = call(
-    "openat",
-    agent.dir,
-    addressOf(cString(`${slot.n}.rep`)),
-    O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC,
-  );
+  slot.req = openRequest(agent, slot);
+  // read and write: a client's open never blocks, and it reads EOF only when the agent is gone
+  slot.rep = openat(agent.dir, `${slot.n}.rep`, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
   return slot.req >= 0 && slot.rep >= 0;
 }
 
@@ -253,8 +218,8 @@ function grow(agent: Agent, count: number): void {
   for (let n = from; n < Math.min(count, MAX_SLOTS); n++) {
     const slot = new Slot(n);
     if (!openSlot(agent, slot)) {
-      if (slot.req >= 0) call("close", slot.req);
-      if (slot.rep >= 0) call("close", slot.rep);
+      if (slot.req >= 0) close(slot.req);
+      if (slot.rep >= 0) close(slot.rep);
       break;
     }
     agent.slots.push(slot);
@@ -265,29 +230,24 @@ function grow(agent: Agent, count: number): void {
   }
 }
 
-/** Empties a FIFO that the agent holds with O_NONBLOCK. */
+const scratch = new Uint8Array(65536);
+
+/** Empties a FIFO held with O_NONBLOCK. */
 function drain(fd: number): void {
-  const buffer = new Uint8Array(4096);
-  while (call("read", fd, addressOf(buffer), buffer.length) > 0);
+  while (readSome(fd, scratch) > 0);
 }
 
 /** Readies a slot for its next client: drained, POLLHUP cleared by a fresh read end, then its claim removed. */
 function reset(agent: Agent, slot: Slot): void {
   drain(slot.req);
   drain(slot.rep);
-  call("close", slot.req);
-  slot.req = call(
-    "openat",
-    agent.dir,
-    addressOf(cString(`${slot.n}.req`)),
-    O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC,
-  );
-  Object.assign(slot, { busy: false, gone: false, done: false, running: false, input: [], inputLength: 0, output: [] });
-  slot.abort = undefined;
+  close(slot.req);
+  slot.req = openRequest(agent, slot);
   if (slot.client) agent.clientsDirty = true;
-  slot.client = undefined;
+  Object.assign(slot, { busy: false, gone: false, running: false, done: false, input: [], inputLength: 0, output: [] });
+  slot.abort = slot.client = undefined;
   if (slot.req < 0) return; // the folder is gone: the next tick ends the agent
-  call("unlinkat", agent.dir, addressOf(cString(`${slot.n}.lock`)), 0);
+  removeAt(agent.dir, `${slot.n}.lock`);
 }
 
 /** Queues `text` for the client of `slot`: one protocol line per line of it. */
@@ -310,25 +270,17 @@ function flush(agent: Agent, slot: Slot): void {
     const written = writeSome(slot.rep, chunk);
     if (written === chunk.length) slot.output.shift();
     else {
-      slot.output[0] = chunk.subarray(written);
-      agent.pollsetDirty = true; // wait for POLLOUT
-      kick(agent);
+      // the FIFO is full: the rest when POLLOUT says there is room
+      slot.output[0] = chunk.slice(written);
+      agent.pollsetDirty = true;
+      agent.poller.wake();
       return;
     }
   }
 }
 
-/** One client's call, as its request gives it. */
-interface Request {
-  pid: number;
-  ppid: number;
-  cwd: string;
-  args: string[];
-  env: Record<string, string>;
-}
-
 /** A parsed request, or "cold" for one the agent cannot take, or undefined while incomplete. */
-function parse(bytes: Uint8Array): Request | "cold" | undefined {
+function parse(bytes: Bytes): Request | "cold" | undefined {
   if (bytes.length === 0 || bytes[bytes.length - 1] !== 0x0a) return undefined;
   let text: string;
   try {
@@ -352,7 +304,7 @@ function parse(bytes: Uint8Array): Request | "cold" | undefined {
   return { pid: Number(lines[1]), ppid: Number(lines[2]), cwd: lines[3], args: lines.slice(5, 5 + argc), env };
 }
 
-function concat(parts: Uint8Array[], length: number): Uint8Array {
+function concat(parts: Bytes[], length: number): Bytes {
   const out = new Uint8Array(length);
   let at = 0;
   for (const part of parts) {
@@ -364,14 +316,12 @@ function concat(parts: Uint8Array[], length: number): Uint8Array {
 
 /** Reads what the client wrote; starts its call once the request is whole. */
 function readRequest(agent: Agent, slot: Slot): void {
-  const buffer = new Uint8Array(65536);
   for (;;) {
-    const r = call("read", slot.req, addressOf(buffer), buffer.length);
-    if (r === -EINTR) continue;
+    const r = readSome(slot.req, scratch);
     if (r <= 0) break;
     slot.busy = true;
     if (slot.running || slot.done) continue; // one request a connection: anything more is ignored
-    slot.input.push(buffer.slice(0, r));
+    slot.input.push(scratch.slice(0, r));
     slot.inputLength += r;
   }
   if (slot.running || slot.done || slot.inputLength === 0) return;
@@ -382,14 +332,15 @@ function readRequest(agent: Agent, slot: Slot): void {
   startCall(agent, slot, request);
 }
 
+/** Tells the client to run its call cold: nothing of it has run here. */
 function refuse(agent: Agent, slot: Slot): void {
   slot.done = true;
   send(agent, slot, "c");
 }
 
 /**
- * Whether the call needs the caller's working folder, which the CLI cannot
- * take from a context: a relative region, TMPDIR or `--all` folder.
+ * Whether the call needs the caller's working folder, which a call's
+ * context does not carry: a relative region, TMPDIR or `--all` folder.
  */
 function needsCwd(args: string[], env: Record<string, string>): boolean {
   const relative = (path: string | undefined) => path !== undefined && path !== "" && !path.startsWith("/");
@@ -402,7 +353,7 @@ function startCall(agent: Agent, slot: Slot, request: Request): void {
   slot.running = true;
   slot.input = [];
   slot.abort = new AbortController();
-  slot.client = { pid: request.pid, args: request.args, since: Date.now() };
+  slot.client = { pid: request.pid, args: request.args };
   agent.clientsDirty = true;
   agent.lastCall = performance.now();
   send(agent, slot, "a");
@@ -423,23 +374,15 @@ function startCall(agent: Agent, slot: Slot, request: Request): void {
     send(agent, slot, "x", `${code}`);
     if (slot.gone) {
       agent.toReset.add(slot);
-      kick(agent);
+      agent.poller.wake();
     }
   });
-}
-
-function kick(agent: Agent): void {
-  const one = new BigUint64Array([1n]);
-  call("write", agent.event, addressOf(one), 8);
 }
 
 /** The calls running now, for `status`: which client process waits where. */
 function writeClients(agent: Agent): void {
   agent.clientsDirty = false;
-  const clients = agent.slots.filter((slot) => slot.client).map((slot) => ({
-    pid: slot.client!.pid,
-    args: slot.client!.args,
-  }));
+  const clients = agent.slots.filter((slot) => slot.client).map((slot) => slot.client);
   writeFile(agent.dir, "clients", JSON.stringify({ agent: Deno.pid, region: agent.region, clients }) + "\n");
 }
 
@@ -448,89 +391,69 @@ function sweepClaims(agent: Agent): void {
   const buffer = new Uint8Array(32);
   for (const slot of agent.slots) {
     if (slot.busy) continue;
-    const fd = call(
-      "openat",
-      agent.dir,
-      addressOf(cString(`${slot.n}.lock`)),
-      O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
-    );
+    const fd = openat(agent.dir, `${slot.n}.lock`, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) continue;
-    const r = call("read", fd, addressOf(buffer), buffer.length);
-    call("close", fd);
-    const pid = r > 0 ? Number(new TextDecoder().decode(buffer.subarray(0, r)).trim()) : NaN;
+    const r = readSome(fd, buffer);
+    close(fd);
     // a claim is written in one go: an empty one is being written now
-    if (Number.isInteger(pid) && pid > 0 && call("kill", pid, 0) === -ESRCH) {
-      call("unlinkat", agent.dir, addressOf(cString(`${slot.n}.lock`)), 0);
-    }
+    const pid = r > 0 ? Number(new TextDecoder().decode(buffer.subarray(0, r)).trim()) : NaN;
+    if (Number.isInteger(pid) && pid > 0 && !processExists(pid)) removeAt(agent.dir, `${slot.n}.lock`);
   }
 }
 
-/** Whether the agent should end now, and why. */
-function reasonToEnd(agent: Agent, now: number): string | undefined {
+/** Whether the agent should end now. */
+function timeToEnd(agent: Agent, now: number): boolean {
   const own = statAt(agent.baseFd, agent.key);
-  if (typeof own === "number" || (own.mode & S_IFMT) !== S_IFDIR) return "its folder is gone";
-  const busy = agent.slots.some((slot) => slot.busy);
-  if (busy) return undefined;
-  // once a call has run: the first one may be the init that makes it
-  if (agent.calls > 0 && statAt(AT_FDCWD, agent.region, true) === ENOENT) return "its region is gone";
-  if (now - agent.lastCall > agent.idleMs) return "idle";
-  return undefined;
+  if (own?.type !== "directory") return true; // its folder is gone
+  if (agent.slots.some((slot) => slot.busy)) return false;
+  // once a call has run (the first may be the init that makes the region), its region's end is the agent's
+  if (agent.calls > 0 && statAt(AT_FDCWD, agent.region) === undefined) return true;
+  return now - agent.lastCall > agent.idleMs;
 }
 
 /** Removes the agent's folder, and BASE when nothing else is in it; then exits. */
 function end(agent: Agent): never {
-  agent.exiting = true;
   for (const slot of agent.slots) slot.abort?.abort();
-  // the slot count first, so that no new client starts
-  call("unlinkat", agent.dir, addressOf(cString("slots")), 0);
+  removeAt(agent.dir, "slots"); // first, so that no new client comes
   clear(agent.dir);
-  call("unlinkat", agent.baseFd, addressOf(cString(agent.key)), AT_REMOVEDIR);
-  call("unlinkat", AT_FDCWD, addressOf(cString(agent.base)), AT_REMOVEDIR);
+  removeAt(agent.baseFd, agent.key, true);
+  removeAt(AT_FDCWD, agent.base, true);
   Deno.exit(0);
 }
 
+/** The agent's loop: one poll over every request FIFO, then what it found, then the periodic looks. */
 async function serve(agent: Agent): Promise<never> {
-  let fds = new Int32Array(0);
-  let owners: (Slot | undefined)[] = [];
-  const timeout = new BigInt64Array(2);
+  let owners: { slot: Slot; out: boolean }[] = [];
   let lastTick = 0;
-  const eventBuffer = new BigUint64Array(1);
   for (;;) {
-    if (agent.pollsetDirty || fds.length === 0) {
+    if (agent.pollsetDirty) {
       agent.pollsetDirty = false;
-      const entries: [number, number, Slot | undefined][] = [[agent.event, POLLIN, undefined]];
+      const entries: [number, number][] = [];
+      owners = [];
       for (const slot of agent.slots) {
-        if (!slot.gone) entries.push([slot.req, POLLIN, slot]);
-        if (slot.output.length > 0 && !slot.gone) entries.push([slot.rep, POLLOUT, slot]);
+        if (slot.gone) continue;
+        entries.push([slot.req, POLLIN]);
+        owners.push({ slot, out: false });
+        if (slot.output.length > 0) {
+          entries.push([slot.rep, POLLOUT]);
+          owners.push({ slot, out: true });
+        }
       }
-      fds = new Int32Array(entries.length * 2);
-      owners = entries.map((entry) => entry[2]);
-      entries.forEach(([fd, events], i) => {
-        fds[2 * i] = fd;
-        fds[2 * i + 1] = events;
-      });
+      agent.poller.watch(entries);
     }
-    const events = new Int16Array(fds.buffer);
-    for (let i = 0; i < owners.length; i++) events[4 * i + 3] = 0;
-    // the kernel writes the time left back into it
-    timeout[0] = 0n;
-    timeout[1] = BigInt(TICK_MS * 1e6);
-    await callAsync("ppoll", addressOf(fds), owners.length, addressOf(timeout), 0);
+    const events = await agent.poller.poll(TICK_MS);
     for (let i = 0; i < owners.length; i++) {
-      const revents = events[4 * i + 3];
+      const revents = events[i];
       if (revents === 0) continue;
-      const slot = owners[i];
-      if (slot === undefined) {
-        call("read", agent.event, addressOf(eventBuffer), 8);
-        continue;
-      }
-      if (events[4 * i + 2] === POLLOUT) {
+      const { slot, out } = owners[i];
+      if (out) {
         flush(agent, slot);
         if (slot.output.length === 0) agent.pollsetDirty = true;
         continue;
       }
       if (revents & (POLLIN | POLLHUP)) readRequest(agent, slot);
       if (revents & (POLLHUP | POLLERR | POLLNVAL)) {
+        // the client has gone: its call ends now, and the slot is free once it has
         slot.gone = true;
         slot.output = [];
         agent.pollsetDirty = true;
@@ -538,79 +461,64 @@ async function serve(agent: Agent): Promise<never> {
         else agent.toReset.add(slot);
       }
     }
+    // descriptors change only here, between polls
     for (const slot of agent.toReset) reset(agent, slot);
     if (agent.toReset.size > 0) agent.pollsetDirty = true;
     agent.toReset.clear();
     const busy = agent.slots.reduce((n, slot) => n + (slot.busy ? 1 : 0), 0);
     if (2 * (busy + 1) > agent.slots.length) grow(agent, agent.slots.length * 2);
-    const now = performance.now();
     if (agent.clientsDirty) writeClients(agent);
+    const now = performance.now();
     if (now - lastTick >= TICK_MS) {
       lastTick = now;
-      const why = reasonToEnd(agent, now);
-      if (why) end(agent);
+      if (timeToEnd(agent, now)) end(agent);
       sweepClaims(agent);
     }
   }
 }
 
-function main(args: string[]): void {
+/** Starts serving; returns false when another agent serves this region already. */
+function start(args: string[]): boolean {
   const [base, key, region, idle] = args;
-  const euid = call("geteuid");
+  const euid = geteuid();
   closeInherited();
-  // the caller's working folder is not held (it could not be unmounted); calls never depend on it
-  call("chdir", addressOf(cString("/")));
-  if (base !== `/tmp/tst_checkpoint-${euid}` || !key || key.includes("/") || !region) {
-    console.log("refused");
-    Deno.exit(2);
+  leaveWorkingFolder();
+  if (base !== `/tmp/tst_checkpoint-${euid}` || !key || key.includes("/") || !region?.startsWith("/")) {
+    throw new Error("usage: server.ts /tmp/tst_checkpoint-EUID KEY REGION IDLE_S");
   }
   const baseFd = openBase(base, euid);
-  const r = call("mkdirat", baseFd, addressOf(cString(key)), 0o700);
-  if (r < 0 && r !== -EEXIST) fail(`mkdir ${key}`, r);
-  const dir = call("openat", baseFd, addressOf(cString(key)), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-  if (dir < 0) fail(`open ${key}`, dir);
-  const info = statAt(dir, "");
-  if (typeof info === "number" || info.uid !== euid) throw new Error(`${base}/${key} is not this user's`);
-  if (!lock(dir)) {
-    // another agent serves this region: its client may use it once its slots are published
-    for (let i = 0; i < 100 && typeof statAt(dir, "slots") === "number"; i++) {
-      call("ppoll", 0, 0, addressOf(new BigInt64Array([0n, 10_000_000n])), 0);
+  const made = mkdirAt(baseFd, key, 0o700);
+  if (made < 0 && made !== -EEXIST) throw new Error(`Cannot make ${base}/${key} (errno ${-made})`);
+  const dir = openFolder(baseFd, key);
+  if (dir < 0) throw new Error(`Cannot open ${base}/${key} (errno ${-dir})`);
+  if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
+  if (!tryLock(dir)) {
+    // another agent serves this region: its client may go on once its slots are published
+    for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
     }
-    console.log("ready");
-    Deno.exit(0);
+    return false;
   }
   clear(dir);
   sweepDead(baseFd, key);
-  const event = call("eventfd2", 0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (event < 0) fail("eventfd", event);
-  const agent: Agent = {
-    base,
-    key,
-    region,
-    idleMs: Math.max(1, Number(idle) || 60) * 1000,
-    dir,
-    baseFd,
-    slots: [],
-    event,
-    lastCall: performance.now(),
-    calls: 0,
-    exiting: false,
-    pollsetDirty: true,
-    toReset: new Set(),
-    clientsDirty: true,
-  };
+  setWaitPolicy({ calls: WAIT_CALLS, mixWords: true });
+  const agent = new Agent(base, key, region, Math.max(1, Number(idle) || 60) * 1000, baseFd, dir);
   grow(agent, FIRST_SLOTS);
-  if (agent.slots.length === 0) throw new Error("cannot make the channel's FIFOs");
+  if (agent.slots.length === 0) throw new Error("Cannot make the channel's FIFOs");
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => end(agent));
-  console.log("ready");
-  stdoutToDevNull();
   serve(agent).catch(() => end(agent));
+  return true;
 }
 
 if (import.meta.main) {
+  let code = 0;
   try {
-    main(Deno.args);
+    start(Deno.args);
   } catch {
-    Deno.exit(2);
+    code = 2;
   }
+  // one line for the client's command substitution, which then ends: the agent keeps no descriptor of its caller
+  console.log(code === 0 ? "ready" : "refused");
+  if (code !== 0) Deno.exit(code);
+  stdoutToDevNull();
 }

@@ -12,7 +12,25 @@ const AARCH64 = Deno.build.arch === "aarch64";
 // <fcntl.h>
 export const AT_FDCWD = -100;
 export const AT_SYMLINK_NOFOLLOW = 0x100;
+export const AT_REMOVEDIR = 0x200;
+export const F_GETFD = 1;
+export const FD_CLOEXEC = 1;
+export const SEEK_SET = 0;
+
+// <sys/file.h>, <poll.h>, <sys/eventfd.h>: the resident agent's channel
+export const LOCK_EX = 2;
+export const LOCK_NB = 4;
+export const POLLIN = 0x1;
+export const POLLOUT = 0x4;
+export const POLLERR = 0x8;
+export const POLLHUP = 0x10;
+export const POLLNVAL = 0x20;
+/** struct pollfd { int fd; short events; short revents; } */
+export const POLLFD_SIZE = 8;
+export const EFD_NONBLOCK = 0o4000;
+export const EFD_CLOEXEC = 0o2000000;
 export const O_RDONLY = 0o0;
+export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
 export const O_CREAT = 0o100;
 export const O_EXCL = 0o200;
@@ -146,6 +164,20 @@ export const SYSCALLS = {
     fallocate: 285,
     openat2: 437,
     futex_waitv: 449,
+    read: 0,
+    write: 1,
+    lseek: 8,
+    kill: 62,
+    fcntl: 72,
+    flock: 73,
+    chdir: 80,
+    fchmod: 91,
+    mkdirat: 258,
+    mknodat: 259,
+    ppoll: 271,
+    eventfd2: 290,
+    dup3: 292,
+    renameat2: 316,
   },
   aarch64: {
     pread64: 67,
@@ -169,6 +201,20 @@ export const SYSCALLS = {
     fallocate: 47,
     openat2: 437,
     futex_waitv: 449,
+    read: 63,
+    write: 64,
+    lseek: 62,
+    kill: 129,
+    fcntl: 25,
+    flock: 32,
+    chdir: 49,
+    fchmod: 52,
+    mkdirat: 34,
+    mknodat: 33,
+    ppoll: 73,
+    eventfd2: 19,
+    dup3: 24,
+    renameat2: 276,
   },
 } as const;
 

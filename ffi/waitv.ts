@@ -1,27 +1,38 @@
 /**
- * Async waits on a SharedPage's futex words that stay in the kernel for their whole length and leave it
- * the moment they are given up. Each batch is one futex_waitv call on
- * Deno's thread pool for the waits on one checkpoint word: entry 0 is a
- * private word of ours, the others repeat the checkpoint word once per
- * pending wait (each entry counts as one waiter to any waker). Setting and
- * waking the private word ends the call within microseconds, and the
- * call's result says how many entries were woken first, so a wake that
- * raced with a cancel is kept, never lost. (One word per call because the
- * result names only the last entry woken: two words woken at once in one
- * call could not both be told.)
+ * Async waits on a SharedPage's futex words that stay in the kernel for
+ * their whole length and leave it the moment they are given up.
+ *
+ * A call is one futex_waitv on Deno's thread pool: entry 0 is a private
+ * word of ours, each other entry one pending wait on its checkpoint word
+ * (each entry counts as one waiter to any waker). Setting and waking the
+ * private word ends the call within microseconds; it is then armed again
+ * with the waits as they are, so that taking a wait in or out leaves the
+ * others out of the kernel for microseconds only.
+ *
+ * futex_waitv returns the index of the last entry woken. A wake takes a
+ * word's waiters in the order they were queued, so the entries on that
+ * word up to that one were all woken, and a wake that raced with a cancel
+ * is kept, never lost. Entries on other words of the same call cannot be
+ * told: so a call holds one word while there are places enough.
+ *
+ * Places: Deno runs 32 thread-pool calls at once, for every async
+ * operation of the process; waits hold at most `maxCalls` of them
+ * (setWaitPolicy()). While a place is free, a new wait gets a call of its
+ * own; else it joins a call on its own word that has room. A wait on a
+ * word that has no call then either waits for a place, and calls take
+ * turns in the kernel (the default), or, with `mixWords`, joins the call
+ * with the fewest entries, which then holds several words. The residual
+ * race of mixing: when two words of one call are woken within the moment
+ * between the first wake and the call's return (microseconds; longer only
+ * when the machine is too busy to run the woken thread, or when one
+ * process wakes both back to back), only the last is told; the other's
+ * waker has counted its wake and that wait goes on, as if the wake were
+ * lost. So mixing is only for more distinct words than places, and when a
+ * place frees, a call holding several words is split again.
  *
  * The call's own deadline (the earliest of its waits') ends it on time, so
- * a wait in the kernel needs no timer; a wait queued for a place has none,
- * and one timer, at the earliest deadline among those, ends them.
- *
- * Deno runs 32 thread-pool calls at once, for every async operation of the
- * process. Up to MAX_BATCHES pending waits each get a call of their own,
- * which nothing disturbs until it ends. Beyond that, a new wait joins a
- * call on its word (which leaves the kernel for microseconds to take it
- * in), and calls on more words than that take turns: each stays in the
- * kernel for TURN_MS, then yields its place to the longest queued one. A
- * call out of turn is not seen by wakers, which retry (as LTP's wake does)
- * until it is back.
+ * a wait in the kernel needs no timer; a wait queued for room has none, and
+ * one timer, at the earliest deadline among those, ends them.
  * @module
  */
 import {
@@ -38,9 +49,13 @@ import { addressOf, libc, sys, sysAsync } from "./libc.ts";
 import type { SharedPage } from "./page.ts";
 import { futexWake } from "./syscalls.ts";
 
-const MAX_BATCHES = 16;
-/** How long a batch stays in the kernel at a stretch when others wait for a place. */
+/** The most thread-pool calls the waits hold at once, and whether a call may hold several words (setWaitPolicy()). */
+let maxCalls = 16;
+let mixWords = false;
+/** How long a call stays in the kernel at a stretch when others wait for a place. */
 const TURN_MS = 10;
+/** Deno's thread pool has 32 places; some stay free for the process's other async operations. */
+const MOST_CALLS = 30;
 /** One entry of each call is the cancel word. */
 const MAX_ENTRIES = FUTEX_WAITV_MAX - 1;
 const SIZE_U32 = BigInt(FUTEX2_SIZE_U32);
@@ -62,13 +77,20 @@ export type WaitEnd = "woken" | "cancelled";
 export class PendingWait {
   cancelled = false;
   batch?: Batch;
+  /** The word's address in this process (another mapping of the same page gives another address). */
+  readonly address: bigint;
+  /** The word itself, as the kernel knows it: the file and the offset. */
+  readonly word: string;
 
   constructor(
     readonly file: SharedPage,
     readonly offset: number,
     readonly deadline: number,
     readonly done: (end: WaitEnd | Error) => void,
-  ) {}
+  ) {
+    this.address = file.address(offset);
+    this.word = `${fileKey(file)}:${offset}`;
+  }
 
   settle(end: WaitEnd | Error): void {
     this.batch = undefined; // its batch may serve other waits from now on
@@ -81,6 +103,18 @@ export class PendingWait {
     this.cancelled = true;
     this.batch?.kick();
   }
+}
+
+/** Each page's file as "dev:ino", found once. */
+const fileKeys = new WeakMap<SharedPage, string>();
+
+function fileKey(file: SharedPage): string {
+  let key = fileKeys.get(file);
+  if (key === undefined) {
+    const { dev, ino } = file.stat();
+    fileKeys.set(file, key = `${dev}:${ino}`);
+  }
+  return key;
 }
 
 let waitvNumber: bigint | undefined;
@@ -121,36 +155,57 @@ function setMonotonic(spec: BigInt64Array, perfMs: number): void {
   spec[1] = BigInt(Math.min(999_999_999, Math.round((ms - seconds * 1e3) * 1e6)));
 }
 
+/**
+ * Sets how many thread-pool calls the waits may hold at once (`calls`, 1
+ * to 30; 16 until set), and what happens to a wait on a word that has no
+ * call when every place is taken: with `mixWords` it joins the call with
+ * the fewest entries, so that every wait is counted by the kernel all
+ * along, at the price of the residual race above; without (the default),
+ * it waits for a place, and calls on more words than places take turns of
+ * TURN_MS in the kernel (a call out of turn is not seen by wakers, which
+ * retry, as LTP's wake does, until it is back). The resident agent, which
+ * must keep a thousand clients counted at once and does little else
+ * asynchronously, takes 28 calls and mixes.
+ */
+export function setWaitPolicy(policy: { calls: number; mixWords: boolean }): void {
+  maxCalls = Math.max(1, Math.min(MOST_CALLS, Math.floor(policy.calls)));
+  mixWords = policy.mixWords;
+}
+
 /** Batches in the kernel (or on their way there), and those waiting for a place, oldest first. */
 const active = new Set<Batch>();
 const queued: Batch[] = [];
 
-/**
- * The newest batch made for each word, so that a wait finds a queued batch
- * to join without looking through every one (a 4 KiB page has 1024 words).
- */
-const newest = new Map<bigint, Batch>();
-
-/** A batch on `address` with room: one in the kernel first, else the newest. */
-function batchOf(address: bigint): Batch | undefined {
+/** A batch in the kernel for `word` with room: one that holds that word alone first. */
+function batchOf(word: string): Batch | undefined {
+  let mixed: Batch | undefined;
   for (const batch of active) {
-    if (batch.address === address && batch.waits.length < MAX_ENTRIES) return batch;
+    if (batch.waits.length >= MAX_ENTRIES || !batch.holds(word)) continue;
+    if (!batch.mixed) return batch;
+    mixed ??= batch;
   }
-  const batch = newest.get(address);
-  // an empty batch has ended: it is spare or serves another word now
-  if (batch?.address === address && batch.waits.length > 0 && batch.waits.length < MAX_ENTRIES) return batch;
+  return mixed;
+}
+
+/** The batch in the kernel with the fewest waits and room, for a word that has none. */
+function emptiest(): Batch | undefined {
+  let best: Batch | undefined;
+  for (const batch of active) {
+    if (batch.waits.length < MAX_ENTRIES && (!best || batch.waits.length < best.waits.length)) best = batch;
+  }
+  return best;
 }
 
 /** Batches that have ended, kept for the next waits: their buffers and addresses are made once. */
 const spares: Batch[] = [];
-const MAX_SPARES = MAX_BATCHES;
+const MAX_SPARES = 16;
 
-function newBatch(wait: PendingWait, address: bigint): Batch {
+function newBatch(waits: PendingWait[]): Batch {
   const batch = spares.pop() ?? new Batch();
-  batch.address = address;
-  batch.waits.push(wait);
-  wait.batch = batch;
-  newest.set(address, batch);
+  for (const wait of waits) {
+    batch.waits.push(wait);
+    wait.batch = batch;
+  }
   return batch;
 }
 
@@ -194,7 +249,6 @@ function expireQueued(): void {
 }
 
 class Batch {
-  address = 0n;
   /** Its waits, oldest first: while a call is in the kernel, its entries are the first `#armed` of them. */
   waits: PendingWait[] = [];
   #armed = 0;
@@ -216,6 +270,19 @@ class Batch {
   constructor() {
     this.#vector[1] = this.#cancelAddress;
     this.#vector[2] = BigInt(FUTEX2_SIZE_U32 | FUTEX2_PRIVATE);
+  }
+
+  /** Whether it holds a wait on `word`. */
+  holds(word: string): boolean {
+    for (const wait of this.waits) if (wait.word === word) return true;
+    return false;
+  }
+
+  /** Whether it holds waits on more than one word. */
+  get mixed(): boolean {
+    const first = this.waits[0]?.word;
+    for (const wait of this.waits) if (wait.word !== first) return true;
+    return false;
   }
 
   /** Takes `wait` in: into the call in the kernel, or into the queue with the batch. */
@@ -252,10 +319,20 @@ class Batch {
       queued.splice(i, 1);
       if (queued.length === 0) unwatchQueued();
     }
-    if (newest.get(this.address) === this) newest.delete(this.address);
     // once only, though a batch may be found empty twice on its way out
     if ((active.delete(this) || i >= 0) && spares.length < MAX_SPARES) spares.push(this);
     return false;
+  }
+
+  /** Moves the waits on all but its first word into calls of their own, as free places allow. */
+  #split(): void {
+    while (active.size < maxCalls && this.mixed) {
+      const first = this.waits[0].word;
+      const other = this.waits.find((wait) => wait.word !== first)!.word;
+      const moved = this.waits.filter((wait) => wait.word === other);
+      this.waits = this.waits.filter((wait) => wait.word !== other);
+      newBatch(moved).start();
+    }
   }
 
   /** Enters the kernel for the waits as they are now. */
@@ -264,14 +341,14 @@ class Batch {
     const waits = this.waits;
     const vector = this.#vector;
     Atomics.store(this.#cancel, 0, 0);
-    const value = BigInt(waits[0].file.word(waits[0].offset));
     let deadline = Infinity;
     for (let i = 0; i < waits.length; i++) {
       const at = 3 * (i + 1);
-      vector[at] = value;
-      vector[at + 1] = this.address;
+      const wait = waits[i];
+      vector[at] = BigInt(wait.file.word(wait.offset));
+      vector[at + 1] = wait.address;
       vector[at + 2] = SIZE_U32;
-      if (waits[i].deadline < deadline) deadline = waits[i].deadline;
+      if (wait.deadline < deadline) deadline = wait.deadline;
     }
     // while others wait for a place, this turn ends early; a very long wait goes back in every few days
     const end = Math.min(deadline, performance.now() + (queued.length > 0 ? TURN_MS : MAX_KERNEL_MS));
@@ -289,19 +366,25 @@ class Batch {
     const waits = this.waits;
     const now = performance.now();
     if (r < 0 && Atomics.load(this.#cancel, 0) !== 1 && now < this.#end - 1) {
-      // unexplained: the word changed (EAGAIN) or a signal came; read its value again
+      // unexplained: a word changed (EAGAIN) or a signal came; read their values again
       try {
         if (++this.#failures > MAX_FAILURES) throw new Error("futex_waitv keeps failing");
-        waits[0].file.refresh(waits[0].offset);
+        for (const wait of waits.slice(0, this.#armed)) wait.file.refresh(wait.offset);
       } catch (error) {
         return this.#fail(error instanceof Error ? error : new Error(String(error)));
       }
     } else this.#failures = 0;
-    // a wake takes a word's waiters in the order they were queued, so the
-    // entries up to the last one woken were all woken
-    const woken = Math.max(0, r);
-    for (let i = 0; i < woken; i++) waits[i].settle("woken");
-    if (woken > 0) waits.splice(0, woken);
+    if (r >= 1 && r <= this.#armed) {
+      // a wake takes a word's waiters in the order they were queued: the entries on the last one's word up to it
+      // were all woken
+      const word = waits[r - 1].word;
+      let kept = 0;
+      for (let i = 0; i < waits.length; i++) {
+        if (i < r && waits[i].word === word) waits[i].settle("woken");
+        else waits[kept++] = waits[i];
+      }
+      waits.length = kept;
+    }
     let earliest = Infinity;
     for (const wait of waits) {
       if (wait.deadline <= now + 1) wait.cancelled = true;
@@ -314,6 +397,7 @@ class Batch {
       watchQueued(earliest);
       return next();
     }
+    if (this.#drop()) this.#split();
     this.#arm();
   }
 
@@ -331,7 +415,7 @@ class Batch {
     this.#arm();
   }
 
-  /** Waits for a place; batches in the kernel for their whole deadline must now take turns. */
+  /** Waits for a place; calls in the kernel for their whole deadline must now take turns. */
   enqueue(): void {
     queued.push(this);
     for (const wait of this.waits) watchQueued(wait.deadline);
@@ -339,10 +423,14 @@ class Batch {
   }
 }
 
-/** Gives free places to queued batches, oldest first. */
+/** Gives free places to queued batches, oldest first; else splits a call that holds several words. */
 function next(): void {
-  while (active.size < MAX_BATCHES && queued.length > 0) queued.shift()!.start();
+  while (active.size < maxCalls && queued.length > 0) queued.shift()!.start();
   if (queued.length === 0) unwatchQueued();
+  if (active.size >= maxCalls) return;
+  for (const batch of active) {
+    if (batch.mixed) return batch.kick(); // it splits when it ends
+  }
 }
 
 /**
@@ -373,11 +461,11 @@ export function waitOn(wait: PendingWait): void {
     waitInSlices(wait).catch((error) => wait.settle(error instanceof Error ? error : new Error(String(error))));
     return;
   }
-  const address = wait.file.address(wait.offset);
-  // under MAX_BATCHES each wait has a call of its own, which nothing interrupts until it ends
-  const joined = active.size < MAX_BATCHES ? undefined : batchOf(address);
+  // while a place is free each wait has a call of its own, which nothing interrupts until it ends
+  if (active.size < maxCalls) return newBatch([wait]).start();
+  const joined = batchOf(wait.word) ?? (mixWords ? emptiest() : undefined);
   if (joined) return joined.join(wait);
-  const batch = newBatch(wait, address);
-  if (active.size < MAX_BATCHES) batch.start();
-  else batch.enqueue();
+  const waiting = queued.find((batch) => batch.waits.length < MAX_ENTRIES && batch.holds(wait.word));
+  if (waiting) return waiting.join(wait);
+  newBatch([wait]).enqueue();
 }

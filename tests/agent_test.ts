@@ -1,0 +1,358 @@
+/**
+ * The resident agent behind the installed tool (agent/server.ts, agent/client.sh), with real processes: the tool
+ * installed as the README says, its launcher run by /bin/sh, against the same calls made cold
+ * (TST_CHECKPOINT_AGENT=0).
+ */
+import assert from "node:assert/strict";
+import { Checkpoint } from "../mod.ts";
+import { assertExit, assertOneLine } from "../testing/assert.ts";
+import { forgetCallerEnv } from "../testing/env.ts";
+import { ROOT } from "../testing/paths.ts";
+import { asNobody, bounded, commandExists, kill, NOBODY, type Result, run, start } from "../testing/process.ts";
+import { eventually, scaled } from "../testing/timing.ts";
+
+forgetCallerEnv();
+
+const UID = Deno.uid()!;
+const BASE = `/tmp/tst_checkpoint-${UID}`;
+/** Agents of these tests end on their own soon after their last call, whatever the test did. */
+const AGENT_ENV = { TST_CHECKPOINT_AGENT: "1", TST_CHECKPOINT_AGENT_IDLE: "10" };
+
+/** The installed launcher, for the steps below (installed once, as the README says, by the test that runs them). */
+let installed = "";
+
+function tool(): Promise<string> {
+  return Promise.resolve(installed);
+}
+
+/** The behaviours below, each a step of one test that installs the tool once and removes it after. */
+const behaviours: { name: string; ignore?: boolean; fn: () => Promise<void> }[] = [];
+
+function behaviour(name: string, fn: () => Promise<void>): void;
+function behaviour(definition: { name: string; ignore?: boolean; fn: () => Promise<void> }): void;
+function behaviour(
+  what: string | { name: string; ignore?: boolean; fn: () => Promise<void> },
+  fn?: () => Promise<void>,
+): void {
+  behaviours.push(typeof what === "string" ? { name: what, fn: fn! } : what);
+}
+
+/** The folder of the agent for the region at `path`. */
+function agentDir(path: string): string {
+  return `${BASE}/${path.replaceAll("/", "%")}`;
+}
+
+/** The agent's own account of itself: its pid and the calls it runs now; undefined when there is none. */
+function agentOf(path: string): { agent: number; clients: { pid: number; args: string[] }[] } | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${agentDir(path)}/clients`));
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Ends the agent of `path` (the region is removed first, so it should end by itself) and checks nothing is left. */
+async function agentEnds(path: string): Promise<void> {
+  const pid = agentOf(path)?.agent;
+  try {
+    Deno.removeSync(path);
+  } catch { /* removed already */ }
+  if (pid === undefined) return;
+  try {
+    await eventually(() => !alive(pid), scaled(5000));
+  } finally {
+    if (alive(pid)) Deno.kill(pid, "SIGKILL");
+  }
+  await eventually(() => !exists(agentDir(path)), scaled(5000));
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A region of the shell library's kind (mode 0666, so that a child run as nobody may use it). */
+function region(): Checkpoint {
+  const cp = Checkpoint.create({ layout: "ltp" });
+  Deno.chmodSync(cp.path, 0o666);
+  return cp;
+}
+
+function call(args: string[], env: Record<string, string>): Promise<Result> {
+  return tool().then((bin) => run(bin, args, { env: { ...AGENT_ENV, ...env } }));
+}
+
+function cold(args: string[], env: Record<string, string>): Promise<Result> {
+  return tool().then((bin) => run(bin, args, { env: { ...env, TST_CHECKPOINT_AGENT: "0" } }));
+}
+
+behaviour("calls through the agent print and exit exactly as the same calls made cold", async () => {
+  const cp = region();
+  const missing = `${cp.path}.missing`;
+  const notRegion = `${cp.path}.junk`;
+  Deno.writeTextFileSync(notRegion, "not a region");
+  try {
+    const cases: [string[], Record<string, string>][] = [
+      [["wake", "1000", "3", "0"], cp.env],
+      [["wait", "50", "3"], cp.env],
+      [["wait", "0", "3"], cp.env],
+      [["wait", "abc", "3"], cp.env],
+      [[], cp.env],
+      [["frob", "1", "2"], cp.env],
+      [["wake", "50", "5000", "1"], cp.env],
+      [["waiters", "50", "4", "1"], cp.env],
+      [["status"], cp.env],
+      [["status", "--json"], cp.env],
+      [["init", "--cleanup"], cp.env],
+      [["--version"], cp.env],
+      [["wait", "50", "3"], { ...cp.env, LTP_TIMEOUT_MUL: "junk" }],
+      [["wait", "50", "3"], { ...cp.env, LTP_IPC_LAYOUT: "seed" }],
+      [["wake", "100", "1", "0"], { LTP_IPC_PATH: notRegion }],
+      [["wake", "100", "1", "0"], { LTP_IPC_PATH: missing }],
+    ];
+    for (const [args, env] of cases) {
+      const agent = await call(args, env);
+      const expected = await cold(args, env);
+      assert.deepEqual(agent, expected, `tst_checkpoint ${args.join(" ")} with ${JSON.stringify(env)}`);
+    }
+    assert.ok(agentOf(cp.path), "the calls went through an agent");
+  } finally {
+    await agentEnds(cp.path);
+    await agentEnds(notRegion);
+    await agentEnds(missing);
+  }
+});
+
+behaviour("with TST_CHECKPOINT_AGENT=0, or an argument the channel cannot carry, no agent is started", async () => {
+  const cp = region();
+  try {
+    assertExit(await cold(["wake", "100", "1", "0"], cp.env), 0);
+    const odd = ["wait", "1\n2", "3"];
+    assert.deepEqual(await call(odd, cp.env), await cold(odd, cp.env));
+    assert.ok(!exists(agentDir(cp.path)));
+  } finally {
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour("a waiting client is counted while it waits; killed, its wait leaves the kernel and the next wake reaches the next waiter", async () => {
+  const bin = await tool();
+  const cp = region();
+  try {
+    assertExit(await call(["wake", "1000", "5", "0"], cp.env), 0); // starts the agent
+    for (const end of ["SIGKILL", "SIGTERM"] as const) {
+      const doomed = start(bin, ["wait", "60000", "5"], { env: { ...AGENT_ENV, ...cp.env } });
+      await eventually(() => cp.waiters(5) === 1, scaled(10000));
+      // the agent names its client (written just after the wait enters the kernel)
+      await eventually(() => agentOf(cp.path)?.clients.some((c) => c.pid === doomed.child.pid) === true, scaled(5000));
+      kill(doomed.child, end);
+      await doomed.result;
+      await eventually(() => cp.waiters(5) === 0, scaled(2000));
+    }
+    const next = start(bin, ["wait", "60000", "5"], { env: { ...AGENT_ENV, ...cp.env } });
+    await eventually(() => cp.waiters(5) === 1, scaled(10000));
+    assertExit(await call(["wake", "10000", "5", "1"], cp.env), 0);
+    assertExit(await next.result, 0);
+  } finally {
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour({
+  name: "timeout(1) ends a waiting client and its wait",
+  ignore: !commandExists("timeout"),
+  fn: async () => {
+    const bin = await tool();
+    const cp = region();
+    try {
+      assertExit(await call(["wake", "1000", "6", "0"], cp.env), 0);
+      const out = await run("timeout", ["1", bin, "wait", "60000", "6"], { env: { ...AGENT_ENV, ...cp.env } });
+      assert.equal(out.code, 124);
+      await eventually(() => cp.waiters(6) === 0, scaled(2000));
+    } finally {
+      await agentEnds(cp.path);
+    }
+  },
+});
+
+behaviour({
+  name:
+    "an agent started in a process group dies with it; the next call starts a fresh agent and clears the old one's folder",
+  ignore: !commandExists("setsid"),
+  fn: async () => {
+    const bin = await tool();
+    const cp = region();
+    try {
+      // setsid runs sh as the leader of a new process group (its pid is the group's id); the agent joins that group
+      const group = start("setsid", ["sh", "-c", `"$0" wait 60000 7`, bin], { env: { ...AGENT_ENV, ...cp.env } });
+      await eventually(() => cp.waiters(7) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
+      const first = agentOf(cp.path)!.agent;
+      Deno.kill(-group.child.pid, "SIGKILL");
+      await group.result;
+      await eventually(() => !alive(first) && cp.waiters(7) === 0, scaled(2000));
+      assert.ok(exists(agentDir(cp.path)), "SIGKILL left the folder");
+      assertExit(await call(["wake", "1000", "7", "0"], cp.env), 0);
+      const second = agentOf(cp.path)!.agent;
+      assert.notEqual(second, first);
+      // the old claims are gone; the call's own is removed once the agent sees it end
+      await eventually(() => ![...Deno.readDirSync(agentDir(cp.path))].some((e) => e.name.endsWith(".lock")), scaled(5000));
+    } finally {
+      await agentEnds(cp.path);
+    }
+  },
+});
+
+behaviour("a client whose agent is killed while it waits says so in one line and exits 2", async () => {
+  const bin = await tool();
+  const cp = region();
+  try {
+    const waiter = start(bin, ["wait", "60000", "8"], { env: { ...AGENT_ENV, ...cp.env } });
+    await eventually(() => cp.waiters(8) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
+    Deno.kill(agentOf(cp.path)!.agent, "SIGKILL");
+    const out = await bounded(waiter, scaled(10000));
+    assert.ok(!out.timedOut);
+    assertExit(out, 2);
+    assertOneLine(out.stderr, /^tst_checkpoint: TBROK: its agent .* ended during the call/);
+    // the next call is served again
+    assertExit(await call(["wake", "1000", "8", "0"], cp.env), 0);
+  } finally {
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour("init in a command substitution returns at once though it started the agent, which then ends with its region", async () => {
+  const bin = await tool();
+  const path = `/dev/shm/ltp_agent_test_${Deno.pid}_${Math.random().toString(36).slice(2)}`;
+  try {
+    const sub = start("sh", ["-c", `x=$("$0" init --cleanup) && printf '%s\\n' "$x"`, bin], {
+      env: { ...AGENT_ENV, LTP_IPC_PATH: path },
+    });
+    const out = await bounded(sub, scaled(10000));
+    assert.ok(!out.timedOut, "the substitution was not held open");
+    assertExit(out, 0);
+    assert.match(out.stdout, /^trap /);
+    const pid = agentOf(path)!.agent;
+    assert.ok(alive(pid));
+    // its descriptors: none of the caller's (no pipe, no terminal)
+    for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+      const target = Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`);
+      assert.ok(!target.startsWith("pipe:"), `fd ${fd.name} is ${target}`);
+    }
+    assertExit(await call(["remove"], { LTP_IPC_PATH: path }), 0);
+    await eventually(() => !alive(pid) && !exists(agentDir(path)), scaled(3000));
+  } finally {
+    await agentEnds(path);
+  }
+});
+
+behaviour("20 clients parked on 20 ids (no more than the agent's calls) are counted at once, and each wake reaches its own", async () => {
+  const bin = await tool();
+  const cp = region();
+  const ids = Array.from({ length: 20 }, (_, i) => i);
+  const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
+  try {
+    await eventually(() => ids.every((id) => cp.waiters(id) === 1), scaled(60000));
+    // back to back from one process: each word has a call of its own, so no wake is lost
+    for (const id of ids) await cp.wake(id, 1, scaled(10000));
+    for (const w of waiters) assertExit(await w.result, 0);
+  } finally {
+    for (const w of waiters) kill(w.child, "SIGKILL");
+    await Promise.all(waiters.map((w) => w.result));
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour("300 clients parked on 300 ids are all counted at once; killed, every wait leaves the kernel", async () => {
+  const bin = await tool();
+  const cp = region();
+  const ids = Array.from({ length: 300 }, (_, i) => i);
+  const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
+  try {
+    await eventually(() => ids.every((id) => cp.waiters(id) === 1), scaled(60000));
+    // all at once, and for as long as they wait
+    for (let look = 0; look < 20; look++) {
+      assert.equal(ids.filter((id) => cp.waiters(id) === 1).length, ids.length);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    for (const w of waiters) kill(w.child, "SIGKILL");
+    await Promise.all(waiters.map((w) => w.result));
+    await eventually(() => ids.every((id) => cp.waiters(id) === 0), scaled(5000));
+  } finally {
+    for (const w of waiters) kill(w.child, "SIGKILL");
+    await Promise.all(waiters.map((w) => w.result));
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour({
+  name: "as nobody: a channel folder planted by another user is not used, and calls still work (cold)",
+  ignore: UID !== 0 || !commandExists("setpriv") && !commandExists("runuser"),
+  fn: async () => {
+    const bin = await tool();
+    const cp = region();
+    const planted = `/tmp/tst_checkpoint-${NOBODY}`;
+    if (exists(planted)) return; // nobody's own: not ours to touch
+    Deno.mkdirSync(planted, { mode: 0o777 });
+    Deno.chmodSync(planted, 0o777);
+    try {
+      const [cmd, args] = asNobody(bin, ["wake", "1000", "3", "0"]);
+      assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
+      assert.deepEqual([...Deno.readDirSync(planted)], [], "nothing was made in the planted folder");
+    } finally {
+      Deno.removeSync(planted, { recursive: true });
+      cp.remove();
+    }
+  },
+});
+
+behaviour({
+  name: "as nobody: calls go through nobody's own agent",
+  ignore: UID !== 0 || !commandExists("setpriv") && !commandExists("runuser"),
+  fn: async () => {
+    const bin = await tool();
+    const cp = region();
+    const base = `/tmp/tst_checkpoint-${NOBODY}`;
+    const dir = `${base}/${cp.path.replaceAll("/", "%")}`;
+    try {
+      const [cmd, args] = asNobody(bin, ["wake", "1000", "3", "0"]);
+      assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
+      const info = Deno.statSync(base);
+      assert.equal(info.uid, NOBODY);
+      assert.equal(info.mode! & 0o777, 0o700);
+      const pid = JSON.parse(Deno.readTextFileSync(`${dir}/clients`)).agent;
+      cp.remove();
+      await eventually(() => !alive(pid) && !exists(dir), scaled(5000));
+    } finally {
+      try {
+        cp.remove();
+      } catch { /* removed */ }
+    }
+  },
+});
+
+Deno.test("the installed tool's resident agent", async (t) => {
+  // a folder every user may read, for the steps run as nobody
+  const root = Deno.makeTempDirSync({ dir: "/tmp", prefix: "ltp-checkpoint-agent-test-" });
+  try {
+    Deno.chmodSync(root, 0o755);
+    const out = await run(Deno.execPath(), ["run", "--allow-all", `${ROOT}/tools/install.ts`, "--root", root]);
+    assertExit(out, 0);
+    installed = `${root}/bin/tst_checkpoint`;
+    for (const step of behaviours) await t.step({ ...step, ignore: step.ignore ?? false });
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
