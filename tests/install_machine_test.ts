@@ -51,6 +51,10 @@ const DENO_DIR: string = JSON.parse(
   new TextDecoder().decode(new Deno.Command(Deno.execPath(), { args: ["info", "--json"] }).outputSync().stdout),
 ).denoDir;
 
+function readme(): string {
+  return Deno.readTextFileSync(`${ROOT}/README.md`);
+}
+
 /** Runs the installer of `checkout` with `deno` (the checkout's own by default) and `args`, with this Deno's cache. */
 function installer(checkout: string, args: string[], options: RunOptions, deno = `${checkout}/deno`): Promise<Result> {
   const env = { ...options.env, DENO_DIR };
@@ -159,14 +163,14 @@ Deno.test("--confine: the installed tool is allowed only the folders named, says
   }
 
   // the job as the README shows it: everything, Deno's cache included, stays in the job
-  const script = `eval "$(tst_checkpoint init --cleanup)"
-tst_checkpoint wait 10000 0 & 
-tst_checkpoint wake 10000 0 1
-wait $!
-echo "region: $LTP_IPC_PATH"`;
-  const job1 = await run("sh", ["-c", script], {
+  // the README's confined job, run as printed in the folders of this test (it installs again, the same way)
+  const example = readme().match(/```sh\n(# once, as root: a tool allowed \/srv\/job alone\n[^`]*)```/)?.[1];
+  assert.ok(example, "the README's confined job is missing");
+  const script = example.replaceAll("sudo ", "").replaceAll("/usr/local", root).replaceAll("/srv/job", job);
+  const job1 = await run("sh", ["-c", `${script}echo "region: $LTP_IPC_PATH"`], {
     clearEnv: true,
-    env: { PATH: `${root}/bin:/usr/bin:/bin`, HOME: home, TMPDIR: job, DENO_DIR: `${job}/.deno` },
+    cwd: checkout,
+    env: { PATH: `${root}/bin:/usr/bin:/bin`, HOME: home, DENO_DIR },
   });
   assertExit(job1, 0);
   assert.match(job1.stdout, new RegExp(`^region: ${job}/ltp_checkpoint_`, "m"));
@@ -228,7 +232,7 @@ Deno.test({
   fn: async () => {
     using dir = tempDir();
     Deno.chmodSync(dir.path, 0o755); // open to others, as /usr/local is
-    const checkout = copyCheckout(dir.path);
+    const checkout = copyCheckout(dir.path, "ltp-checkpoint");
     const home = `${dir.path}/home`;
     const job = `${dir.path}/job`;
     Deno.mkdirSync(home);
@@ -253,29 +257,21 @@ Deno.test({
     );
     assertNotInstalled(root);
 
-    // the checkout's Deno is copied in; with root's umask 077 what is made is still open to all, and nobody runs it
-    const script = `umask 077 && exec "$@"`;
-    const installed = await run("sh", [
-      "-c",
-      script,
-      "sh",
-      `${checkout}/deno`,
-      "run",
-      "-A",
-      `${checkout}/tools/install.ts`,
-      "--root",
-      root,
-      `--allow-write=${job}`,
-    ], userEnv(home, { DENO_DIR }));
+    // the README's install for every user, as printed from the checkout's parent: the checkout's Deno is copied in;
+    // with root's umask 077 what is made is still open to all, and nobody runs it
+    const line = readme().match(/^cd ltp-checkpoint && sudo \.\/deno run -A tools\/install\.ts --root \/usr\/local$/m)
+      ?.[0];
+    assert.ok(line, "the README's install for every user is missing");
+    const command = `umask 077 && ${line.replace("sudo ", "").replace("/usr/local", root)}`;
+    const installed = await run("sh", ["-c", command], { ...userEnv(home, { DENO_DIR }), cwd: dir.path });
     assertExit(installed, 0);
     assert.doesNotMatch(installed.stderr, /note/);
     const tool = `${root}/bin/tst_checkpoint`;
-    const [cmd, args] = asNobody("sh", ["-c", "tst_checkpoint init && tst_checkpoint status && tst_checkpoint remove"]);
+    const [cmd, args] = asNobody("sh", ["-c", 'eval "$(tst_checkpoint init --cleanup)" && tst_checkpoint status']);
     const nobodyEnv = {
       PATH: `${root}/bin:/usr/bin:/bin`,
       TST_CHECKPOINT_AGENT: "0",
       HOME: job,
-      LTP_IPC_PATH: `${job}/region`,
       DENO_DIR: `${job}/.deno`,
     };
     const asNobodyRun = await run(cmd, args, { clearEnv: true, env: nobodyEnv });
