@@ -1,0 +1,318 @@
+/**
+ * The installed tool with its resident agent (agent/), side by side with a
+ * C reference that does on each call what LTP's C `tst_checkpoint` does, in
+ * one run (runs interleaved, medians):
+ *
+ * 1. one call (`wake 1000 ID 0`, nobody waiting): wall time, as
+ *    tests/peer.c's `run` times it;
+ * 2. exec → parked (`wait 10000 ID` until the kernel counts it), as
+ *    bench/park.c times it;
+ * 3. 100 waiters parked on 100 ids: the PSS of every process of each tool
+ *    (for ours: the 100 `sh` clients and the agent), against the RSS of one
+ *    idle Deno (an empty `deno run` with the launcher's flags, asleep);
+ *
+ * then the issue's targets, each met or missed. The cold tool
+ * (TST_CHECKPOINT_AGENT=0) is shown beside them for scale.
+ *
+ * The C reference is written here from LTP's documented behaviour, not
+ * copied: it reads the kernel config as LTP does on every call (`zcat
+ * /proc/config.gz` where that exists, two TINFO lines on stderr), attaches
+ * to LTP_IPC_PATH, and waits (FUTEX_WAIT) or wakes (FUTEX_WAKE in a 1 ms
+ * loop) as LTP's library does.
+ *
+ *   ./deno run --allow-all bench/agent.ts [--quick]
+ * @module
+ */
+import { Checkpoint } from "../mod.ts";
+import { tempDir } from "../testing/files.ts";
+import { ROOT } from "../testing/paths.ts";
+import { peer } from "../testing/peer.ts";
+import { run, start } from "../testing/process.ts";
+import { median, mib, ms, printRows, printTargets, type Row, runLine, type Target } from "./report.ts";
+
+const ID = 7;
+const OFFSET = 76 + 4 * ID;
+const WAITERS = 100;
+
+/** A C `tst_checkpoint` doing per call what LTP's does (see the module doc). */
+const LTP_LIKE_TOOL = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+static void tbrok(const char *what) { fprintf(stderr, "tst_checkpoint: TBROK: %s\n", what); exit(2); }
+
+/* LTP reads the kernel config on each call, looking for options that slow a kernel down */
+static void read_kconfig(void)
+{
+	const char *path = getenv("KCONFIG_PATH");
+	char line[4096];
+	FILE *f;
+	if (!path && access("/proc/config.gz", R_OK) == 0) {
+		fprintf(stderr, "tst_kconfig.c: TINFO: Parsing kernel config '/proc/config.gz'\n");
+		f = popen("zcat /proc/config.gz", "r");
+	} else {
+		if (!path)
+			return;
+		fprintf(stderr, "tst_kconfig.c: TINFO: Parsing kernel config '%s'\n", path);
+		f = fopen(path, "r");
+	}
+	if (!f)
+		return;
+	int slow = 0;
+	while (fgets(line, sizeof(line), f))
+		if (!strncmp(line, "CONFIG_KASAN=y", 14) || !strncmp(line, "CONFIG_PROVE_LOCKING=y", 22))
+			slow = 1;
+	if (path)
+		fclose(f);
+	else
+		pclose(f);
+	if (!slow)
+		fprintf(stderr, "tst_kconfig.c: TINFO: No slow kernel config option found\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 4)
+		return 1;
+	unsigned long timeout = strtoul(argv[2], NULL, 10), id = strtoul(argv[3], NULL, 10);
+	read_kconfig();
+	const char *path = getenv("LTP_IPC_PATH");
+	if (!path)
+		tbrok("LTP_IPC_PATH is not defined");
+	int fd = open(path, O_RDWR);
+	if (fd < 0)
+		tbrok("File does not exist");
+	size_t page = getpagesize();
+	char *region = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	if (region == MAP_FAILED || memcmp(region, "LTPM", 4))
+		tbrok("Invalid shared memory region (bad magic)");
+	uint32_t *word = (uint32_t *)(region + 76) + id;
+	if (!strcmp(argv[1], "wait")) {
+		struct timespec ts = { timeout / 1000, (timeout % 1000) * 1000000 };
+		return syscall(SYS_futex, word, FUTEX_WAIT, *word, &ts) ? 1 : 0;
+	}
+	unsigned long nr = argc > 4 ? strtoul(argv[4], NULL, 10) : 1, woken = 0;
+	for (unsigned long i = 0; i < timeout; i++) {
+		woken += syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL);
+		if (woken == nr)
+			return 0;
+		usleep(1000);
+	}
+	return 1;
+}
+`;
+
+interface Stats {
+  wall_ns?: number;
+  park_ns?: number;
+  status: number;
+}
+
+async function gcc(dir: string, name: string, source: string): Promise<string> {
+  const file = `${dir}/${name}.c`;
+  if (!source.startsWith("/")) Deno.writeTextFileSync(file, source);
+  const out = `${dir}/${name}`;
+  const r = await run("gcc", ["-O2", "-Wall", "-o", out, source.startsWith("/") ? source : file]);
+  if (r.code !== 0) throw new Error(`gcc ${name} failed: ${r.stderr}`);
+  return out;
+}
+
+/** Proportional set size of a process in KiB (0 once it has gone). */
+function pss(pid: number): number {
+  try {
+    return Number(/^Pss:\s+(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/smaps_rollup`))?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+function rss(pid: number): number {
+  return Number(/^VmRSS:\s+(\d+)/m.exec(Deno.readTextFileSync(`/proc/${pid}/status`))?.[1] ?? 0);
+}
+
+async function until(check: () => boolean, what: string, ms = 60_000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!check()) {
+    if (performance.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+/** Measures; `log` gets each row as it is measured. */
+export async function agentBench(quick: boolean, log: (row: Row) => void = () => {}): Promise<
+  { rows: Row[]; targets: Target[] }
+> {
+  const runs = quick ? 10 : 30;
+  using dir = tempDir();
+  const cp = Checkpoint.create({ layout: "ltp" });
+  const [c, park, peerBin] = await Promise.all([
+    gcc(dir.path, "ltp_like_tool", LTP_LIKE_TOOL),
+    gcc(dir.path, "park", `${ROOT}/bench/park.c`),
+    peer(),
+  ]);
+  const root = `${dir.path}/root`;
+  const installed = await run(Deno.execPath(), ["run", "--allow-all", `${ROOT}/tools/install.ts`, "--root", root]);
+  if (installed.code !== 0) throw new Error(`install failed: ${installed.stderr}`);
+  const tool = `${root}/bin/tst_checkpoint`;
+  const env = { ...cp.env, TST_CHECKPOINT_AGENT: "1" };
+  const coldEnv = { ...cp.env, TST_CHECKPOINT_AGENT: "0" };
+  const rows: Row[] = [];
+  const row = (...cells: [string, string, string, string]) => {
+    const r: Row = [...cells, ""];
+    rows.push(r), log(r);
+  };
+  const agentPid = () =>
+    JSON.parse(Deno.readTextFileSync(`/tmp/tst_checkpoint-${Deno.uid()}/${cp.path.replaceAll("/", "%")}/clients`))
+      .agent as number;
+
+  try {
+    /** Runs each command `runs` times, interleaved; per command the figures, per round their ratios to `base`. */
+    const sideBySide = async (
+      watcher: string[],
+      commands: Record<string, { argv: string[]; env: Record<string, string> }>,
+      field: "wall_ns" | "park_ns",
+    ) => {
+      const keys = Object.keys(commands);
+      const figures: Record<string, number[]> = Object.fromEntries(keys.map((k) => [k, []]));
+      const once = async (k: string) => {
+        const out = await run(watcher[0], [...watcher.slice(1), ...commands[k].argv], { env: commands[k].env });
+        const stats = JSON.parse(out.stdout) as Stats;
+        if (stats.status !== 0 || stats[field] === -1) throw new Error(`${k} failed: ${out.stdout}${out.stderr}`);
+        return stats[field]!;
+      };
+      for (const k of keys) await once(k); // starts the agent, fills caches: outside the figures
+      for (let i = 0; i < runs; i++) {
+        for (let j = 0; j < keys.length; j++) {
+          figures[keys[(i + j) % keys.length]].push(await once(keys[(i + j) % keys.length]));
+        }
+      }
+      return {
+        of: (k: string) => median(figures[k]),
+        vs: (k: string, base: string) => median(figures[k].map((x, i) => x / figures[base][i])),
+      };
+    };
+
+    const wake = ["wake", "1000", `${ID}`, "0"];
+    const call = await sideBySide([peerBin, "run"], {
+      c: { argv: [c, ...wake], env },
+      agent: { argv: [tool, ...wake], env },
+      cold: { argv: [tool, ...wake], env: coldEnv },
+    }, "wall_ns");
+    row("one call (wake 1000 7 0)", "C, as LTP's tool (zcat of the config)", ms(call.of("c")), "1.00× (baseline)");
+    row(
+      "one call (wake 1000 7 0)",
+      "installed tst_checkpoint, agent",
+      ms(call.of("agent")),
+      `${call.vs("agent", "c").toFixed(2)}×`,
+    );
+    row(
+      "one call (wake 1000 7 0)",
+      "installed tst_checkpoint, cold",
+      ms(call.of("cold")),
+      `${call.vs("cold", "c").toFixed(2)}×`,
+    );
+
+    const waitArgs = ["wait", "10000", `${ID}`];
+    const parked = await sideBySide([park, cp.path, `${OFFSET}`], {
+      c: { argv: [c, ...waitArgs], env },
+      agent: { argv: [tool, ...waitArgs], env },
+      cold: { argv: [tool, ...waitArgs], env: coldEnv },
+    }, "park_ns");
+    row("exec → parked", "C, as LTP's tool", ms(parked.of("c")), "1.00× (baseline)");
+    row(
+      "exec → parked",
+      "installed tst_checkpoint, agent",
+      ms(parked.of("agent")),
+      `${parked.vs("agent", "c").toFixed(2)}×`,
+    );
+    row(
+      "exec → parked",
+      "installed tst_checkpoint, cold",
+      ms(parked.of("cold")),
+      `${parked.vs("cold", "c").toFixed(2)}×`,
+    );
+
+    // memory: 100 waiters on 100 ids, each tool's processes all parked at once
+    const ids = Array.from({ length: WAITERS }, (_, i) => 100 + i);
+    const parkAll = async (argv: (id: number) => string[]) => {
+      const children = ids.map((id) => start(argv(id)[0], argv(id).slice(1), { env }));
+      await until(() => ids.every((id) => cp.waiters(id) === 1), "100 waiters parked");
+      return children;
+    };
+    const endAll = async (children: ReturnType<typeof start>[]) => {
+      for (const child of children) child.child.kill("SIGKILL");
+      await Promise.all(children.map((child) => child.result));
+      await until(() => ids.every((id) => cp.waiters(id) === 0), "waits gone");
+    };
+    const cWaiters = await parkAll((id) => [c, "wait", "60000", `${id}`]);
+    const cPss = cWaiters.reduce((sum, w) => sum + pss(w.child.pid), 0);
+    await endAll(cWaiters);
+    const ours = await parkAll((id) => [tool, "wait", "60000", `${id}`]);
+    const agent = agentPid();
+    const clientsPss = ours.reduce((sum, w) => sum + pss(w.child.pid), 0);
+    const agentPss = pss(agent);
+    await endAll(ours);
+    // an idle Deno with the launcher's own flags
+    const idleScript = `${dir.path}/idle.ts`;
+    Deno.writeTextFileSync(idleScript, "setTimeout(() => {}, 60_000);");
+    const idle = start(Deno.execPath(), ["run", "--no-config", "--no-prompt", idleScript]);
+    await new Promise((r) => setTimeout(r, 1000));
+    const idleRss = rss(idle.child.pid);
+    idle.child.kill("SIGKILL");
+    await idle.result;
+    row(`${WAITERS} waiters parked, PSS of all`, "C, as LTP's tool", mib(cPss), "1.00× (baseline)");
+    row(
+      `${WAITERS} waiters parked, PSS of all`,
+      "installed tst_checkpoint: sh clients + agent",
+      `${mib(clientsPss + agentPss)} (${mib(clientsPss)} + ${mib(agentPss)})`,
+      `${((clientsPss + agentPss) / cPss).toFixed(2)}×`,
+    );
+    row("an idle Deno", "deno run, asleep", mib(idleRss), "");
+
+    const budget = 2 * cPss + idleRss;
+    const targets: Target[] = [
+      {
+        what: "one call through the agent: ≤ 1.0× LTP's C tool",
+        met: call.vs("agent", "c") <= 1,
+        measured: `${call.vs("agent", "c").toFixed(2)}×: ${ms(call.of("agent"))} against ${ms(call.of("c"))}`,
+        miss: "each checkpoint call of a shell test costs more than LTP's own tool",
+      },
+      {
+        what: "exec → parked through the agent: ≤ 1.0× LTP's C tool",
+        met: parked.vs("agent", "c") <= 1,
+        measured: `${parked.vs("agent", "c").toFixed(2)}×: ${ms(parked.of("agent"))} against ${ms(parked.of("c"))}`,
+        miss: "a shell test's wait is counted later than with LTP's tool (cn_pec.sh's helper may overflow)",
+      },
+      {
+        what: `${WAITERS} parked waiters: PSS ≤ 2 × C's + one idle Deno's RSS`,
+        met: clientsPss + agentPss <= budget,
+        measured: `${mib(clientsPss + agentPss)} against ${mib(budget)} (2 × ${mib(cPss)} + ${mib(idleRss)})`,
+        miss: "a test with many waiters holds more memory than the budget",
+      },
+    ];
+    return { rows, targets };
+  } finally {
+    cp.remove(); // the agent ends with its region
+  }
+}
+
+if (import.meta.main) {
+  const quick = Deno.args.includes("--quick");
+  console.log(runLine(quick));
+  const { rows, targets } = await agentBench(quick);
+  printRows(rows);
+  printTargets(targets);
+}
