@@ -62,6 +62,8 @@ Installs ${NAME} into ROOT/bin (default ROOT: $DENO_INSTALL_ROOT, else ~/.deno),
 For every user: --root /usr/local (as root). --confine: allowed only the folders given (no /dev/shm, /tmp, /proc).`;
 
 class Misuse extends Error {}
+/** A refusal that is not about the command's form: said in one line, without the usage. */
+class Refused extends Error {}
 
 /** The folder the command was run in: `deno task` runs in the checkout, and says in INIT_CWD where it was started. */
 function runFolder(): string {
@@ -75,12 +77,12 @@ function runFolder(): string {
  * run in), with `.`, `..` and repeated slashes resolved; `what` names it in a refusal.
  */
 function absolute(path: string, what: string): string {
-  if (path === "") throw new Misuse(`${what}: an empty folder name`);
+  if (path === "") throw new Refused(`${what}: an empty folder name`);
   if (path === "~" || path.startsWith("~/")) {
     const home = Deno.env.get("HOME");
-    if (!home?.startsWith("/")) throw new Misuse(`${what}: HOME is not set to expand ~: give the folder in full`);
+    if (!home?.startsWith("/")) throw new Refused(`${what}: HOME is not set to expand ~: give the folder in full`);
     path = home + path.slice(1);
-  } else if (path.startsWith("~")) throw new Misuse(`${what}: ~user is not expanded here: give the folder in full`);
+  } else if (path.startsWith("~")) throw new Refused(`${what}: ~user is not expanded here: give the folder in full`);
   return normalise(path.startsWith("/") ? path : `${runFolder()}/${path}`);
 }
 
@@ -88,15 +90,15 @@ function absolute(path: string, what: string): string {
 function allowedFolder(text: string, flag: string): string[] {
   const what = `${flag}=${text}`;
   const dir = absolute(text, what);
-  if (dir.includes(",")) throw new Misuse(`${what}: ${dir} holds a comma, which Deno's permission flags cannot take`);
+  if (dir.includes(",")) throw new Refused(`${what}: ${dir} holds a comma, which Deno's permission flags cannot take`);
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(dir);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new Misuse(`${what}: ${dir} does not exist: create it first`);
-    throw new Misuse(`${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`);
+    if (error instanceof Deno.errors.NotFound) throw new Refused(`${what}: ${dir} does not exist: create it first`);
+    throw new Refused(`${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`);
   }
-  if (!info.isDirectory) throw new Misuse(`${what}: ${dir} is not a folder`);
+  if (!info.isDirectory) throw new Refused(`${what}: ${dir} is not a folder`);
   // the module checks a region's real path as well as the path as written
   const real = Deno.realPathSync(dir);
   return real === dir ? [dir] : [dir, real];
@@ -378,17 +380,25 @@ function install(args: string[]): string {
   const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
   if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
   const root = absolute(rootText, `--root ${rootText}`);
-  if (root.includes("\n")) throw new Misuse(`--root ${rootText}: a folder name with a newline`);
+  if (root.includes("\n")) throw new Refused(`--root ${rootText}: a folder name with a newline`);
   // the agent meets its callers in /tmp, which a confined install does not allow
   const agent = withAgent && !confine;
   const lib = `${root}/lib/${NAME}`;
   const bin = `${root}/bin/${NAME}`;
+  // the options as resolved, for the commands that install again
+  const options = [
+    `--root ${quote(root)}`,
+    ...confine ? ["--confine"] : [],
+    ...read.map((dir) => `--allow-read=${quote(dir)}`),
+    ...write.map((dir) => `--allow-write=${quote(dir)}`),
+    ...withAgent ? [] : ["--no-agent"],
+  ].join(" ");
   // an install other users can reach is meant for them: what it runs must be theirs to run too (the folders it makes
   // are open to all, so the folders there already decide)
   const forOthers = closedToOthers(existing(`${root}/bin`)) === undefined;
   const libClosed = closedToOthers(existing(`${root}/lib`));
   if (forOthers && libClosed) {
-    throw new Misuse(
+    throw new Refused(
       `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
         `open it to them (chmod o+x ${quote(libClosed.at)}) or give --root a folder they can read`,
     );
@@ -397,10 +407,10 @@ function install(args: string[]): string {
   const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
   const denoClosed = inCheckout ? undefined : closedToOthers(exec);
   if (forOthers && denoClosed) {
-    throw new Misuse(
+    throw new Refused(
       `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
         `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
-        `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${args.map(quote).join(" ")}`,
+        `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
     );
   }
   if (!forOthers && Deno.uid() === 0) {
@@ -421,13 +431,6 @@ function install(args: string[]): string {
     // whatever the umask: readable by all, as the code of an installed tool is
     openUp(stage);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
-    const options = [
-      `--root ${quote(root)}`,
-      ...confine ? ["--confine"] : [],
-      ...read.map((dir) => `--allow-read=${quote(dir)}`),
-      ...write.map((dir) => `--allow-write=${quote(dir)}`),
-      ...withAgent ? [] : ["--no-agent"],
-    ].join(" ");
     const origin = originOf(CHECKOUT);
     const reinstall: Reinstall = {
       checkout: CHECKOUT,
@@ -474,8 +477,8 @@ if (import.meta.main) {
       console.log(USAGE);
       Deno.exit(0);
     }
-    if (error instanceof Misuse) {
-      console.error(`install: ${error.message} (--help: usage)`);
+    if (error instanceof Misuse || error instanceof Refused) {
+      console.error(`install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`);
       Deno.exit(1);
     }
     console.error(`install: ${error instanceof Error ? error.message : error}`);
