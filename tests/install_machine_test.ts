@@ -256,6 +256,19 @@ Deno.test({
       ),
     );
     assertNotInstalled(root);
+    // in the installer's own home, who the install is for cannot be told: the same words, as a warning
+    Deno.chmodSync(home, 0o755);
+    const personal = await installer(
+      checkout,
+      ["--root", `${home}/.deno`],
+      userEnv(home, env),
+      `${dir.path}/closed/deno`,
+    );
+    assertExit(personal, 0);
+    assert.match(
+      personal.stderr,
+      /^install: warning: other users can reach .*\/\.deno\/bin but cannot run this Deno /m,
+    );
 
     // the README's install for every user, as printed from the checkout's parent: the checkout's Deno is copied in;
     // with root's umask 077 what is made is still open to all, and nobody runs it

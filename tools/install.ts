@@ -394,11 +394,17 @@ function install(args: string[]): string {
     ...withAgent ? [] : ["--no-agent"],
   ].join(" ");
   // an install other users can reach is meant for them: what it runs must be theirs to run too (the folders it makes
-  // are open to all, so the folders there already decide)
+  // are open to all, so the folders there already decide). In the installer's own home that cannot be told: a warning.
   const forOthers = closedToOthers(existing(`${root}/bin`)) === undefined;
+  const inHome = home !== undefined && home.startsWith("/") && home !== "/" &&
+    (root === normalise(home) || root.startsWith(`${normalise(home)}/`));
+  const refuse = (text: string) => {
+    if (!inHome) throw new Refused(text);
+    console.error(`install: warning: ${text}`);
+  };
   const libClosed = closedToOthers(existing(`${root}/lib`));
   if (forOthers && libClosed) {
-    throw new Refused(
+    refuse(
       `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
         `open it to them (chmod o+x ${quote(libClosed.at)}) or give --root a folder they can read`,
     );
@@ -407,7 +413,7 @@ function install(args: string[]): string {
   const inCheckout = exec.startsWith(`${Deno.realPathSync(CHECKOUT)}/`);
   const denoClosed = inCheckout ? undefined : closedToOthers(exec);
   if (forOthers && denoClosed) {
-    throw new Refused(
+    refuse(
       `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
         `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
         `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
