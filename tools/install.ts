@@ -32,8 +32,11 @@
  *
  * An install that other users can reach (ROOT/bin open to them, as
  * /usr/local/bin is) must be one they can run: a Deno or a ROOT/lib closed to
- * them is refused; root installing where only root can reach is told so. Each step replaces what was there by a rename, so a
- * test that runs the tool meanwhile sees the old one or the new one.
+ * them is refused (a warning in the installer's own home, where who it is
+ * for cannot be told); root installing where only root can reach is told so.
+ *
+ * Each step replaces what was there by a rename, so a test that runs the
+ * tool meanwhile sees the old one or the new one.
  * @module
  */
 import { normalise } from "../ffi/path.ts";
