@@ -50,7 +50,9 @@ export const RESOLVE_BENEATH = 0x08;
 
 // <sys/mman.h>
 export const PROT_READ = 0x1;
+export const PROT_WRITE = 0x2;
 export const MAP_SHARED = 0x1;
+export const MAP_POPULATE = 0x8000;
 
 // <linux/futex.h>
 export const FUTEX_WAIT = 0;
@@ -100,6 +102,7 @@ export const ENOSYS = 38;
 export const ELOOP = 40;
 export const EOPNOTSUPP = 95;
 export const ETIMEDOUT = 110;
+export const ECANCELED = 125;
 
 // <sys/stat.h>: the file type bits of st_mode
 export const S_IFMT = 0o170000;
@@ -140,6 +143,57 @@ export const STAT_SIZE = 256;
 /** prctl(2): set the calling thread's name (its `comm`, at most 15 bytes). */
 export const PR_SET_NAME = 15;
 
+/** io_uring(7): the futex waits of the resident agent (Linux 6.7 and later). */
+export const IORING_OP_NOP = 0;
+export const IORING_OP_ASYNC_CANCEL = 14;
+export const IORING_OP_LINK_TIMEOUT = 15;
+export const IORING_OP_FUTEX_WAIT = 51;
+export const IOSQE_IO_LINK = 0x4;
+export const IORING_SETUP_CQSIZE = 0x8;
+export const IORING_SETUP_CLAMP = 0x10;
+export const IORING_FEAT_SINGLE_MMAP = 0x1;
+export const IORING_FEAT_NODROP = 0x2;
+export const IORING_FEAT_EXT_ARG = 0x100;
+export const IORING_ENTER_GETEVENTS = 0x1;
+export const IORING_ENTER_EXT_ARG = 0x8;
+export const IORING_TIMEOUT_ABS = 0x1;
+export const IORING_OFF_SQ_RING = 0;
+export const IORING_OFF_SQES = 0x10000000;
+export const FUTEX_BITSET_MATCH_ANY = 0xffffffff;
+/** `struct io_uring_params`: its size, and offsets of the fields read (sq_off at 40, cq_off at 80). */
+export const IO_URING_PARAMS = {
+  size: 120,
+  sq_entries: 0,
+  cq_entries: 4,
+  flags: 8,
+  features: 20,
+  sq_head: 40,
+  sq_tail: 44,
+  sq_ring_mask: 48,
+  sq_array: 64,
+  cq_head: 80,
+  cq_tail: 84,
+  cq_ring_mask: 88,
+  cq_cqes: 100,
+} as const;
+/** `struct io_uring_sqe` (64 bytes): offsets of the fields written. */
+export const IO_URING_SQE = {
+  size: 64,
+  opcode: 0,
+  flags: 1,
+  fd: 4,
+  addr2: 8,
+  addr: 16,
+  len: 24,
+  op_flags: 28,
+  user_data: 32,
+  addr3: 48,
+} as const;
+/** `struct io_uring_cqe { u64 user_data; s32 res; u32 flags; }` */
+export const IO_URING_CQE = { size: 16, user_data: 0, res: 8 } as const;
+/** `struct io_uring_getevents_arg { u64 sigmask; u32 sigmask_sz; u32 pad; u64 ts; }` */
+export const IO_URING_GETEVENTS_ARG = { size: 24, ts: 16 } as const;
+
 /** Syscall numbers of the calls made, per architecture (aarch64 has no open or stat). */
 export const SYSCALLS = {
   x86_64: {
@@ -178,6 +232,8 @@ export const SYSCALLS = {
     eventfd2: 290,
     dup3: 292,
     renameat2: 316,
+    io_uring_setup: 425,
+    io_uring_enter: 426,
   },
   aarch64: {
     pread64: 67,
@@ -215,6 +271,8 @@ export const SYSCALLS = {
     eventfd2: 19,
     dup3: 24,
     renameat2: 276,
+    io_uring_setup: 425,
+    io_uring_enter: 426,
   },
 } as const;
 
