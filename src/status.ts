@@ -102,6 +102,19 @@ function scanNote(found: FutexWaiters): string | undefined {
 }
 
 /**
+ * What the scan had to leave behind, said whatever the counts: a process
+ * whose /proc files do not answer (one stalled in exec) may be hiding a
+ * waiter, and it is what made the scan slow.
+ */
+function stalledNotes(found: FutexWaiters): string[] {
+  const notes = found.stalled.map((pid) =>
+    `process ${pid}'s /proc files did not answer in time: it may be stalled (not read again by this process)`
+  );
+  if (found.unfinished) notes.push(`/proc was not read: ${escapeText(found.unfinished)}`);
+  return notes;
+}
+
+/**
  * The status of a region: `facts`, the kernel's counts in `snapshot`, and
  * the processes /proc names, from `scan` when given (entry `file` of the
  * files it scanned), else from a scan of its own made only when someone
@@ -137,7 +150,7 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
     (processes[id] ??= []).push({ pid, comm: escapeBytes(comm) });
   }
   status.processes = processes;
-  const notes = [];
+  const notes = stalledNotes(scan);
   let unnamed = 0;
   for (const [id, count] of Object.entries(waiters)) {
     const named = processes[Number(id)]?.length ?? 0;

@@ -21,6 +21,16 @@
  * (as fusermount may let a user do on a file they own) and answers nothing
  * but INIT: whoever stats or opens FILE in that mount namespace waits for
  * the daemon. Prints "ready" once mounted, then sleeps until killed.
+ *
+ *   unshare -m --propagation private fuse_staller --flush MOUNTDIR
+ *
+ * With --flush it answers everything but FLUSH, opens MOUNTDIR/file with
+ * O_CLOEXEC and execs /bin/true: the exec closes the file, FLUSH is never
+ * answered, and the process (this one, its pid unchanged) stays in exec
+ * holding the lock that every read of its /proc/PID/{syscall, stat, maps}
+ * and every open of its maps and mem take. Prints "ready" once the FLUSH
+ * has arrived. Closing its standard input ends the server; the exec then
+ * completes and /bin/true exits.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -43,6 +53,8 @@ static int dev;
 static uint32_t *word;
 /* the root is a file nobody gets an answer about */
 static int file_mode;
+/* everything is answered but FLUSH */
+static int flush_mode;
 
 static void reply(uint64_t unique, int error, const void *body, size_t size)
 {
@@ -117,7 +129,20 @@ static void serve(void)
 			reply(in->unique, 0, &out, sizeof(out));
 			break;
 		}
+		case FUSE_FLUSH:
+			if (!flush_mode) {
+				reply(in->unique, -ENOSYS, NULL, 0);
+				break;
+			}
+			/* the trap: never answered */
+			printf("ready\n");
+			fflush(stdout);
+			break;
 		case FUSE_READ:
+			if (flush_mode) {
+				reply(in->unique, -EIO, NULL, 0);
+				break;
+			}
 			/* the trap: never answered */
 			printf("ready\n");
 			fflush(stdout);
@@ -145,9 +170,10 @@ int main(int argc, char **argv)
 	char options[128], path[4096];
 	pthread_t waiter;
 	file_mode = argc == 3 && !strcmp(argv[1], "--file");
-	if (argc != 4 && !file_mode)
+	flush_mode = argc == 3 && !strcmp(argv[1], "--flush");
+	if (argc != 4 && !file_mode && !flush_mode)
 		return 2;
-	if (file_mode)
+	if (file_mode || flush_mode)
 		argv++;
 	dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
 	if (dev < 0) {
@@ -168,6 +194,16 @@ int main(int argc, char **argv)
 	if (server < 0)
 		return 2;
 	close(0);
+	if (flush_mode) {
+		snprintf(path, sizeof(path), "%s/file", argv[1]);
+		if (open(path, O_RDONLY | O_CLOEXEC) < 0) {
+			perror("fuse_staller: the FUSE file");
+			return 2;
+		}
+		execl("/bin/true", "true", (char *)NULL);
+		perror("fuse_staller: exec /bin/true");
+		return 2;
+	}
 	if (file_mode) {
 		printf("ready\n");
 		fflush(stdout);

@@ -1,0 +1,142 @@
+/**
+ * A process stalled in exec (an O_CLOEXEC file on a FUSE mount whose server never answers FLUSH) makes every read of
+ * its /proc files block: status, status --all, status() and listRegions() still return, and name it.
+ */
+import assert from "node:assert/strict";
+import { Checkpoint } from "../mod.ts";
+import { fuseServing } from "../testing/fuse.ts";
+import { tempDir } from "../testing/files.ts";
+import { CLI, ROOT } from "../testing/paths.ts";
+import { compiled, noPeer, startPeer } from "../testing/peer.ts";
+import { bounded, kill, runScript, start } from "../testing/process.ts";
+import { eventually, scaled } from "../testing/timing.ts";
+
+/** What a restricted run of listRegions() is given: the reader needs nothing beyond these. */
+const FLAGS = ["--allow-ffi", "--allow-read=/proc,/dev/shm", "--no-prompt", "--quiet"];
+/** Opening a region needs its folder's write permission too, and the CLI its environment. */
+const OPEN_FLAGS = [...FLAGS, "--allow-write=/dev/shm"];
+/** The budgets of status and of a listing (ffi/proc.ts SCAN_BUDGET_MS, src/listing.ts), and the margin allowed. */
+const STATUS_MS = 1500;
+const LISTING_MS = 3000;
+const MARGIN_MS = 1000;
+
+/** The children of `parent` that have not ended (a zombie has ended, whoever reaps it). */
+function liveChildren(parent: number): number[] {
+  const live = [];
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const status = Deno.readTextFileSync(`/proc/${entry.name}/status`);
+      if (new RegExp(`^PPid:\\t${parent}$`, "m").test(status) && !/^State:\tZ/m.test(status)) {
+        live.push(Number(entry.name));
+      }
+    } catch {
+      // ended
+    }
+  }
+  return live;
+}
+
+/** Whether process `pid` runs (a zombie does not). */
+function running(pid: number): boolean {
+  try {
+    return !/^State:\tZ/m.test(Deno.readTextFileSync(`/proc/${pid}/status`));
+  } catch {
+    return false;
+  }
+}
+
+Deno.test({
+  name: "a process stalled in exec on a FUSE FLUSH leaves status, status --all, status() and listRegions() " +
+    "returning in time and naming it (needs root)",
+  ignore: Deno.uid() !== 0 || noPeer(),
+  async fn(t) {
+    using dir = tempDir();
+    const mount = `${dir.path}/mnt`;
+    Deno.mkdirSync(mount);
+    // a region in /dev/shm with a waiter, so that each call scans /proc
+    using cp = Checkpoint.create();
+    const waiter = await startPeer(["wait", cp.path, cp.layout, "1", String(scaled(60000))]);
+    const staller = new Deno.Command("unshare", {
+      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--flush", mount],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    let servers: number[] = [];
+    // closing its stdin ends the FUSE server: the exec goes on and the process ends
+    const release = () => {
+      try {
+        staller.stdin.close();
+      } catch {
+        // closed already
+      }
+    };
+    try {
+      await cp.waitForWaiters(1, 1, scaled(10000));
+      if (!await fuseServing(staller, t, release)) return;
+      const stalled = staller.pid; // unshare execs fuse_staller, which execs again: one pid
+      servers = liveChildren(stalled);
+      assert.equal(servers.length, 1, "fuse_staller's FUSE server");
+      const note = `process ${stalled}'s /proc files did not answer in time`;
+
+      const env = { LTP_IPC_PATH: cp.path, LTP_IPC_LAYOUT: cp.layout };
+      for (const args of [["status"], ["status", "--all", "/dev/shm"]]) {
+        const budget = args.length > 1 ? LISTING_MS : STATUS_MS;
+        const begun = performance.now();
+        const result = await bounded(
+          start(Deno.execPath(), ["run", ...OPEN_FLAGS, "--allow-env", CLI, ...args], { env }),
+          scaled(budget + MARGIN_MS + 10000),
+        );
+        const took = performance.now() - begun;
+        assert.ok(!result.timedOut, `${args.join(" ")} hung`);
+        assert.equal(result.code, 0, result.stderr);
+        assert.ok(result.stdout.includes(note), `${args.join(" ")} does not name ${stalled}:\n${result.stdout}`);
+        // the process's own start is counted in too
+        assert.ok(took < scaled(budget + MARGIN_MS) + 1000, `${args.join(" ")} took ${Math.round(took)} ms`);
+      }
+
+      const statusScript = `
+        import { Checkpoint } from "${ROOT}/mod.ts";
+        using cp = Checkpoint.open(${JSON.stringify(cp.path)}, { layout: ${JSON.stringify(cp.layout)} });
+        const begun = performance.now();
+        const status = cp.status();
+        const ms = performance.now() - begun;
+        // a second call leaves the stalled process alone at once, and still names it
+        console.log(JSON.stringify({ note: status.note, ms, again: cp.status().note }));
+      `;
+      const listingScript = `
+        import { listRegions } from "${ROOT}/mod.ts";
+        const begun = performance.now();
+        const listing = listRegions(["/dev/shm"]);
+        const ms = performance.now() - begun;
+        const entry = listing.regions.find((r) => r.path === ${JSON.stringify(cp.path)});
+        console.log(JSON.stringify({ note: entry?.note, ms }));
+      `;
+      const named = new RegExp(note.replace(/[()'.]/g, "\\$&"));
+      for (
+        const [script, flags, budget] of [[statusScript, OPEN_FLAGS, STATUS_MS], [
+          listingScript,
+          FLAGS,
+          LISTING_MS,
+        ]] as const
+      ) {
+        const result = await runScript(script, [...flags]);
+        assert.equal(result.code, 0, result.stderr);
+        const found = JSON.parse(result.stdout);
+        assert.match(found.note, named);
+        if (found.again !== undefined) assert.match(found.again, named);
+        assert.ok(found.ms < scaled(budget + MARGIN_MS), `took ${Math.round(found.ms)} ms`);
+      }
+    } finally {
+      release();
+      const timer = setTimeout(() => kill(staller, "SIGKILL"), scaled(5000));
+      await staller.output();
+      clearTimeout(timer);
+      kill(waiter.child, "SIGKILL");
+      await waiter.result;
+      // the FUSE server it forked ends with its standard input: nothing is left serving the mount
+      await eventually(() => !servers.some(running), scaled(5000));
+    }
+  },
+});
