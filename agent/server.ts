@@ -501,7 +501,7 @@ function start(args: string[]): boolean {
   }
   clear(dir);
   sweepDead(baseFd, key);
-  setWaitPolicy({ calls: WAIT_CALLS, mixWords: true });
+  setWaitPolicy({ calls: WAIT_CALLS, mixWords: true, uring: true });
   const agent = new Agent(base, key, region, Math.max(1, Number(idle) || 60) * 1000, baseFd, dir);
   grow(agent, FIRST_SLOTS);
   if (agent.slots.length === 0) throw new Error("Cannot make the channel's FIFOs");

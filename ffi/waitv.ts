@@ -33,10 +33,19 @@
  * The call's own deadline (the earliest of its waits') ends it on time, so
  * a wait in the kernel needs no timer; a wait queued for room has none, and
  * one timer, at the earliest deadline among those, ends them.
+ *
+ * With `uring` (setWaitPolicy()), where the kernel has io_uring's futex
+ * waits (Linux 6.7 and later, io_uring not turned off), each wait is
+ * instead one IORING_OP_FUTEX_WAIT of ffi/uring.ts, with a completion of
+ * its own: any number of waits on any number of words, each counted by the
+ * kernel from its start to its end, each wake told to the wait it woke, and
+ * one thread-pool call for them all. Elsewhere the calls above serve.
  * @module
  */
 import {
   CLOCK_MONOTONIC,
+  EAGAIN,
+  ECANCELED,
   ENOSYS,
   EPERM,
   FUTEX2_PRIVATE,
@@ -46,8 +55,10 @@ import {
   FUTEX_WAITV_MAX,
 } from "./constants.ts";
 import { addressOf, libc, sys, sysAsync } from "./libc.ts";
+import { syscallError } from "./errno.ts";
 import type { SharedPage } from "./page.ts";
 import { futexWake } from "./syscalls.ts";
+import { FutexRing, setMonotonic } from "./uring.ts";
 
 /** The most thread-pool calls the waits hold at once, and whether a call may hold several words (setWaitPolicy()). */
 let maxCalls = 16;
@@ -77,6 +88,10 @@ export type WaitEnd = "woken" | "cancelled";
 export class PendingWait {
   cancelled = false;
   batch?: Batch;
+  /** Its tag in the io_uring while it is there, else 0. */
+  tag = 0;
+  /** Times in a row the kernel found its word changed. */
+  changes = 0;
   /** The word's address in this process (another mapping of the same page gives another address). */
   readonly address: bigint;
   /** The word itself, as the kernel knows it: the file and the offset. */
@@ -102,6 +117,7 @@ export class PendingWait {
     if (this.cancelled) return;
     this.cancelled = true;
     this.batch?.kick();
+    if (this.tag !== 0) ring?.cancel(this.tag);
   }
 }
 
@@ -138,23 +154,6 @@ function hasWaitv(): boolean {
   return supported;
 }
 
-/** CLOCK_MONOTONIC minus performance.now(), in ms: both count on the same clock. */
-let clockOffset: number | undefined;
-
-/** Writes the CLOCK_MONOTONIC time of `perfMs` (a performance.now() time) into a timespec. */
-function setMonotonic(spec: BigInt64Array, perfMs: number): void {
-  if (clockOffset === undefined) {
-    const ts = new BigInt64Array(2);
-    const before = performance.now();
-    sys("clock_gettime", CLOCK_MONOTONIC, addressOf(ts));
-    clockOffset = Number(ts[0]) * 1e3 + Number(ts[1]) / 1e6 - before;
-  }
-  const ms = perfMs + clockOffset;
-  const seconds = Math.floor(ms / 1e3);
-  spec[0] = BigInt(seconds);
-  spec[1] = BigInt(Math.min(999_999_999, Math.round((ms - seconds * 1e3) * 1e6)));
-}
-
 /**
  * Sets how many thread-pool calls the waits may hold at once (`calls`, 1
  * to 30; 16 until set), and what happens to a wait on a word that has no
@@ -165,11 +164,65 @@ function setMonotonic(spec: BigInt64Array, perfMs: number): void {
  * TURN_MS in the kernel (a call out of turn is not seen by wakers, which
  * retry, as LTP's wake does, until it is back). The resident agent, which
  * must keep a thousand clients counted at once and does little else
- * asynchronously, takes 28 calls and mixes.
+ * asynchronously, asks for `uring` and, where io_uring's futex waits
+ * cannot be had, takes 28 calls and mixes.
+ *
+ * With `uring`, every wait from now on is one io_uring futex wait where the
+ * kernel allows it (the ring is made here, once); `calls` and `mixWords`
+ * then serve only where it does not. Returns whether the io_uring waits
+ * are in force.
  */
-export function setWaitPolicy(policy: { calls: number; mixWords: boolean }): void {
+export function setWaitPolicy(policy: { calls: number; mixWords: boolean; uring?: boolean }): boolean {
   maxCalls = Math.max(1, Math.min(MOST_CALLS, Math.floor(policy.calls)));
   mixWords = policy.mixWords;
+  if (policy.uring && ring === undefined) ring = FutexRing.open(ringEnded) ?? null;
+  useRing = policy.uring === true && ring !== null;
+  return useRing;
+}
+
+/** The io_uring of the waits: undefined until asked for, null where it cannot be had. */
+let ring: FutexRing | null | undefined;
+let useRing = false;
+/** Waits in the ring by tag; tags are never reused. */
+const inRing = new Map<number, PendingWait>();
+let nextTag = 1;
+
+/** Puts `wait` into the ring with its word's value as last read. */
+function ringWait(wait: PendingWait): void {
+  wait.tag = nextTag++;
+  inRing.set(wait.tag, wait);
+  try {
+    ring!.wait(wait.tag, wait.address, wait.file.word(wait.offset), wait.deadline);
+  } catch (error) {
+    ringSettle(wait, error instanceof Error ? error : new Error(String(error)));
+  }
+}
+
+function ringSettle(wait: PendingWait, end: WaitEnd | Error): void {
+  inRing.delete(wait.tag);
+  wait.tag = 0;
+  wait.settle(end);
+}
+
+/** A wait's end in the ring: 0 woken, -ECANCELED cancelled or at its deadline, -EAGAIN its word changed. */
+function ringEnded(tag: number, result: number): void {
+  const wait = inRing.get(tag);
+  if (wait === undefined) return;
+  if (result === 0) return ringSettle(wait, "woken");
+  if (result === -ECANCELED) return ringSettle(wait, "cancelled");
+  if (result === -EAGAIN) {
+    // its word changed since it was read: read it again and go back in, unless it is over
+    try {
+      if (++wait.changes > MAX_FAILURES) throw new Error(`The futex word of ${wait.file.path} keeps changing`);
+      wait.file.refresh(wait.offset);
+    } catch (error) {
+      return ringSettle(wait, error instanceof Error ? error : new Error(String(error)));
+    }
+    if (wait.cancelled || wait.deadline <= performance.now()) return ringSettle(wait, "cancelled");
+    inRing.delete(tag);
+    return ringWait(wait);
+  }
+  ringSettle(wait, syscallError(`Cannot wait on ${wait.file.path}`, -result));
 }
 
 /** Batches in the kernel (or on their way there), and those waiting for a place, oldest first. */
@@ -457,6 +510,7 @@ async function waitInSlices(wait: PendingWait): Promise<void> {
 
 /** Puts `wait` in the kernel until it is woken, cancelled, or its deadline (performance.now()) passes. */
 export function waitOn(wait: PendingWait): void {
+  if (useRing) return ringWait(wait);
   if (!hasWaitv()) {
     waitInSlices(wait).catch((error) => wait.settle(error instanceof Error ? error : new Error(String(error))));
     return;
