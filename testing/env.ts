@@ -1,6 +1,7 @@
 /**
- * The caller's environment, kept out of the tests: a region path, a layout or a temporary folder that the person
- * running the suite exported would otherwise reach every region the tests make and every child they start.
+ * The caller's environment, kept out of the tests: a region path, a layout, a temporary folder or a kernel config
+ * (KCONFIG_PATH, which scales timeouts) that the person running the suite exported would otherwise reach every
+ * region the tests make and every child they start.
  * LTP_TIMEOUT_MUL stays: it scales every limit. Tests that are about these variables set them for their own children.
  * @module
  */
@@ -10,6 +11,7 @@ export const CALLER_VARIABLES: readonly string[] = [
   "LTP_IPC_PATH",
   "LTP_IPC_LAYOUT",
   "TMPDIR",
+  "KCONFIG_PATH",
 ];
 
 /**
