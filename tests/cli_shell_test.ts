@@ -16,9 +16,7 @@ const SHELLS = ["dash", "bash"].filter(commandExists);
 function toolOnPath(dir: string): string {
   const bin = `${dir}/bin`;
   Deno.mkdirSync(bin);
-  const quoted = [Deno.execPath(), "run", ...CHILD_FLAGS, CLI].map((w) =>
-    `'${w}'`
-  ).join(" ");
+  const quoted = [Deno.execPath(), "run", ...CHILD_FLAGS, CLI].map((w) => `'${w}'`).join(" ");
   Deno.writeTextFileSync(
     `${bin}/tst_checkpoint`,
     `#!/bin/sh\nexec ${quoted} "$@"\n`,
@@ -29,8 +27,7 @@ function toolOnPath(dir: string): string {
 
 /** Runs `script` in `shell` with the tool on PATH; the region's path is written to `dir`/path. */
 async function script(shell: string, dir: string, body: string) {
-  const source =
-    `eval "$(tst_checkpoint init --cleanup)"\nprintf %s "$LTP_IPC_PATH" > '${dir}/path'\n${body}`;
+  const source = `eval "$(tst_checkpoint init --cleanup)"\nprintf %s "$LTP_IPC_PATH" > '${dir}/path'\n${body}`;
   const result = await run(shell, ["-c", source], {
     env: { PATH: toolOnPath(dir), LTP_IPC_PATH: "" },
     signal: AbortSignal.timeout(60_000),

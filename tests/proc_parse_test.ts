@@ -1,13 +1,6 @@
 /** ffi/proc.ts: the reading of /proc's text (syscall, maps, stat, comm, futex_waitv vectors), in process, from bytes. */
 import assert from "node:assert/strict";
-import {
-  commOf,
-  isKernelThreadStat,
-  Mappings,
-  parseSyscall,
-  sharedWords,
-  targetOf,
-} from "../ffi/proc.ts";
+import { commOf, isKernelThreadStat, Mappings, parseSyscall, sharedWords, targetOf } from "../ffi/proc.ts";
 
 const NUMBERS = { futex: 202, futex_waitv: 449 };
 const bytes = (text: string) => new TextEncoder().encode(text);
