@@ -227,11 +227,14 @@ export class Folder {
    * not there.
    */
   #statIn(dirfd: number, name: string): FileInfo | undefined {
-    const fd = openat(dirfd, name, PINNED);
+    const plain = this.#rest === undefined;
+    // dirfd is the folder itself, just resolved: with openat2 a mount on the name is EXDEV
+    const fd = plain ? openat(dirfd, name, PINNED) : beneath(dirfd, name, PINNED, 0, RESOLVE_WITHIN);
     if (fd === -ENOENT) return undefined;
+    if (fd === -EXDEV) throw mounted(`${this.realPath}/${name}`);
     if (fd < 0) throw syscallError(`Cannot look at ${this.realPath}/${name}`, -fd);
     try {
-      if (mountIdOf(fd) !== mountIdOf(dirfd)) throw mounted(`${this.realPath}/${name}`);
+      if (plain && mountIdOf(fd) !== mountIdOf(dirfd)) throw mounted(`${this.realPath}/${name}`);
       return fstat(fd, `${this.realPath}/${name}`);
     } finally {
       close(fd);
@@ -409,7 +412,11 @@ function mayCross(parent: FileInfo, mount: number, shown: string): void {
   );
 }
 
-/** The type of the mount `id` (its line in /proc/self/mountinfo), or undefined. */
+/**
+ * The type of the mount `id` (its line in /proc/self/mountinfo), or
+ * undefined. Read afresh each time: a mount's id is reused once it is
+ * unmounted, so a type remembered could be another mount's.
+ */
 function fileSystemOf(id: number): string | undefined {
   const fd = openat(AT_FDCWD, "/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
   if (fd < 0) return undefined;
