@@ -164,8 +164,11 @@ Deno.test(`fuzz: ${CASES} random calls never crash, never hang, never touch a fi
     }
     if (![0, 1, 2].includes(r.code)) failures.push(`exit code: ${what}`);
     if (/^\s+at |Uncaught|panicked|Stack backtrace/m.test(r.stderr)) failures.push(`stack trace: ${what}`);
-    // misuse (exit 1) may add the usage after its one line; nothing else may
-    const lines = r.stderr.split("\n").filter(Boolean);
+    // notes come first (a number whose trailing text is ignored, as LTP's strtoul ignores it: "1e3" is 1), then
+    // at most one line; misuse (exit 1) may add the usage after it; nothing else may
+    const all = r.stderr.split("\n").filter(Boolean);
+    const first = all.findIndex((line) => !line.startsWith("tst_checkpoint: note: "));
+    const lines = first < 0 ? [] : all.slice(first);
     const usage = lines.findIndex((line) => line.startsWith("Usage: tst_checkpoint"));
     const message = usage >= 0 && r.code === 1 ? lines.slice(0, usage) : lines;
     if (message.length > 1) failures.push(`more than one line: ${what}`);

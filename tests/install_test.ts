@@ -9,8 +9,11 @@ import { run, type RunOptions, start } from "../testing/process.ts";
 
 forgetCallerEnv();
 
-/** What the installer needs of a checkout: the CLI's sources, the installer and a ./deno that runs this Deno. */
-const SOURCES = ["cli.ts", "mod.ts", "deno.json", "deno", "src", "ffi", "tools/install.ts"];
+/**
+ * What the installer needs of a checkout: the CLI's sources (cli.ts, bundled as cli.js), the agent's (agent/server.ts,
+ * bundled as agent.js, and agent/client.sh, read into the launcher), the installer and a ./deno that runs this Deno.
+ */
+const SOURCES = ["cli.ts", "cli", "mod.ts", "deno.json", "deno", "src", "ffi", "agent", "tools/install.ts"];
 
 /**
  * A copy of the checkout in `dir`, its pinned Deno a hard link to (or copy of) the running one, so that the
@@ -56,12 +59,17 @@ Deno.test("the installed tool stands alone: wait, wake, status and remove after 
   const cp = Checkpoint.create({ layout: "ltp" });
   try {
     const options = { clearEnv: true, env: cp.env };
-    const waiter = start(tool, ["wait", "10000", "1"], options);
+    // the waiter takes the cold path (the launcher execs Deno, which waits itself): the agent's waits are its own
+    // (tests/agent_test.ts)
+    const waiter = start(tool, ["wait", "10000", "1"], {
+      clearEnv: true,
+      env: { ...cp.env, TST_CHECKPOINT_AGENT: "0" },
+    });
     await cp.waitForWaiters(1, 1, 10000);
     const status = await run(tool, ["status"], options);
     assertExit(status, 0);
-    // /proc is allowed: the waiter is named (exec keeps the launcher's pid)
-    assert.match(status.stdout, new RegExp(`checkpoint 1: 1 waiting: pid ${waiter.child.pid} \\(deno\\)`));
+    // /proc is allowed: the waiter is named (exec keeps the launcher's pid; the CLI names itself tst_checkpoint)
+    assert.match(status.stdout, new RegExp(`checkpoint 1: 1 waiting: pid ${waiter.child.pid} \\(tst_checkpoint\\)`));
     assertExit(await run(tool, ["wake", "10000", "1", "1"], options), 0);
     assertExit(await waiter.result, 0);
     assertExit(await run(tool, ["remove"], options), 0);
@@ -80,8 +88,8 @@ Deno.test("the installed tool's broken set-up (its Deno or its code gone) is one
   const tool = await install(copyCheckout(dir.path), root);
   using cp = Checkpoint.create();
   const lib = `${root}/lib/tst_checkpoint`;
-  // the bundle (Deno 2.4 and later), or one of the source files the entry imports
-  const code = listing(lib).includes("tst_checkpoint.js") ? "tst_checkpoint.js" : "mod.ts";
+  // the bundle (Deno 2.4 and later), or else the entry among the sources
+  const code = listing(lib).includes("cli.js") ? "cli.js" : "cli.ts";
   Deno.renameSync(`${lib}/${code}`, `${dir.path}/code`);
   const noCode = await run(tool, ["wait", "10", "0"], { env: cp.env });
   assertExit(noCode, 2);
