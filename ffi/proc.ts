@@ -579,6 +579,7 @@ class ProcScanner {
     const proc = sys("openat", AT_FDCWD, this.#names.proc.address, DIR_FLAGS);
     if (proc < 0) throw syscallError("Cannot open /proc", -proc);
     this.#reader = new BoundedReader(this.#deadline);
+    this.#reader.start();
     const processes = this.#processes;
     try {
       for (let late = false;;) {
@@ -670,25 +671,32 @@ class ProcScanner {
   #flush(): void {
     const reader = this.#reader;
     while (this.#reads.length > 0) {
-      const reads = this.#reads;
+      // one file per process at a time: a process that stalls holds one of the pool's threads, not one per thread
+      const reads: PendingRead[] = [];
+      const later: PendingRead[] = [];
+      for (const r of this.#reads) (reads.some((q) => q.process === r.process) ? later : reads).push(r);
       const batch = reader.run(reads.map(({ fd }, i) => ({
         name: "pread64",
         args: [fd, reader.address(i * SLOT), SLOT, 0],
       })));
       if (batch.kind === "stalled") {
-        // that process stalls the reads of its files: leave it, read the others again
-        const p = reads[batch.at].process;
-        this.#stalled(p);
-        this.#reads = reads.filter((r) => {
-          if (r.process === p) close(r.fd);
-          return r.process !== p;
+        // those processes stall the reads of their files: leave them, read the others again
+        const stalled = new Set(batch.pending.map((i) => reads[i].process));
+        for (const p of stalled) this.#stalled(p);
+        this.#reads = this.#reads.filter((r) => {
+          if (stalled.has(r.process)) close(r.fd);
+          return !stalled.has(r.process);
         });
         continue;
       }
-      this.#reads = [];
+      this.#reads = later;
       for (const r of reads) close(r.fd);
       if (batch.kind === "late") {
-        for (const r of reads) r.process.stop ??= LATE;
+        for (const r of [...reads, ...later]) {
+          r.process.stop ??= LATE;
+          if (later.includes(r)) close(r.fd);
+        }
+        this.#reads = [];
         break;
       }
       const data = reader.data;

@@ -28,16 +28,19 @@ export interface Call {
   args: number[];
 }
 
-/** How a batch ended: every result (each `-1` on any failure, errno being lost on the pool), or where it stalled. */
-export type BatchResult = { kind: "done"; results: number[] } | { kind: "stalled"; at: number } | {
-  kind: "late";
-  at: number;
-};
+/**
+ * How a batch ended: every result (each `-1` on any failure, errno being lost
+ * on the pool), or the calls still under way when it made no progress
+ * (`stalled`) or when the deadline came (`late`).
+ */
+export type BatchResult =
+  | { kind: "done"; results: number[] }
+  | { kind: "stalled"; pending: number[] }
+  | { kind: "late"; pending: number[] };
 
 // the shared header, Int32 entries
 const STATE = 0; // IDLE, REQUEST, DONE, QUIT
 const COUNT = 1; // calls in the batch
-const CURRENT = 2; // index of the call being made
 const PROGRESS = 3; // calls made since the reader started: moves while the reader is alive
 const READY = 4; // 1 once libc is loaded, -1 when it could not be
 const HEADER_INTS = 8;
@@ -52,7 +55,8 @@ export const MAX_CALLS = 256;
 export const DATA_BYTES = 1 << 17;
 const CALLS_AT = HEADER_INTS * 4;
 const RESULTS_AT = CALLS_AT + MAX_CALLS * 7 * 8;
-const DATA_AT = RESULTS_AT + MAX_CALLS * 8;
+const DONE_AT = RESULTS_AT + MAX_CALLS * 8; // Int32 per call: 1 once made
+const DATA_AT = DONE_AT + MAX_CALLS * 4;
 const BUFFER_BYTES = DATA_AT + DATA_BYTES;
 
 /**
@@ -63,8 +67,9 @@ const STALL_MS = 250;
 
 /**
  * The Worker's code, sent as source text: it may refer to nothing outside
- * itself. It loads libc, then makes each batch's calls in turn as
- * nonblocking FFI calls, saying which one it is on, until told to quit.
+ * itself. It loads libc, then makes each batch's calls at once as
+ * nonblocking FFI calls (the pool runs them side by side), marking each
+ * done as it returns, until told to quit.
  */
 function readerMain(): void {
   // deno-lint-ignore no-explicit-any
@@ -74,6 +79,7 @@ function readerMain(): void {
     const header = new Int32Array(buffer, 0, 8);
     const calls = new Float64Array(buffer, 32, 256 * 7);
     const results = new Float64Array(buffer, 32 + 256 * 7 * 8, 256);
+    const done = new Int32Array(buffer, 32 + 256 * 7 * 8 + 256 * 8, 256);
     const i64 = "i64" as const;
     const symbols = {
       syscall: { parameters: [i64, i64, i64, i64, i64, i64, i64], result: i64, nonblocking: true },
@@ -95,10 +101,9 @@ function readerMain(): void {
       for (; state !== 1 && state !== 3; state = Atomics.load(header, 0)) Atomics.wait(header, 0, state);
       if (state === 3) break;
       const count = Atomics.load(header, 1);
-      for (let i = 0; i < count; i++) {
-        Atomics.store(header, 2, i);
+      await Promise.all(Array.from({ length: count }, async (_, i) => {
         const a = calls.subarray(i * 7, i * 7 + 7);
-        const r = await lib.symbols.syscall(
+        const r = await lib!.symbols.syscall(
           BigInt(a[0]),
           BigInt(a[1]),
           BigInt(a[2]),
@@ -108,9 +113,10 @@ function readerMain(): void {
           BigInt(a[6]),
         );
         results[i] = Number(r);
+        Atomics.store(done, i, 1);
         Atomics.add(header, 3, 1);
-        Atomics.notify(header, 3);
-      }
+        Atomics.notify(header, 0);
+      }));
       Atomics.store(header, 0, 2);
       Atomics.notify(header, 0);
     }
@@ -149,6 +155,7 @@ export class BoundedReader {
   #header = new Int32Array(this.#buffer, 0, HEADER_INTS);
   #calls = new Float64Array(this.#buffer, CALLS_AT, MAX_CALLS * 7);
   #results = new Float64Array(this.#buffer, RESULTS_AT, MAX_CALLS);
+  #done = new Int32Array(this.#buffer, DONE_AT, MAX_CALLS);
   #data = new Uint8Array(this.#buffer, DATA_AT, DATA_BYTES);
   #dataAddress = 0;
   #unusable: string | undefined;
@@ -177,23 +184,25 @@ export class BoundedReader {
   }
 
   /**
-   * Makes `calls` in turn on the reader's thread: every result, or the index
-   * of the call that made no progress (`stalled`) or was not done by the
-   * deadline (`late`). After either the reader's Worker is gone, and the data
-   * area is a fresh one.
+   * Makes `calls` side by side on the reader's thread: every result, or the
+   * calls not done when none had returned for a while (`stalled`) or at the
+   * deadline (`late`). Calls that another process can stall should each
+   * concern a different process: a stalled call holds a thread of Deno's
+   * pool for as long as it stalls. After either end the reader's Worker is
+   * gone, and the data area is a fresh one.
    */
   run(calls: Call[]): BatchResult {
     if (calls.length > MAX_CALLS) throw new RangeError(`At most ${MAX_CALLS} calls in a batch`);
-    if (this.#unusable) return { kind: "late", at: 0 };
+    if (this.#unusable) return { kind: "late", pending: calls.map((_, i) => i) };
     const header = this.#header;
     for (let i = 0; i < calls.length; i++) {
       const { name, args } = calls[i];
       this.#calls[i * 7] = NR[name];
       for (let j = 0; j < 6; j++) this.#calls[i * 7 + 1 + j] = args[j] ?? 0;
     }
+    this.#done.fill(0, 0, calls.length);
     this.#start();
     Atomics.store(header, COUNT, calls.length);
-    Atomics.store(header, CURRENT, 0);
     Atomics.store(header, STATE, REQUEST);
     Atomics.notify(header, STATE);
     let progress = Atomics.load(header, PROGRESS);
@@ -206,7 +215,7 @@ export class BoundedReader {
       if (Atomics.load(header, READY) < 0) {
         this.#unusable = `the reader thread could not load libc (tried ${libcNames().join(", ")})`;
         this.#abandon();
-        return { kind: "late", at: 0 };
+        return { kind: "late", pending: calls.map((_, i) => i) };
       }
       const moved = Atomics.load(header, PROGRESS);
       if (moved !== progress) {
@@ -216,14 +225,19 @@ export class BoundedReader {
       // the reader's start counts against the deadline only
       const stalled = Atomics.load(header, READY) === 1 && now - movedAt >= STALL_MS;
       if (left <= 0 || stalled) {
-        const at = Atomics.load(header, CURRENT);
+        const pending = calls.map((_, i) => i).filter((i) => Atomics.load(this.#done, i) === 0);
         this.#abandon();
-        return { kind: stalled ? "stalled" : "late", at };
+        return { kind: stalled ? "stalled" : "late", pending };
       }
       Atomics.wait(header, STATE, state, Math.min(left, STALL_MS / 5));
     }
     Atomics.store(header, STATE, IDLE);
     return { kind: "done", results: Array.from(this.#results.subarray(0, calls.length)) };
+  }
+
+  /** Starts the Worker now, so that it boots while the caller prepares its first batch. */
+  start(): void {
+    this.#start();
   }
 
   /** Ends the Worker, if one runs; the reader may be used again (a new Worker starts). */
@@ -259,6 +273,7 @@ export class BoundedReader {
     this.#header = new Int32Array(this.#buffer, 0, HEADER_INTS);
     this.#calls = new Float64Array(this.#buffer, CALLS_AT, MAX_CALLS * 7);
     this.#results = new Float64Array(this.#buffer, RESULTS_AT, MAX_CALLS);
+    this.#done = new Int32Array(this.#buffer, DONE_AT, MAX_CALLS);
     this.#data = new Uint8Array(this.#buffer, DATA_AT, DATA_BYTES);
     this.#dataAddress = 0;
   }
