@@ -116,8 +116,12 @@ export function listingRefusal(folder: string): string | undefined {
     const opened = openBeneathAllowed(dir, readable);
     if (opened === undefined) {
       // whether it exists at all, asked the same safe way (only the folders' names are looked up, from the root)
-      const parts = dir.split("/").filter(Boolean);
-      Folder.open("/", parts).close();
+      try {
+        Folder.open("/", dir.split("/").filter(Boolean)).close();
+      } catch (error) {
+        if (error instanceof Deno.errors.NotFound) throw error;
+        // a symlink or a mount on the way: what Deno allows decides, not this look
+      }
       return runAgainWith([`--allow-read=${dir}`]);
     }
     opened.close();
