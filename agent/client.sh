@@ -1,14 +1,19 @@
 # The agent's client (agent/client.sh), put into the installed launcher by
 # tools/install.ts, which defines before it: tc_agent (runs agent/server.ts
-# with the launcher's Deno and flags, "$@" after them) and tc_vars (the
-# variables Deno may read, which each call carries).
+# with the launcher's Deno and flags, "$@" after them), tc_vars (the
+# variables Deno may read, which each call carries), tc_id (the launcher's
+# identity, new at each install: an agent of another install never serves
+# this launcher's calls), tc_limits (the process's limits from
+# /proc/self/limits, as tc_ln, tc_lf, ...) and tc_low (whether a limit is
+# below what a Deno start needs).
 #
 # It runs no external command on a call's path: builtins only. It returns
 # when the call should run cold (the launcher's next line); else it exits
 # with the call's code. Cold: TST_CHECKPOINT_AGENT=0, no LTP_IPC_PATH (a
 # new region's init), a relative LTP_IPC_PATH, a newline in what a call
-# carries, no /proc, a channel
-# that is not this user's, or an agent that does not answer.
+# carries, no /proc, a channel that is not this user's, an agent that does
+# not answer, or limits the client or a new agent cannot work under (the
+# cold path then says which).
 tc_nl='
 '
 tc_call() {
@@ -17,6 +22,11 @@ tc_call() {
 	[ -n "$tc_p" ] || return 1
 	# a relative path needs the caller's working folder, which a call does not carry
 	case $tc_p in /*) ;; *) return 1 ;; esac
+	# a running agent needs no Deno start here, but the client writes its claim (a few bytes), and its shell saves the
+	# descriptors it redirects above 9
+	tc_limits
+	case $tc_lf in unlimited) ;; '' | *[!0-9]*) return 1 ;; *) [ "$tc_lf" -ge 512 ] || return 1 ;; esac
+	case $tc_ln in unlimited) ;; '' | *[!0-9]*) return 1 ;; *) [ "$tc_ln" -ge 16 ] || return 1 ;; esac
 	for tc_a in "$tc_p" "$@"; do
 		case $tc_a in *"$tc_nl"*) return 1 ;; esac
 	done
@@ -50,12 +60,15 @@ tc_call() {
 	[ $? = 2 ] && tc_start && tc_talk "$@"
 	return 1
 }
-# starts the region's agent (in the background, in this process group) and waits for its one line
+# starts the region's agent (in the background, in this process group) and waits for its one line; not under limits a
+# Deno cannot start under
 tc_start() {
-	tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" </dev/null 2>/dev/null &)
+	tc_low && return 1
+	tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" "$tc_id" "$tc_ln" </dev/null 2>/dev/null &)
 	[ "$tc_r" = ready ] && tc_ours
 }
-# one call through the agent: exits with its code; returns 1 to run cold, 2 when the agent did not answer
+# one call through the agent: exits with its code; returns 1 to run cold, 2 when the agent did not answer or is of
+# another install (which then has moved its folder away)
 tc_talk() {
 	# claim a slot: an O_EXCL create (set -C) holding this shell's pid
 	tc_i=$(($$ % tc_m)) tc_j=0
@@ -70,7 +83,7 @@ tc_talk() {
 	# opens that cannot block: the reply's read end through a read-write one, closed at once
 	[ -p "$tc_f.req" ] && [ -p "$tc_f.rep" ] &&
 		{ command exec 9<>"$tc_f.rep" 8<"$tc_f.rep" 9<&- 7<>"$tc_f.req"; } 2>/dev/null || return 2
-	printf '%s\n' TCA1 $$ "$PPID" "$PWD" $# "$@" $tc_n "$tc_e." >&7
+	printf '%s\n' "TCA2 $tc_id" $$ "$PPID" "$PWD" $# "$@" $tc_n "$tc_e." >&7
 	tc_a=
 	while IFS= read -r tc_r; do
 		case $tc_r in
@@ -80,7 +93,8 @@ tc_talk() {
 		E*) printf '%s' "${tc_r#E}" >&2 ;;
 		a) tc_a=1 ;;
 		x*) exit "${tc_r#x}" ;;
-		c) break ;;
+		c) tc_a=0 && break ;;
+		n) [ -z "$tc_a" ] && break ;;
 		*) tc_a=${tc_a:-0} && break ;;
 		esac
 	done <&8

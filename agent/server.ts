@@ -3,7 +3,16 @@
  * Deno process per region that runs the calls of agent/client.sh, so that a
  * call costs a `sh` process and a hand-off instead of a Deno start.
  *
- *   deno run <the launcher's own flags> agent/server.ts BASE KEY REGION IDLE_S
+ *   deno run <the launcher's own flags> agent/server.ts BASE KEY REGION IDLE_S ID NOFILE
+ *
+ * ID is the launcher's identity, which each install makes anew: a client of
+ * another install is never served. Its request names its launcher's ID; one
+ * of a newer install (a greater ID) retires this agent, which renames its
+ * folder out of the way (`.retired.PID.KEY`, a name no region's KEY can
+ * have), ends the calls it runs and then exits, and answers `n` (go to a
+ * fresh agent, which the client then starts); one of an older install is
+ * answered `c` (run cold). NOFILE is the caller's open-files limit, which
+ * the agent inherits: it makes no more slots than leave room for its calls.
  *
  * The channel. BASE is `/tmp/tst_checkpoint-EUID`, a folder of this user's
  * alone (mode 0700, owned by the effective user, not a symlink: the agent
@@ -94,10 +103,12 @@ import { close, fstat, geteuid, openat, statAt } from "../ffi/syscalls.ts";
 import { setWaitPolicy } from "../ffi/waitv.ts";
 
 /** The first line of every request; a client of another version is answered `c`. */
-export const PROTOCOL = "TCA1";
+export const PROTOCOL = "TCA2";
 const FIRST_SLOTS = 128;
 /** The most slots: two descriptors each. */
 const MAX_SLOTS = 8192;
+/** Descriptors kept free of slots, for Deno itself and the calls (a region, its folder, a listing). */
+const SPARE_FDS = 64;
 const MAX_REQUEST = 256 * 1024;
 /** How often the agent looks at its region, its folder and stale claims. */
 const TICK_MS = 250;
@@ -109,6 +120,8 @@ const strict = new TextDecoder("utf-8", { fatal: true });
 
 /** One client's call, as its request gives it. */
 interface Request {
+  /** The identity of the client's launcher. */
+  id: string;
   pid: number;
   ppid: number;
   cwd: string;
@@ -144,15 +157,23 @@ class Agent {
   calls = 0;
   pollsetDirty = true;
   clientsDirty = true;
+  /** A newer install's client came: its folder is renamed away and it serves no new call. */
+  retired = false;
+  /** Its folder's name in BASE: KEY, until it retires. */
+  name: string;
 
   constructor(
     readonly base: string,
     readonly key: string,
+    readonly id: string,
+    readonly maxSlots: number,
     readonly region: string,
     readonly idleMs: number,
     readonly baseFd: number,
     readonly dir: number,
-  ) {}
+  ) {
+    this.name = key;
+  }
 }
 
 /** Opens BASE, making it (0700) where missing; refuses one that is not this user's. */
@@ -215,7 +236,7 @@ function openSlot(agent: Agent, slot: Slot): boolean {
 /** Makes slots up to `count`; publishes how many there are. */
 function grow(agent: Agent, count: number): void {
   const from = agent.slots.length;
-  for (let n = from; n < Math.min(count, MAX_SLOTS); n++) {
+  for (let n = from; n < Math.min(count, agent.maxSlots); n++) {
     const slot = new Slot(n);
     if (!openSlot(agent, slot)) {
       if (slot.req >= 0) close(slot.req);
@@ -251,7 +272,7 @@ function reset(agent: Agent, slot: Slot): void {
 }
 
 /** Queues `text` for the client of `slot`: one protocol line per line of it. */
-function send(agent: Agent, slot: Slot, kind: "o" | "e" | "a" | "x" | "c", text = ""): void {
+function send(agent: Agent, slot: Slot, kind: "o" | "e" | "a" | "x" | "c" | "n", text = ""): void {
   if (slot.gone) return;
   let lines = "";
   if (kind === "o" || kind === "e") {
@@ -289,7 +310,8 @@ function parse(bytes: Bytes): Request | "cold" | undefined {
     return "cold";
   }
   const lines = text.split("\n");
-  if (lines[0] !== PROTOCOL) return "cold";
+  const [version, id] = lines[0].split(" ");
+  if (version !== PROTOCOL || !id) return "cold";
   const argc = Number(lines[4]);
   if (lines.length < 6 || !Number.isInteger(argc) || argc < 0) return undefined;
   const envc = Number(lines[5 + argc]);
@@ -301,7 +323,7 @@ function parse(bytes: Bytes): Request | "cold" | undefined {
     if (at <= 0) return "cold";
     env[line.slice(0, at)] = line.slice(at + 1);
   }
-  return { pid: Number(lines[1]), ppid: Number(lines[2]), cwd: lines[3], args: lines.slice(5, 5 + argc), env };
+  return { id, pid: Number(lines[1]), ppid: Number(lines[2]), cwd: lines[3], args: lines.slice(5, 5 + argc), env };
 }
 
 function concat(parts: Bytes[], length: number): Bytes {
@@ -329,6 +351,7 @@ function readRequest(agent: Agent, slot: Slot): void {
   const request = parse(concat(slot.input, slot.inputLength));
   if (request === undefined) return;
   if (request === "cold") return refuse(agent, slot);
+  if (request.id !== agent.id || agent.retired) return other(agent, slot, request.id);
   startCall(agent, slot, request);
 }
 
@@ -336,6 +359,24 @@ function readRequest(agent: Agent, slot: Slot): void {
 function refuse(agent: Agent, slot: Slot): void {
   slot.done = true;
   send(agent, slot, "c");
+}
+
+/**
+ * A client of another install (or of this one, once retired): a newer one
+ * retires this agent and goes to a fresh one (`n`); an older one runs cold.
+ */
+function other(agent: Agent, slot: Slot, id: string): void {
+  if (!agent.retired && id > agent.id) {
+    const name = `.retired.${Deno.pid}.${agent.key}`;
+    // renamed before the answer: the fresh agent the client starts makes KEY anew
+    if (renameAt(agent.baseFd, agent.key, name) === 0) {
+      agent.retired = true;
+      agent.name = name;
+      removeAt(agent.dir, "slots");
+    }
+  }
+  slot.done = true;
+  send(agent, slot, agent.retired ? "n" : "c");
 }
 
 /**
@@ -403,9 +444,10 @@ function sweepClaims(agent: Agent): void {
 
 /** Whether the agent should end now. */
 function timeToEnd(agent: Agent, now: number): boolean {
-  const own = statAt(agent.baseFd, agent.key);
+  const own = statAt(agent.baseFd, agent.name);
   if (own?.type !== "directory") return true; // its folder is gone
   if (agent.slots.some((slot) => slot.busy)) return false;
+  if (agent.retired) return true;
   // once a call has run (the first may be the init that makes the region), its region's end is the agent's
   if (agent.calls > 0 && statAt(AT_FDCWD, agent.region) === undefined) return true;
   return now - agent.lastCall > agent.idleMs;
@@ -416,7 +458,7 @@ function end(agent: Agent): never {
   for (const slot of agent.slots) slot.abort?.abort();
   removeAt(agent.dir, "slots"); // first, so that no new client comes
   clear(agent.dir);
-  removeAt(agent.baseFd, agent.key, true);
+  removeAt(agent.baseFd, agent.name, true);
   removeAt(AT_FDCWD, agent.base, true);
   Deno.exit(0);
 }
@@ -479,13 +521,21 @@ async function serve(agent: Agent): Promise<never> {
 
 /** Starts serving; returns false when another agent serves this region already. */
 function start(args: string[]): boolean {
-  const [base, key, region, idle] = args;
+  const [base, key, region, idle, id, nofile] = args;
   const euid = geteuid();
   closeInherited();
   leaveWorkingFolder();
-  if (base !== `/tmp/tst_checkpoint-${euid}` || !key || key.includes("/") || !region?.startsWith("/")) {
-    throw new Error("usage: server.ts /tmp/tst_checkpoint-EUID KEY REGION IDLE_S");
+  if (
+    base !== `/tmp/tst_checkpoint-${euid}` || !key || key.includes("/") || !region?.startsWith("/") || !id ||
+    /\s/.test(id)
+  ) {
+    throw new Error("usage: server.ts /tmp/tst_checkpoint-EUID KEY REGION IDLE_S ID NOFILE");
   }
+  // too few descriptors for a useful channel: the calls run cold
+  const maxSlots = nofile === "unlimited"
+    ? MAX_SLOTS
+    : Math.min(MAX_SLOTS, Math.floor((Number(nofile) - SPARE_FDS) / 2));
+  if (!(maxSlots >= 8)) throw new Error(`an open-files limit of ${nofile} leaves too few descriptors`);
   const baseFd = openBase(base, euid);
   const made = mkdirAt(baseFd, key, 0o700);
   if (made < 0 && made !== -EEXIST) throw new Error(`Cannot make ${base}/${key} (errno ${-made})`);
@@ -502,7 +552,8 @@ function start(args: string[]): boolean {
   clear(dir);
   sweepDead(baseFd, key);
   setWaitPolicy({ calls: WAIT_CALLS, mixWords: true, uring: true });
-  const agent = new Agent(base, key, region, Math.max(1, Number(idle) || 60) * 1000, baseFd, dir);
+  const idleMs = Math.max(1, Number(idle) || 60) * 1000;
+  const agent = new Agent(base, key, id, maxSlots, region, idleMs, baseFd, dir);
   grow(agent, FIRST_SLOTS);
   if (agent.slots.length === 0) throw new Error("Cannot make the channel's FIFOs");
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => end(agent));

@@ -230,6 +230,53 @@ function chain(path: string): string[] {
   return parts.map((_, i) => `/${parts.slice(0, i + 1).join("/")}`);
 }
 
+/**
+ * The smallest limits a Deno start needs, in `ulimit`'s units, from the smallest each that Deno 2.9.6 ran the
+ * bundled CLI under (below them it dies inside Deno with a panic, a V8 fatal error, a stack overflow or SIGXFSZ, which
+ * LTP reads as a failed test): open files 20 (with a new DENO_DIR), stack 448 KiB, address space 34 GiB (V8 reserves
+ * its heaps' address space at start), file size 100 blocks (a new DENO_DIR's cache databases); with a margin, and
+ * for the file size room for the caches' SQLite write-ahead logs, which grow to about 4 MB.
+ */
+const LIMITS = [
+  { flag: "n", what: "open-files", unit: 1, least: 32 },
+  { flag: "s", what: "stack", unit: 1024, least: 512 },
+  { flag: "v", what: "address-space", unit: 1024, least: 36 * 1024 * 1024 },
+  { flag: "f", what: "file-size", unit: 512, least: 16384 },
+];
+
+/**
+ * Shell functions: tc_limits reads the process's limits (soft, in bytes or a count; `unlimited`) into tc_ln, tc_ls,
+ * tc_lv and tc_lf, from /proc/self/limits (no process started) or else `ulimit`; tc_low is true, with its TBROK
+ * line in tc_why, when one is below what a Deno start needs.
+ */
+const LIMIT_CHECK = `tc_limits() {
+  tc_ln= tc_ls= tc_lv= tc_lf=
+  { while read -r tc_l1 tc_l2 tc_l3 tc_l4 tc_l5; do
+    case "$tc_l1 $tc_l2 $tc_l3" in
+    'Max open files') tc_ln=$tc_l4 ;;
+    'Max stack size') tc_ls=$tc_l4 ;;
+    'Max address space') tc_lv=$tc_l4 ;;
+    'Max file size') tc_lf=$tc_l4 ;;
+    esac
+  done </proc/self/limits; } 2>/dev/null
+  [ -n "$tc_ln" ] && return
+  # no /proc, or too few descriptors for the shell to redirect (it saves them above 9): a command substitution needs none
+  tc_ln=$(ulimit -n) tc_ls=$(ulimit -s) tc_lv=$(ulimit -v) tc_lf=$(ulimit -f)
+  case $tc_ls in '' | *[!0-9]*) ;; *) tc_ls=$((tc_ls * 1024)) ;; esac
+  case $tc_lv in '' | *[!0-9]*) ;; *) tc_lv=$((tc_lv * 1024)) ;; esac
+  case $tc_lf in '' | *[!0-9]*) ;; *) tc_lf=$((tc_lf * 512)) ;; esac
+}
+tc_need() {
+  case $2 in '' | *[!0-9]*) return 1 ;; esac
+  [ $(($2 / $3)) -lt $4 ] || return 1
+  tc_why="${NAME}: TBROK: the $5 limit (ulimit -$1 $(($2 / $3))) is below what Deno needs to start ($4): raise it"
+}
+tc_low() {
+  tc_limits
+  ${LIMITS.map((l) => `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what}`).join(" ||\n    ")}
+}
+`;
+
 /** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
 function broken(...parts: string[]): string {
   return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
@@ -270,7 +317,11 @@ function launcher(
   const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote("): ")];
   const run = `${quote(denoPath)} run ${flags.map(quote).join(" ")}`;
   // the agent runs with the launcher's own Deno and flags
+  // a new identity at each install, so that no call of this launcher goes to an agent an earlier install started:
+  // the time first, so that a newer install's is the greater (an agent retires for a newer one)
+  const id = `${String(Date.now()).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
   const client = agent.length === 0 ? "" : `tc_vars=${quote(ENV.join(" "))}
+tc_id=${id}
 tc_agent() { exec ${run} ${quote(agent[0])} "$@"; }
 ${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
   return `#!/bin/sh
@@ -301,7 +352,8 @@ case $? in
 esac
 for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
 export DENO_NO_UPDATE_CHECK=1
-${client}exec ${run} ${quote(code[0])} "$@"
+${LIMIT_CHECK}${client}tc_low && { printf '%s\\n' "$tc_why" >&2; exit 2; }
+exec ${run} ${quote(code[0])} "$@"
 `;
 }
 
