@@ -85,9 +85,10 @@ function view(address: number, length: number): ArrayBuffer {
   return Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(BigInt(address))!, length);
 }
 
-/** One io_uring of futex waits; it lives as long as the process (its waits end with it). */
+/** One io_uring of futex waits; closing it, or the process's end, ends them all. */
 export class FutexRing {
-  readonly #fd: number;
+  #fd: number;
+  readonly #mapped: [number, number][];
   readonly #sqHead: Uint32Array;
   readonly #sqTail: Uint32Array;
   readonly #sqArray: Uint32Array;
@@ -109,10 +110,12 @@ export class FutexRing {
   readonly #reapArg = new BigUint64Array(IO_URING_GETEVENTS_ARG.size / 8);
   readonly #reapArgs: bigint[];
 
-  private constructor(fd: number, params: DataView, ring: number, sqes: number, ringLength: number, onEnd: RingEnd) {
+  private constructor(fd: number, params: DataView, mapped: [number, number][], onEnd: RingEnd) {
+    const [[ring, ringLength], [sqes]] = mapped;
     const u32 = (offset: number) => params.getUint32(offset, true);
     const words = new Uint32Array(view(ring, ringLength));
     this.#fd = fd;
+    this.#mapped = mapped;
     this.#sqHead = words.subarray(u32(IO_URING_PARAMS.sq_head) / 4, u32(IO_URING_PARAMS.sq_head) / 4 + 1);
     this.#sqTail = words.subarray(u32(IO_URING_PARAMS.sq_tail) / 4, u32(IO_URING_PARAMS.sq_tail) / 4 + 1);
     this.#sqMask = words[u32(IO_URING_PARAMS.sq_ring_mask) / 4];
@@ -172,7 +175,7 @@ export class FutexRing {
     const sqes = sys("mmap", 0, sqesLength, prot, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (sqes < 0) return fail();
     mapped.push([sqes, sqesLength]);
-    const made = new FutexRing(fd, p, ring, sqes, ringLength, onEnd);
+    const made = new FutexRing(fd, p, mapped, onEnd);
     return made.#probe() ? made : fail();
   }
 
@@ -190,6 +193,22 @@ export class FutexRing {
     let result = 0;
     this.#drain((_, res) => result = res);
     return result === -EAGAIN;
+  }
+
+  /**
+   * Unmaps and closes the ring, once nothing is due from it (a mapping
+   * unmapped under the reaper would be read after it is gone); safe to call twice.
+   */
+  close(): void {
+    if (this.#fd < 0) return;
+    if (this.#outstanding > 0 || this.#reaping) throw new Deno.errors.Busy("The io_uring still has futex waits");
+    for (const [address, length] of this.#mapped) sys("munmap", address, length);
+    sys("close", this.#fd);
+    this.#fd = -1;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
   }
 
   /** Submissions not yet completed (the reaper runs while there are some). */
