@@ -45,9 +45,13 @@ async function install(checkout: string, root: string, args: string[] = []): Pro
   return `${root}/bin/tst_checkpoint`;
 }
 
+/** The caller's TST_CHECKPOINT_AGENT, kept where a child's environment is built whole: CI runs the suite once with 0. */
+const AGENT_CHOICE = Deno.env.get("TST_CHECKPOINT_AGENT");
+const AGENT: Record<string, string> = AGENT_CHOICE === undefined ? {} : { TST_CHECKPOINT_AGENT: AGENT_CHOICE };
+
 /** The environment of a shell test: PATH with the installed tool first, no LTP_* of the caller's. */
 function shellEnv(root: string): RunOptions {
-  return { clearEnv: true, env: { PATH: `${root}/bin:/usr/bin:/bin` } };
+  return { clearEnv: true, env: { PATH: `${root}/bin:/usr/bin:/bin`, ...AGENT } };
 }
 
 Deno.test("the installed tool stands alone: wait, wake, status and remove after the checkout is deleted", async () => {
@@ -58,7 +62,7 @@ Deno.test("the installed tool stands alone: wait, wake, status and remove after 
 
   const cp = Checkpoint.create({ layout: "ltp" });
   try {
-    const options = { clearEnv: true, env: cp.env };
+    const options = { clearEnv: true, env: { ...cp.env, ...AGENT } };
     // the waiter takes the cold path (the launcher execs Deno, which waits itself): the agent's waits are its own
     // (tests/agent_test.ts)
     const waiter = start(tool, ["wait", "10000", "1"], {
