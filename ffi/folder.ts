@@ -133,6 +133,10 @@ export class Folder {
         const exdev = next === -EXDEV;
         if (exdev) next = beneath(current, part, PINNED, 0, RESOLVE_WITHIN & ~RESOLVE_NO_XDEV);
         if (next === -ENOENT) throw new Deno.errors.NotFound(`The folder ${shown} does not exist`);
+        if (next === -EXDEV) {
+          // beneath without NO_XDEV: the kernel found it outside the folder it was looked up in, at that instant
+          throw new Deno.errors.NotCapable(`The folder ${shown} was moved out while it was being opened`);
+        }
         if (next < 0) throw syscallError(`Cannot open the folder ${shown}`, -next);
         const nextMount = plain || exdev ? mountIdOf(next) : -1;
         // compared, not taken from EXDEV alone: the step may have failed for another reason and gone through now
