@@ -72,9 +72,7 @@ class Refused extends Error {}
 function runFolder(): string {
   const cwd = Deno.cwd();
   const init = Deno.env.get("INIT_CWD");
-  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT)
-    ? init
-    : cwd;
+  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT) ? init : cwd;
 }
 
 /**
@@ -116,9 +114,7 @@ function allowedFolder(text: string, flag: string): string[] {
       throw new Refused(`${what}: ${dir} does not exist: create it first`);
     }
     throw new Refused(
-      `${what}: cannot look at ${dir}: ${
-        error instanceof Error ? error.message : error
-      }`,
+      `${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`,
     );
   }
   if (!info.isDirectory) throw new Refused(`${what}: ${dir} is not a folder`);
@@ -129,9 +125,7 @@ function allowedFolder(text: string, flag: string): string[] {
 
 /** `text` as one shell word: as it is where that is safe, else single-quoted. */
 function quote(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text)
-    ? text
-    : `'${text.replaceAll("'", `'\\''`)}'`;
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 function parseArgs(args: string[]) {
@@ -144,12 +138,10 @@ function parseArgs(args: string[]) {
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, value] = arg.includes("=")
-      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
-      : [
-        arg,
-        undefined,
-      ];
+    const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
+      arg,
+      undefined,
+    ];
     if (name === "-h" || name === "--help") throw new Misuse("");
     if (name === "--no-agent" && value === undefined) out.agent = false;
     else if (name === "--confine" && value === undefined) out.confine = true;
@@ -358,9 +350,7 @@ tc_low() {
 
 /** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
 function broken(...parts: string[]): string {
-  return `{ printf '${"%s".repeat(parts.length)}\\n' ${
-    parts.join(" ")
-  } >&2; exit 2; }`;
+  return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
 }
 
 /**
@@ -410,15 +400,11 @@ function launcher(
   // the agent runs with the launcher's own Deno and flags
   // a new identity at each install, so that no call of this launcher goes to an agent an earlier install started:
   // the time first, so that a newer install's is the greater (an agent retires for a newer one)
-  const id = `${String(Date.now()).padStart(15, "0")}-${
-    crypto.randomUUID().slice(0, 8)
-  }`;
+  const id = `${String(Date.now()).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
   const client = agent.length === 0 ? "" : `tc_vars=${quote(ENV.join(" "))}
 tc_id=${id}
 tc_agent() { exec ${run} ${quote(agent[0])} "$@"; }
-${
-    Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")
-  }`;
+${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
 # To allow more folders, reinstall: ${reinstall.here} --allow-read=DIR --allow-write=DIR
@@ -432,14 +418,10 @@ tc_reach() { for tc_at do [ -e "$tc_at" ] || return 1; [ -x "$tc_at" ] || return
 # the hints name the checkout while it is there (a folder closed to this user may hide it: said as there)
 tc_reach ${chain(`${reinstall.checkout}/tools`).map(quote).join(" ")}
 if [ $? = 1 ]; then
-  export TST_CHECKPOINT_REINSTALL=${
-    quote(reinstall.again)
-  } TST_CHECKPOINT_GONE=${quote(reinstall.checkout)}
+  export TST_CHECKPOINT_REINSTALL=${quote(reinstall.again)} TST_CHECKPOINT_GONE=${quote(reinstall.checkout)}
   tc_fix=${
     quote(
-      `its checkout ${reinstall.checkout} is gone: ${
-        againText(reinstall.again)
-      }`,
+      `its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`,
     )
   }
 else
@@ -453,9 +435,7 @@ case $? in
 1) ${broken(gone, `"$tc_fix"`)} ;;
 2) ${broken(...closed, `"$tc_fix"`)} ;;
 esac
-for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${
-    broken(...codeGone, `"$tc_fix"`)
-  }; done
+for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
 export DENO_NO_UPDATE_CHECK=1
 ${LIMIT_CHECK}${client}tc_low && { printf '%s\\n' "$tc_why" >&2; exit 2; }
 exec ${run} ${quote(code[0])} "$@"
@@ -478,9 +458,7 @@ function closedToOthers(
 function closedText(
   closed: { at: string; mode: number; uid: number | null },
 ): string {
-  return `${closed.at} is mode ${
-    closed.mode.toString(8).padStart(4, "0")
-  }, of uid ${closed.uid}`;
+  return `${closed.at} is mode ${closed.mode.toString(8).padStart(4, "0")}, of uid ${closed.uid}`;
 }
 
 /** `path`, or the nearest folder above it that exists. */
@@ -582,12 +560,8 @@ function install(args: string[]): string {
   const libClosed = closedToOthers(existing(`${root}/lib`));
   if (forOthers && libClosed) {
     refuse(
-      `other users can reach ${root}/bin but not ${root}/lib (${
-        closedText(libClosed)
-      }): ` +
-        `open it to them (chmod o+x ${
-          quote(libClosed.at)
-        }) or give --root a folder they can read`,
+      `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
+        `open it to them (chmod o+x ${quote(libClosed.at)}) or give --root a folder they can read`,
     );
   }
   const exec = Deno.realPathSync(Deno.execPath());
@@ -595,9 +569,7 @@ function install(args: string[]): string {
   const denoClosed = inCheckout ? undefined : closedToOthers(exec);
   if (forOthers && denoClosed) {
     refuse(
-      `other users can reach ${root}/bin but cannot run this Deno (${
-        closedText(denoClosed)
-      }): ` +
+      `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
         `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
         `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
     );
@@ -605,9 +577,7 @@ function install(args: string[]): string {
   if (!forOthers && Deno.uid() === 0) {
     const closed = closedToOthers(existing(`${root}/bin`))!;
     console.error(
-      `install: note: only root can run it (${
-        closedText(closed)
-      }); for every user: --root /usr/local`,
+      `install: note: only root can run it (${closedText(closed)}); for every user: --root /usr/local`,
     );
   }
 
@@ -621,34 +591,20 @@ function install(args: string[]): string {
   try {
     Deno.chmodSync(stage, 0o755);
     const code = placeCode(stage, "cli.ts", "cli.js");
-    const agentCode = agent
-      ? placeCode(stage, "agent/server.ts", "agent.js")
-      : [];
+    const agentCode = agent ? placeCode(stage, "agent/server.ts", "agent.js") : [];
     // whatever the umask: readable by all, as the code of an installed tool is
     openUp(stage);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
     const origin = originOf(CHECKOUT);
     const reinstall: Reinstall = {
       checkout: CHECKOUT,
-      here: `cd ${
-        quote(CHECKOUT)
-      } && ./deno run -A tools/install.ts ${options}`,
-      again: `${
-        origin
-          ? `git clone ${quote(origin)} ${quote(CHECKOUT)} && cd ${
-            quote(CHECKOUT)
-          } && `
-          : ""
-      }` +
+      here: `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
+      again: `${origin ? `git clone ${quote(origin)} ${quote(CHECKOUT)} && cd ${quote(CHECKOUT)} && ` : ""}` +
         `./deno run -A tools/install.ts ${options}`,
     };
-    const files = code.map((name) =>
-      `${lib}/${name}`
-    );
+    const files = code.map((name) => `${lib}/${name}`);
     const agentFiles = agentCode.map((name) => `${lib}/${name}`);
-    const allowRead = confine
-      ? [...new Set([...read, ...write])]
-      : [...new Set([...READ, ...read])];
+    const allowRead = confine ? [...new Set([...read, ...write])] : [...new Set([...READ, ...read])];
     const allowWrite = confine ? write : [...new Set([...WRITE, ...write])];
     const text = launcher(
       inCheckout ? `${lib}/deno` : exec,
@@ -677,9 +633,7 @@ function install(args: string[]): string {
       .outputSync();
     if (!check.success) {
       throw new Error(
-        `${bin} --version failed: ${
-          new TextDecoder().decode(check.stderr).trim()
-        }`,
+        `${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`,
       );
     }
   } catch (error) {
@@ -696,9 +650,7 @@ if (import.meta.main) {
       bin.replace(/\/[^/]*$/, ""),
     );
     console.log(
-      `Installed ${bin}${
-        on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`
-      }`,
+      `Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`,
     );
   } catch (error) {
     if (error instanceof Misuse && !error.message) {
@@ -707,9 +659,7 @@ if (import.meta.main) {
     }
     if (error instanceof Misuse || error instanceof Refused) {
       console.error(
-        `install: ${error.message}${
-          error instanceof Misuse ? " (--help: usage)" : ""
-        }`,
+        `install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`,
       );
       Deno.exit(1);
     }
