@@ -10,6 +10,10 @@
  * 3. 100 waiters parked on 100 ids: the PSS of every process of each tool
  *    (for ours: the 100 `sh` clients and the agent), against the RSS of one
  *    idle Deno (an empty `deno run` with the launcher's flags, asleep);
+ * 4. exactness through the agent: 100 clients on 100 ids woken back to back
+ *    from one process (a wake each, counted by the kernel), rounds of it, and
+ *    1000 clients on 1000 ids counted at once and woken the same way; a
+ *    client whose wake was counted and that did not end is a lost wake;
  *
  * then the issue's targets, each met or missed. The cold tool
  * (TST_CHECKPOINT_AGENT=0) is shown beside them for scale.
@@ -27,12 +31,14 @@ import { Checkpoint } from "../mod.ts";
 import { tempDir } from "../testing/files.ts";
 import { ROOT } from "../testing/paths.ts";
 import { peer } from "../testing/peer.ts";
-import { run, start } from "../testing/process.ts";
+import { kill, run, start } from "../testing/process.ts";
 import { median, mib, ms, printRows, printTargets, type Row, runLine, type Target } from "./report.ts";
 
 const ID = 7;
 const OFFSET = 76 + 4 * ID;
 const WAITERS = 100;
+/** Clients parked at once on distinct ids (an LTP region holds 1005). */
+const MANY = 1000;
 
 /** A C `tst_checkpoint` doing per call what LTP's does (see the module doc). */
 const LTP_LIKE_TOOL = String.raw`
@@ -137,6 +143,16 @@ function pss(pid: number): number {
   } catch {
     return 0;
   }
+}
+
+/** Whether the process holds an io_uring (the agent's waits go through one where the kernel allows it). */
+function usesRing(pid: number): boolean {
+  for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+    try {
+      if (Deno.readLinkSync(`/proc/${pid}/fd/${fd.name}`) === "anon_inode:[io_uring]") return true;
+    } catch { /* closed meanwhile */ }
+  }
+  return false;
 }
 
 function rss(pid: number): number {
@@ -282,6 +298,59 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
     );
     row("an idle Deno", "deno run, asleep", mib(idleRss), "");
 
+    // exactness: clients on distinct ids woken back to back by this one process, each wake counted by the kernel
+    let backend = "";
+    const wakeAll = async (wanted: number[]) => {
+      const clients = wanted.map((id) => {
+        const client = start(tool, ["wait", "60000", `${id}`], { env });
+        return { ...client, code: client.result.then((r) => r.code) };
+      });
+      await until(() => wanted.every((id) => cp.waiters(id) === 1), `${wanted.length} clients parked`, 120_000);
+      backend ||= usesRing(agentPid()) ? "io_uring" : "futex_waitv";
+      // all counted at once: every id looked at again, several times
+      let uncounted = 0;
+      for (let look = 0; look < 3; look++) uncounted += wanted.filter((id) => cp.waiters(id) !== 1).length;
+      const agentParked = pss(agentPid());
+      for (const id of wanted) cp.wakeSync(id, 1, 10_000);
+      const woken = new Set<number>();
+      clients.forEach((client, i) => client.code.then((code) => code === 0 && woken.add(i)));
+      await until(() => woken.size === wanted.length, "woken", 10_000).catch(() => {});
+      for (const client of clients) kill(client.child, "SIGKILL");
+      await Promise.all(clients.map((client) => client.result));
+      await until(() => wanted.every((id) => cp.waiters(id) === 0), "waits gone");
+      return { lost: wanted.length - woken.size, uncounted, agentParked };
+    };
+    const rounds = quick ? 2 : 5;
+    const lostEach: number[] = [];
+    let agentParked = 0;
+    for (let round = 0; round < rounds; round++) {
+      const result = await wakeAll(ids);
+      lostEach.push(result.lost);
+      agentParked = Math.max(agentParked, result.agentParked);
+    }
+    const lost = lostEach.reduce((a, b) => a + b, 0);
+    row(
+      `${WAITERS} ids woken back to back, ${rounds} rounds`,
+      `agent (${backend})`,
+      `${lost} lost`,
+      lostEach.join(" "),
+    );
+    const many = Array.from({ length: MANY }, (_, i) => i);
+    const thousand = await wakeAll(many);
+    row(
+      `${MANY} clients on ${MANY} ids`,
+      `agent (${backend})`,
+      `${thousand.uncounted} uncounted, ${thousand.lost} lost`,
+      "",
+    );
+    row(
+      `the agent, ${WAITERS} clients on ${WAITERS} ids`,
+      `PSS, largest of the rounds (${backend})`,
+      mib(agentParked),
+      "",
+    );
+    row(`the agent, ${MANY} clients on ${MANY} ids`, `PSS (${backend})`, mib(thousand.agentParked), "");
+
     const budget = 2 * cPss + idleRss;
     const targets: Target[] = [
       {
@@ -301,6 +370,18 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
         met: clientsPss + agentPss <= budget,
         measured: `${mib(clientsPss + agentPss)} against ${mib(budget)} (2 × ${mib(cPss)} + ${mib(idleRss)})`,
         miss: "a test with many waiters holds more memory than the budget",
+      },
+      {
+        what: `${WAITERS} ids woken back to back through the agent: no wake lost`,
+        met: lost === 0,
+        measured: `${lost} lost in ${rounds} rounds (${backend})`,
+        miss: "a wake counted by the kernel did not end its client's wait",
+      },
+      {
+        what: `${MANY} clients on ${MANY} ids: all counted at once, each woken`,
+        met: thousand.uncounted === 0 && thousand.lost === 0,
+        measured: `${thousand.uncounted} uncounted, ${thousand.lost} lost (${backend})`,
+        miss: "a parked client is not counted by the kernel, or its wake is lost",
       },
     ];
     return { rows, targets };
