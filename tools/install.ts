@@ -83,17 +83,9 @@ function absolute(path: string, what: string): string {
   if (path === "") throw new Refused(`${what}: an empty folder name`);
   if (path === "~" || path.startsWith("~/")) {
     const home = Deno.env.get("HOME");
-    if (!home?.startsWith("/")) {
-      throw new Refused(
-        `${what}: HOME is not set to expand ~: give the folder in full`,
-      );
-    }
+    if (!home?.startsWith("/")) throw new Refused(`${what}: HOME is not set to expand ~: give the folder in full`);
     path = home + path.slice(1);
-  } else if (path.startsWith("~")) {
-    throw new Refused(
-      `${what}: ~user is not expanded here: give the folder in full`,
-    );
-  }
+  } else if (path.startsWith("~")) throw new Refused(`${what}: ~user is not expanded here: give the folder in full`);
   return normalise(path.startsWith("/") ? path : `${runFolder()}/${path}`);
 }
 
@@ -101,21 +93,13 @@ function absolute(path: string, what: string): string {
 function allowedFolder(text: string, flag: string): string[] {
   const what = `${flag}=${text}`;
   const dir = absolute(text, what);
-  if (dir.includes(",")) {
-    throw new Refused(
-      `${what}: ${dir} holds a comma, which Deno's permission flags cannot take`,
-    );
-  }
+  if (dir.includes(",")) throw new Refused(`${what}: ${dir} holds a comma, which Deno's permission flags cannot take`);
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(dir);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) {
-      throw new Refused(`${what}: ${dir} does not exist: create it first`);
-    }
-    throw new Refused(
-      `${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`,
-    );
+    if (error instanceof Deno.errors.NotFound) throw new Refused(`${what}: ${dir} does not exist: create it first`);
+    throw new Refused(`${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`);
   }
   if (!info.isDirectory) throw new Refused(`${what}: ${dir} is not a folder`);
   // the module checks a region's real path as well as the path as written
@@ -149,17 +133,13 @@ function parseArgs(args: string[]) {
       out.root = value ?? args[++i];
       if (!out.root) throw new Misuse("--root needs a folder");
     } else if (name === "--allow-read" || name === "--allow-write") {
-      if (!value) {
-        throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
-      }
+      if (!value) throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
       const dirs = value.split(",").flatMap((dir) => allowedFolder(dir, name));
       (name === "--allow-read" ? out.read : out.write).push(...dirs);
     } else throw new Misuse(`Unknown option '${arg}'`);
   }
   if (out.confine && out.read.length + out.write.length === 0) {
-    throw new Misuse(
-      "--confine needs the folders to allow: --allow-read=DIR,... and/or --allow-write=DIR,...",
-    );
+    throw new Misuse("--confine needs the folders to allow: --allow-read=DIR,... and/or --allow-write=DIR,...");
   }
   out.read = [...new Set(out.read)];
   out.write = [...new Set(out.write)];
@@ -182,13 +162,8 @@ function linkOrCopy(from: string, to: string): void {
 
 /** Runs the installing Deno; its output, or an error naming the step. */
 function deno(args: string[], what: string): string {
-  const out = new Deno.Command(Deno.execPath(), { args, stdin: "null" })
-    .outputSync();
-  if (!out.success) {
-    throw new Error(
-      `${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
-    );
-  }
+  const out = new Deno.Command(Deno.execPath(), { args, stdin: "null" }).outputSync();
+  if (!out.success) throw new Error(`${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
   return new TextDecoder().decode(out.stdout);
 }
 
@@ -219,31 +194,16 @@ function placeCode(stage: string, entry: string, bundleName: string): string[] {
     deno(args, "deno bundle");
     return [bundleName];
   }
-  const graph = JSON.parse(
-    deno(
-      ["info", "--json", "--no-config", `${CHECKOUT}/${entry}`],
-      "deno info",
-    ),
-  );
+  const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/${entry}`], "deno info"));
   const prefix = `file://${CHECKOUT}/`;
   const files = [entry];
-  for (
-    const module of graph.modules as { specifier: string; error?: string }[]
-  ) {
-    if (module.error) {
-      throw new Error(
-        `The code of ${entry} is incomplete: ${module.error}`,
-      );
-    }
+  for (const module of graph.modules as { specifier: string; error?: string }[]) {
+    if (module.error) throw new Error(`The code of ${entry} is incomplete: ${module.error}`);
     if (!module.specifier.startsWith(prefix)) {
-      throw new Error(
-        `${entry} imports ${module.specifier}, outside the checkout`,
-      );
+      throw new Error(`${entry} imports ${module.specifier}, outside the checkout`);
     }
     const relative = decodeURIComponent(module.specifier.slice(prefix.length));
-    Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), {
-      recursive: true,
-    });
+    Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), { recursive: true });
     Deno.copyFileSync(`${CHECKOUT}/${relative}`, `${stage}/${relative}`);
     if (relative !== entry) files.push(relative);
   }
@@ -278,33 +238,15 @@ function chain(path: string): string[] {
  * A file-size limit is met otherwise: under one, Deno is given a DENO_DIR it cannot make, so that it keeps its caches
  * in memory rather than die of SIGXFSZ writing their files; a region's page (8 blocks) is all the tool writes.
  */
-function limits(): {
-  flag: string;
-  what: string;
-  unit: number;
-  least: number;
-  needs: string;
-}[] {
+function limits(): { flag: string; what: string; unit: number; least: number; needs: string }[] {
   const [major, minor] = Deno.version.deno.split(".").map(Number);
   const addressSpace = major > 2 || (major === 2 && minor >= 9) ? 36 : 68;
   const start = "Deno needs to start";
   return [
     { flag: "n", what: "open-files", unit: 1, least: 32, needs: start },
     { flag: "s", what: "stack", unit: 1024, least: 512, needs: start },
-    {
-      flag: "v",
-      what: "address-space",
-      unit: 1024,
-      least: addressSpace * 1024 * 1024,
-      needs: start,
-    },
-    {
-      flag: "f",
-      what: "file-size",
-      unit: 512,
-      least: 8,
-      needs: "a region's page needs",
-    },
+    { flag: "v", what: "address-space", unit: 1024, least: addressSpace * 1024 * 1024, needs: start },
+    { flag: "f", what: "file-size", unit: 512, least: 8, needs: "a region's page needs" },
   ];
 }
 
@@ -314,10 +256,7 @@ function limits(): {
  * line in tc_why, when one is below what the tool needs (and sets DENO_DIR under a file-size limit, see limits()).
  */
 const CHECKS = limits()
-  .map((l) =>
-    `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ` +
-    quote(l.needs)
-  )
+  .map((l) => `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ${quote(l.needs)}`)
   .join(" ||\n    ");
 const LIMIT_CHECK = `tc_limits() {
   tc_ln= tc_ls= tc_lv= tc_lf=
@@ -377,25 +316,15 @@ function launcher(
     ...read.length ? [`--allow-read=${read.join(",")}`] : [],
     ...write.length ? [`--allow-write=${write.join(",")}`] : [],
   ];
-  const gone = quote(
-    `${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): `,
-  );
+  const gone = quote(`${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): `);
   const closed = [
-    quote(
-      `${NAME}: TBROK: the Deno it was installed with (${denoPath}) cannot be run by uid `,
-    ),
+    quote(`${NAME}: TBROK: the Deno it was installed with (${denoPath}) cannot be run by uid `),
     `"$(id -u)"`,
     quote(" ("),
     `"$tc_at"`,
-    quote(
-      " is closed to it): install it with a Deno every user can run, e.g. the checkout's ./deno (copied in): ",
-    ),
+    quote(" is closed to it): install it with a Deno every user can run, e.g. the checkout's ./deno (copied in): "),
   ];
-  const codeGone = [
-    quote(`${NAME}: TBROK: its code is gone (`),
-    `"$f"`,
-    quote("): "),
-  ];
+  const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote("): ")];
   const run = `${quote(denoPath)} run ${flags.map(quote).join(" ")}`;
   // the agent runs with the launcher's own Deno and flags
   // a new identity at each install, so that no call of this launcher goes to an agent an earlier install started:
@@ -419,11 +348,7 @@ tc_reach() { for tc_at do [ -e "$tc_at" ] || return 1; [ -x "$tc_at" ] || return
 tc_reach ${chain(`${reinstall.checkout}/tools`).map(quote).join(" ")}
 if [ $? = 1 ]; then
   export TST_CHECKPOINT_REINSTALL=${quote(reinstall.again)} TST_CHECKPOINT_GONE=${quote(reinstall.checkout)}
-  tc_fix=${
-    quote(
-      `its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`,
-    )
-  }
+  tc_fix=${quote(`its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`)}
 else
   export TST_CHECKPOINT_REINSTALL=${quote(reinstall.here)}
   unset TST_CHECKPOINT_GONE
@@ -443,21 +368,15 @@ exec ${run} ${quote(code[0])} "$@"
 }
 
 /** The first folder on the way to `path` (or `path` itself) that other users may not pass, and its mode and owner. */
-function closedToOthers(
-  path: string,
-): { at: string; mode: number; uid: number | null } | undefined {
+function closedToOthers(path: string): { at: string; mode: number; uid: number | null } | undefined {
   for (const at of chain(Deno.realPathSync(path))) {
     const info = Deno.statSync(at);
-    if (!((info.mode ?? 0) & 0o001)) {
-      return { at, mode: (info.mode ?? 0) & 0o7777, uid: info.uid };
-    }
+    if (!((info.mode ?? 0) & 0o001)) return { at, mode: (info.mode ?? 0) & 0o7777, uid: info.uid };
   }
   return undefined;
 }
 
-function closedText(
-  closed: { at: string; mode: number; uid: number | null },
-): string {
+function closedText(closed: { at: string; mode: number; uid: number | null }): string {
   return `${closed.at} is mode ${closed.mode.toString(8).padStart(4, "0")}, of uid ${closed.uid}`;
 }
 
@@ -521,21 +440,12 @@ function removeIfThere(path: string): void {
 
 /** Installs; returns the launcher's path. */
 function install(args: string[]): string {
-  const { root: given, read, write, agent: withAgent, confine } = parseArgs(
-    args,
-  );
+  const { root: given, read, write, agent: withAgent, confine } = parseArgs(args);
   const home = Deno.env.get("HOME");
-  const rootText = given ??
-    (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
-  if (!rootText) {
-    throw new Misuse(
-      "No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)",
-    );
-  }
+  const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
+  if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
   const root = absolute(rootText, `--root ${rootText}`);
-  if (root.includes("\n")) {
-    throw new Refused(`--root ${rootText}: a folder name with a newline`);
-  }
+  if (root.includes("\n")) throw new Refused(`--root ${rootText}: a folder name with a newline`);
   // the agent meets its callers in /tmp, which a confined install does not allow
   const agent = withAgent && !confine;
   const lib = `${root}/lib/${NAME}`;
@@ -583,10 +493,7 @@ function install(args: string[]): string {
 
   makeOpen(`${root}/bin`);
   makeOpen(`${root}/lib`);
-  const stage = Deno.makeTempDirSync({
-    dir: `${root}/lib`,
-    prefix: `.${NAME}.new.`,
-  });
+  const stage = Deno.makeTempDirSync({ dir: `${root}/lib`, prefix: `.${NAME}.new.` });
   const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
   try {
     Deno.chmodSync(stage, 0o755);
@@ -606,14 +513,7 @@ function install(args: string[]): string {
     const agentFiles = agentCode.map((name) => `${lib}/${name}`);
     const allowRead = confine ? [...new Set([...read, ...write])] : [...new Set([...READ, ...read])];
     const allowWrite = confine ? write : [...new Set([...WRITE, ...write])];
-    const text = launcher(
-      inCheckout ? `${lib}/deno` : exec,
-      files,
-      agentFiles,
-      allowRead,
-      allowWrite,
-      reinstall,
-    );
+    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, agentFiles, allowRead, allowWrite, reinstall);
 
     let hadOld = true;
     try {
@@ -629,13 +529,8 @@ function install(args: string[]): string {
     Deno.chmodSync(tmp, 0o755);
     Deno.renameSync(tmp, bin);
     // proves the install runs, and fills Deno's code cache for the first real call
-    const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" })
-      .outputSync();
-    if (!check.success) {
-      throw new Error(
-        `${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`,
-      );
-    }
+    const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" }).outputSync();
+    if (!check.success) throw new Error(`${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`);
   } catch (error) {
     removeIfThere(stage);
     throw error;
@@ -646,21 +541,15 @@ function install(args: string[]): string {
 if (import.meta.main) {
   try {
     const bin = install(Deno.args);
-    const on = (Deno.env.get("PATH") ?? "").split(":").includes(
-      bin.replace(/\/[^/]*$/, ""),
-    );
-    console.log(
-      `Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`,
-    );
+    const on = (Deno.env.get("PATH") ?? "").split(":").includes(bin.replace(/\/[^/]*$/, ""));
+    console.log(`Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`);
   } catch (error) {
     if (error instanceof Misuse && !error.message) {
       console.log(USAGE);
       Deno.exit(0);
     }
     if (error instanceof Misuse || error instanceof Refused) {
-      console.error(
-        `install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`,
-      );
+      console.error(`install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`);
       Deno.exit(1);
     }
     console.error(`install: ${error instanceof Error ? error.message : error}`);
