@@ -252,6 +252,8 @@ export class FutexRing {
 
   /** Makes sure `count` submissions fit in the ring, which only a kernel that takes none can prevent. */
   #room(count: number): void {
+    // its memory is unmapped once closed: never read it then
+    if (this.#fd < 0) throw new Deno.errors.BadResource("The io_uring is closed");
     if (this.#sqTail[0] - Atomics.load(this.#sqHead, 0) + count > this.#sqMask + 1) {
       this.#submit();
       if (this.#sqTail[0] - Atomics.load(this.#sqHead, 0) + count > this.#sqMask + 1) {
