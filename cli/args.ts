@@ -22,8 +22,8 @@ Commands:
   wake      wake NR_WAKE processes waiting on checkpoint ID, retrying until
             that many were woken (so a wake may come before its wait)
   waiters   wait until at least COUNT processes wait on checkpoint ID
-  status    show the region and who waits on each checkpoint (with
-            --allow-read=/proc, which processes)
+  status    show the region, who waits on each checkpoint and, where /proc
+            may be read, which processes
   remove    remove the region named by LTP_IPC_PATH (only a region: a file
             that is not one is left as it is, exit 2)
 
