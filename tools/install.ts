@@ -264,7 +264,7 @@ const LIMIT_CHECK = `tc_limits() {
     case "$tc_l1 $tc_l2 $tc_l3" in
     'Max open files') tc_ln=$tc_l4 ;;
     'Max stack size') tc_ls=$tc_l4 ;;
-    'Max address space') tc_lv=$tc_l4 ;;
+    'Max address space') tc_lv=$tc_l4 && break ;; # the last of the four: a read costs a syscall a byte
     'Max file size') tc_lf=$tc_l4 ;;
     esac
   done </proc/self/limits; } 2>/dev/null
