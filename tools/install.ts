@@ -51,12 +51,14 @@ const ENV = [
   "LTP_IPC_PATH",
   "LTP_IPC_LAYOUT",
   "LTP_TIMEOUT_MUL",
+  "KCONFIG_PATH",
   "TMPDIR",
   "TST_CHECKPOINT_REINSTALL",
   "TST_CHECKPOINT_GONE",
   "TST_CHECKPOINT_WRITE",
 ];
-const READ = ["/dev/shm", "/tmp", "/proc"];
+/** The regions' folders, /proc (who waits; the kernel's config and release) and where else LTP finds a kernel config. */
+const READ = ["/dev/shm", "/tmp", "/proc", "/boot", "/lib/modules", "/lib/kernel"];
 const WRITE = ["/dev/shm", "/tmp"];
 
 const USAGE =
