@@ -90,7 +90,7 @@ Deno.test("folders given to the installer: ~ is the home folder, a relative one 
   });
   assertExit(r, 0);
   assert.deepEqual(allowed(root), {
-    read: ["/dev/shm", "/tmp", "/proc", `${home}/job`],
+    read: ["/dev/shm", "/tmp", "/proc", "/boot", "/lib/modules", "/lib/kernel", `${home}/job`],
     write: ["/dev/shm", "/tmp", `${work}/job`, home],
   });
 
