@@ -8,7 +8,11 @@
  * with O_PATH, which asks no file system anything, and skipped when it is a
  * mount point (its mount differs from the folder's): a FUSE file system
  * mounted on a file could otherwise stall the stat or the open for as long
- * as its daemon likes.
+ * as its daemon likes. At most four descriptors are held at once (the
+ * folder, one entry pinned, its fdinfo or the file itself), whatever the
+ * folder holds: each wanted file is handed to the caller while open and
+ * closed after, so planted files cannot use up the descriptors a region
+ * with a waiter needs.
  * @module
  */
 import {
@@ -16,6 +20,8 @@ import {
   DT_REG,
   DT_UNKNOWN,
   ELOOP,
+  EMFILE,
+  ENFILE,
   ENOENT,
   ENOTDIR,
   O_CLOEXEC,
@@ -50,7 +56,7 @@ export interface FoundFile {
   /** The folder as given, a slash, and the name decoded (invalid UTF-8 as U+FFFD): for messages. */
   path: string;
   info: FoundInfo;
-  /** Open read-only, not yet mapped: its first bytes were wanted. Close it. */
+  /** Open read-only, not yet mapped, its first bytes wanted: only while `use` runs; the scan closes it after. */
   file?: SharedPage;
   /** The errno of the open, when it failed (another user's file: EACCES). */
   openError?: number;
@@ -60,11 +66,15 @@ export interface FoundFile {
 export interface FolderScan {
   /** Where the kernel says the folder is. */
   realPath: string;
-  found: FoundFile[];
   /** Entries not looked at because the time ran out. */
   unexamined: number;
   /** Entries skipped because another file system is mounted on them. */
   mountPoints: number;
+  /**
+   * Entries not looked at because a call failed, by errno: EMFILE or ENFILE
+   * when no descriptor was left (never read as a mount point).
+   */
+  unreadable: Map<number, number>;
 }
 
 /** The rules of one scan. */
@@ -75,8 +85,14 @@ export interface ScanRules {
   deadline: number;
   /** Whether Deno's read permission allows `path` (the caller asks Deno). */
   allowed: (path: string) => boolean;
-  /** Whether a file that starts with `head` (its first bytes, fewer in a short file) is kept, open. */
+  /** Whether a file that starts with `head` (its first bytes, fewer in a short file) is handed to `use`, open. */
   wanted: (head: Uint8Array) => boolean;
+  /**
+   * Called for each wanted file while it is open (`file`), and for each file
+   * of that size that could not be opened (`openError`); the scan closes the
+   * file when it returns. An error it throws ends the scan.
+   */
+  use: (found: FoundFile) => void;
 }
 
 /**
@@ -90,20 +106,44 @@ function openPinned(pinned: number): number {
   return openNoAtime((flags) => openat(AT_FDCWD, link, flags), O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 }
 
-/** Looks at one entry: a FoundFile, "mount point", or undefined for anything not wanted. */
+/** Whether an errno means that no descriptor was left (this process's or the system's). */
+function outOfDescriptors(errno: number): boolean {
+  return errno === EMFILE || errno === ENFILE;
+}
+
+/**
+ * The mount id of `fd`, or -errno: mountIdOf() gives no errno, and a
+ * failed read of fdinfo (EMFILE) must not read as another mount.
+ */
+function mountOf(fd: number): number {
+  const id = mountIdOf(fd);
+  if (id >= 0) return id;
+  const probe = openat(AT_FDCWD, `/proc/self/fdinfo/${fd}`, O_CLOEXEC);
+  if (probe < 0) return probe;
+  close(probe);
+  return -ENOENT;
+}
+
+/**
+ * Looks at one entry: a FoundFile, "mount point", an errno (positive) when
+ * it could not be looked at for want of a descriptor or of fdinfo, or
+ * undefined for anything not wanted (or gone meanwhile).
+ */
 function examine(
   dir: number,
   folderMount: number,
   name: Bytes,
   path: string,
   rules: ScanRules,
-): FoundFile | "mount point" | undefined {
+): FoundFile | "mount point" | number | undefined {
   const cname = new Uint8Array(name.length + 1);
   cname.set(name);
   const pinned = openat(dir, cname, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-  if (pinned < 0) return undefined;
+  if (pinned < 0) return outOfDescriptors(-pinned) ? -pinned : undefined;
   try {
-    if (mountIdOf(pinned) !== folderMount) return "mount point";
+    const mount = mountOf(pinned);
+    if (mount < 0) return -mount;
+    if (mount !== folderMount) return "mount point";
     let seen;
     try {
       seen = fstat(pinned, path);
@@ -113,7 +153,10 @@ function examine(
     if (seen.type !== "file" || seen.size < rules.minSize) return undefined;
     const info: FoundInfo = { dev: seen.dev, ino: seen.ino, uid: seen.uid, mode: seen.mode, size: seen.size };
     const fd = openPinned(pinned);
-    if (fd < 0) return -fd === ENOENT ? undefined : { name, path, info, openError: -fd };
+    if (fd < 0) {
+      if (outOfDescriptors(-fd)) return -fd;
+      return -fd === ENOENT ? undefined : { name, path, info, openError: -fd };
+    }
     const head = new Uint8Array(HEAD_LENGTH);
     const n = pread(fd, head, 0);
     if (n > 0 && rules.wanted(head.subarray(0, n))) return { name, path, info, file: new SharedPage(fd, path) };
@@ -125,9 +168,10 @@ function examine(
 }
 
 /**
- * The regular files of a folder of at least `rules.minSize` bytes whose
- * first bytes the caller wants, and those of that size it may not open;
- * stops looking when `rules.deadline` has passed. The folder itself is not
+ * Hands `rules.use` the regular files of a folder of at least
+ * `rules.minSize` bytes whose first bytes the caller wants, one at a time
+ * and open, and those of that size it may not open; stops looking when
+ * `rules.deadline` has passed. The folder itself is not
  * reached through a symlink; an entry something is mounted on is counted,
  * never looked into.
  *
@@ -152,7 +196,7 @@ export function scanFolder(path: string, rules: ScanRules): FolderScan {
     }
   }
   if (dir < 0) throw syscallError(`Cannot open the folder ${path}`, -dir, "open");
-  const result: FolderScan = { realPath: "", found: [], unexamined: 0, mountPoints: 0 };
+  const result: FolderScan = { realPath: "", unexamined: 0, mountPoints: 0, unreadable: new Map() };
   try {
     const real = realPathOf(dir);
     const folderMount = mountIdOf(dir);
@@ -181,12 +225,16 @@ export function scanFolder(path: string, rules: ScanRules): FolderScan {
         if (!rules.allowed(`${real === "/" ? "" : real}/${text}`)) continue; // a --deny-read of that one file
         const found = examine(dir, folderMount, name, `${path.replace(/\/+$/, "")}/${text}`, rules);
         if (found === "mount point") result.mountPoints++;
-        else if (found) result.found.push(found);
+        else if (typeof found === "number") result.unreadable.set(found, (result.unreadable.get(found) ?? 0) + 1);
+        else if (found) {
+          try {
+            rules.use(found);
+          } finally {
+            found.file?.close();
+          }
+        }
       }
     }
-  } catch (error) {
-    for (const f of result.found) f.file?.close();
-    throw error;
   } finally {
     close(dir);
   }

@@ -6,6 +6,7 @@
  * @module
  */
 import { processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { syscallError } from "../ffi/errno.ts";
 import { type FoundFile, scanFolder } from "../ffi/scan.ts";
 import { pageSize } from "../ffi/syscalls.ts";
 import { readEnv } from "./env.ts";
@@ -152,9 +153,29 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
       notes.push(`${shown} skipped: ${escapeText(refused)}`);
       continue;
     }
+    // each region is read while the scan holds it open, then closed: a listing holds a few descriptors at a time
+    const first = regions.length;
+    const use = (found: FoundFile) => {
+      const id = `${found.info.dev}:${found.info.ino}`;
+      if (seen.has(id)) return;
+      seen.add(id);
+      if (!found.file) {
+        if (new TextDecoder().decode(found.name).startsWith("ltp_")) unopened.push(found);
+        return;
+      }
+      if (performance.now() > foldersDeadline) {
+        uncounted++;
+        return;
+      }
+      try {
+        regions.push({ found, ...readRegion(found, layout, source, page, foldersDeadline) });
+      } catch (error) {
+        notes.push(`${escapeText(found.path)} skipped: ${escapeText((error as Error).message)}`);
+      }
+    };
     let scan;
     try {
-      scan = scanFolder(folder, { minSize: page, deadline: foldersDeadline, allowed: readable, wanted: hasMagic });
+      scan = scanFolder(folder, { minSize: page, deadline: foldersDeadline, allowed: readable, wanted: hasMagic, use });
     } catch (error) {
       notes.push(`${shown} skipped: ${escapeText((error as Error).message)}`);
       continue;
@@ -166,29 +187,14 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
         : "entries have file systems mounted on them";
       notes.push(`${shown}: ${scan.mountPoints} ${what}, not looked into`);
     }
-    scan.found.sort((a, b) => a.path < b.path ? -1 : a.path > b.path ? 1 : 0);
-    for (const found of scan.found) {
-      const id = `${found.info.dev}:${found.info.ino}`;
-      if (seen.has(id)) {
-        found.file?.close();
-        continue;
-      }
-      seen.add(id);
-      if (!found.file) {
-        if (new TextDecoder().decode(found.name).startsWith("ltp_")) unopened.push(found);
-        continue;
-      }
-      if (performance.now() > foldersDeadline) {
-        found.file.close();
-        uncounted++;
-        continue;
-      }
-      try {
-        regions.push({ found, ...readRegion(found, layout, source, page, foldersDeadline) });
-      } catch (error) {
-        notes.push(`${escapeText(found.path)} skipped: ${escapeText((error as Error).message)}`);
-      }
+    for (const [errno, count] of scan.unreadable) {
+      // `shown` is escaped already, and the errno's text is the project's own
+      notes.push(syscallError(`${shown}: ${plural(count, "entry", "entries")} not looked at`, errno).message);
     }
+    const byPath = regions.splice(first).sort((a, b) =>
+      a.found.path < b.found.path ? -1 : a.found.path > b.found.path ? 1 : 0
+    );
+    regions.push(...byPath);
   }
   if (unexamined > 0) notes.push(`${unexamined} files not examined in time`);
   if (uncounted > 0) notes.push(`${uncounted} regions not counted in time`);
