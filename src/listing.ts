@@ -16,7 +16,7 @@ import { escapeText } from "./escape.ts";
 import { capacityOf, hasMagic, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 import { type CheckpointStatus, formatStatus, type ProcScan, type RegionFacts, scanProc, statusOf } from "./status.ts";
-import { shellQuote } from "./text.ts";
+import { plural, shellQuote } from "./text.ts";
 
 /**
  * Which library made a region, told from its bytes, name and mode:
