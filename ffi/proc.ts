@@ -234,6 +234,13 @@ export function isKernelThreadStat(bytes: Uint8Array, length: number): boolean {
   return (c.decimal() & PF_KTHREAD) !== 0;
 }
 
+/** The state letter of /proc/PID/stat's text, `bytes[0, length)` (`Z` for a zombie), or 0 when none. */
+export function statState(bytes: Uint8Array, length: number): number {
+  const c = cursor.reset(bytes, bytes.lastIndexOf(0x29, length - 1) + 1, length);
+  c.skipWord();
+  return c.at > 0 && c.at <= length ? bytes[c.at - 1] : 0;
+}
+
 /** /proc/PID/comm's text, `bytes[0, length)`, as a copy without its newline. */
 export function commOf(bytes: Uint8Array, length: number): Bytes {
   return Uint8Array.from(bytes.subarray(0, bytes[length - 1] === NEWLINE ? length - 1 : length));
@@ -345,6 +352,13 @@ export class Mappings {
     return false;
   }
 
+  /** Whether target `index` is mapped. */
+  maps(index: number): boolean {
+    const r = this.#ranges;
+    for (let i = 3; i < r.length; i += 4) if (r[i] === index) return true;
+    return false;
+  }
+
   /** Whether [address, address + length) lies wholly in the process's private anonymous memory. */
   isAnonymous(address: number, length: number): boolean {
     const a = this.#anonymous;
@@ -409,6 +423,7 @@ class CName {
 }
 
 const COMM = new CName("comm");
+const STAT = new CName("stat");
 
 /**
  * Why a call made by the reader on the process folder `dir` failed, its
@@ -861,4 +876,265 @@ export function processExists(pid: number): boolean | null {
   } catch {
     return null;
   }
+}
+
+// ---------------------------------------------------------------------------
+// Who keeps a file in use: environment, mappings, descriptors
+// ---------------------------------------------------------------------------
+
+/** A file whose users are looked for: its path as given (bytes), and its device and inode. */
+export interface UsedFile extends FileId {
+  path: Bytes;
+}
+
+/** A process that keeps one of the files in use, and how: its environment names it, it maps it, or has it open. */
+export interface FileUse {
+  /** Which file: its index in the list scanned. */
+  file: number;
+  pid: number;
+  /** /proc/PID/comm, as bytes. */
+  comm: Bytes;
+  by: "environment" | "mapping" | "descriptor";
+}
+
+/** What a search for users found, and what it could not look at. */
+export interface FileUses {
+  uses: FileUse[];
+  /** Processes whose environment could not be read (another user's, or not dumpable). */
+  hidden: number;
+  /** The owners of those processes (as /proc/PID shows them; root for a process that is not dumpable). */
+  hiddenUids: number[];
+  /** Processes not looked at in time. */
+  unscanned: number;
+  /** Processes whose /proc files did not answer (see FutexWaiters.stalled). */
+  stalled: number[];
+  /** Why no process could be read, when none could. */
+  unfinished?: string;
+}
+
+const ENVIRONMENT_NAME = ascii("LTP_IPC_PATH=");
+
+/** Whether NUL-separated `env` holds the entry `LTP_IPC_PATH=` followed by `path`, whole. */
+export function environmentNames(env: Uint8Array, length: number, path: Uint8Array): boolean {
+  const entry = ENVIRONMENT_NAME.length + path.length;
+  for (let at = 0; at < length; at = env.indexOf(0, at) + 1) {
+    if (at + entry <= length && (at + entry === length || env[at + entry] === 0)) {
+      let same = true;
+      for (let i = 0; same && i < ENVIRONMENT_NAME.length; i++) same = env[at + i] === ENVIRONMENT_NAME[i];
+      for (let i = 0; same && i < path.length; i++) same = env[at + ENVIRONMENT_NAME.length + i] === path[i];
+      if (same) return true;
+    }
+    if (env.indexOf(0, at) < 0) break;
+  }
+  return false;
+}
+
+/** The most of an environment read: an environment beyond it is searched in its first part only. */
+const ENVIRONMENT_MAX = 65536;
+/** Bytes of a descriptor's link read: a path longer than this is not a file's path compared. */
+const LINK_SLOT = 1024;
+/** Descriptor links read in one batch. */
+const LINK_BATCH = 64;
+
+class UseScanner {
+  readonly #names = {
+    proc: new CName("/proc"),
+    environ: new CName("environ"),
+    maps: new CName("maps"),
+    fd: new CName("fd"),
+  };
+  readonly #processes = new DirectoryReader(32768);
+  readonly #fds = new DirectoryReader(16384);
+  readonly #small = new SmallFile();
+  readonly #mappings = new Mappings();
+
+  scan(files: UsedFile[], budgetMs: number): FileUses {
+    const deadline = performance.now() + budgetMs;
+    const result: FileUses = { uses: [], hidden: 0, hiddenUids: [], unscanned: 0, stalled: [] };
+    const hide = (pid: number) => {
+      result.hidden++;
+      const owner = lstat(`/proc/${pid}`)?.uid;
+      if (owner !== undefined && !result.hiddenUids.includes(owner)) result.hiddenUids.push(owner);
+    };
+    if (files.length === 0) return result;
+    const targets = files.map(targetOf);
+    const proc = sys("openat", AT_FDCWD, this.#names.proc.address, DIR_FLAGS);
+    if (proc < 0) throw syscallError("Cannot open /proc", -proc);
+    const reader = new BoundedReader(deadline);
+    reader.start();
+    const processes = this.#processes;
+    try {
+      for (let late = false;;) {
+        const n = processes.read(proc);
+        if (n < 0) throw syscallError("Cannot list /proc", -n);
+        if (n === 0) break;
+        while (processes.next()) {
+          const pid = processes.number();
+          if (pid < 0 || pid === Deno.pid) continue;
+          if (stalledPids.has(pid)) {
+            result.stalled.push(pid);
+            continue;
+          }
+          late ||= performance.now() > deadline || reader.unusable !== undefined;
+          if (late) {
+            result.unscanned++;
+            continue;
+          }
+          const dir = sys("openat", proc, processes.nameAddress, DIR_FLAGS);
+          if (dir < 0) {
+            if (stopFor(-dir) === DENIED) hide(pid);
+            continue;
+          }
+          try {
+            const used = new Map<number, FileUse["by"]>();
+            const seen = this.#inspect(reader, dir, files, targets, used);
+            if (seen.kind === "stalled") {
+              stalledPids.add(pid);
+              result.stalled.push(pid);
+            }
+            if (seen.kind === "denied") hide(pid);
+            if (seen.kind === "late") result.unscanned++;
+            if (used.size > 0) {
+              const length = this.#small.read(dir, COMM.address);
+              const comm = length < 0 ? new Uint8Array(0) : commOf(this.#small.bytes, length);
+              for (const [file, by] of used) result.uses.push({ file, pid, comm, by });
+            }
+          } finally {
+            close(dir);
+          }
+        }
+      }
+      if (reader.unusable) result.unfinished = reader.unusable;
+      return result;
+    } finally {
+      reader.close();
+      close(proc);
+    }
+  }
+
+  /** Fills `used` with the files the process keeps in use, and how; done, or why it stopped. */
+  #inspect(
+    reader: BoundedReader,
+    dir: number,
+    files: UsedFile[],
+    targets: MapsTarget[],
+    used: Map<number, FileUse["by"]>,
+  ): typeof DONE | Stop {
+    // the environment: the shell that exported LTP_IPC_PATH shows it only in the commands it starts since
+    const opened = reader.run([{ name: "openat", args: [dir, this.#names.environ.address, FILE_FLAGS] }]);
+    if (opened.kind !== "done") return stopOf(opened);
+    const env = opened.results[0];
+    if (env < 0) return this.#withoutMemory(reader, dir) ? DONE : whyNot(dir);
+    try {
+      const read = reader.run([{ name: "pread64", args: [env, reader.address(0), ENVIRONMENT_MAX, 0] }]);
+      if (read.kind !== "done") return stopOf(read);
+      const n = read.results[0];
+      if (n < 0) return whyNot(dir);
+      files.forEach((f, i) => {
+        if (environmentNames(reader.data, n, f.path)) used.set(i, "environment");
+      });
+    } finally {
+      close(env);
+    }
+    if (used.size === files.length) return DONE;
+    const mappings = this.#mappings;
+    const mapped = readMaps(reader, dir, this.#names.maps.address, mappings, targets, Infinity);
+    if (mapped.kind !== "done") return mapped.kind === "denied" || mapped.kind === "gone" ? DONE : mapped;
+    files.forEach((_, i) => {
+      if (!used.has(i) && mappings.maps(i)) used.set(i, "mapping");
+    });
+    if (used.size === files.length) return DONE;
+    return this.#descriptors(reader, dir, files, used);
+  }
+
+  /**
+   * Whether the process has no memory of its own to name or map anything: a
+   * kernel thread or a zombie (whose environment cannot be opened, even by root).
+   */
+  #withoutMemory(reader: BoundedReader, dir: number): boolean {
+    const stat = sys("openat", dir, STAT.address, FILE_FLAGS);
+    if (stat < 0) return false;
+    try {
+      const read = reader.run([{ name: "pread64", args: [stat, reader.address(0), SLOT, 0] }]);
+      if (read.kind !== "done" || read.results[0] <= 0) return false;
+      const n = read.results[0];
+      return isKernelThreadStat(reader.data, n) || statState(reader.data, n) === 0x5a;
+    } finally {
+      close(stat);
+    }
+  }
+
+  /** Adds the files the process has open, by its descriptors' links (read, never followed). */
+  #descriptors(
+    reader: BoundedReader,
+    dir: number,
+    files: UsedFile[],
+    used: Map<number, FileUse["by"]>,
+  ): typeof DONE | Stop {
+    const fdDir = sys("openat", dir, this.#names.fd.address, DIR_FLAGS);
+    if (fdDir < 0) return DONE; // another user's descriptors: its environment was readable, its fds are not
+    const fds = this.#fds;
+    try {
+      for (;;) {
+        const n = fds.read(fdDir);
+        if (n <= 0) return DONE;
+        const batch: number[] = [];
+        const flush = (): typeof DONE | Stop => {
+          const done = reader.run(batch.map((name, i) => ({
+            name: "readlinkat" as const,
+            args: [fdDir, name, reader.address(i * LINK_SLOT), LINK_SLOT],
+          })));
+          batch.length = 0;
+          if (done.kind !== "done") return stopOf(done);
+          const data = reader.data;
+          done.results.forEach((length, i) => {
+            if (length <= 0 || length >= LINK_SLOT) return;
+            const link = data.subarray(i * LINK_SLOT, i * LINK_SLOT + length);
+            files.forEach((f, j) => {
+              if (!used.has(j) && f.path.length === length && f.path.every((b, k) => b === link[k])) {
+                used.set(j, "descriptor");
+              }
+            });
+          });
+          return DONE;
+        };
+        while (fds.next()) {
+          if (fds.number() < 0) continue;
+          batch.push(fds.nameAddress);
+          if (batch.length === LINK_BATCH) {
+            const done = flush();
+            if (done !== DONE) return done;
+          }
+        }
+        // the names lie in the listing's buffer: read their links before the next listing
+        if (batch.length > 0) {
+          const done = flush();
+          if (done !== DONE) return done;
+        }
+      }
+    } finally {
+      close(fdDir);
+    }
+  }
+}
+
+let useScanner: UseScanner | undefined;
+
+/**
+ * The processes that keep some files in use, found through /proc in one
+ * pass: a process whose environment holds `LTP_IPC_PATH=` with a file's path
+ * (the commands a shell starts after it exported the variable), one that
+ * maps a file (by device and inode in its maps), or one with a descriptor
+ * whose link is the file's path (read, never followed, nothing stat'ed
+ * through it). This process itself is left out. Every read that another
+ * process can stall is made by the bounded reader (see futexWaiters()).
+ *
+ * @param files The files: each path as its users would name it, and its device and inode.
+ * @param options `budgetMs`: how long the search may take (SCAN_BUDGET_MS by default).
+ * @returns The uses found, and how many processes could not be looked at, and why.
+ * @throws {Error} When /proc itself cannot be opened or listed.
+ */
+export function fileUsers(files: UsedFile[], options: { budgetMs?: number } = {}): FileUses {
+  useScanner ??= new UseScanner();
+  return useScanner.scan(files, options.budgetMs ?? SCAN_BUDGET_MS);
 }

@@ -5,14 +5,14 @@
  * nobody), and /proc is scanned once for all of them.
  * @module
  */
-import { processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { fileUsers, type FileUses, processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { syscallError } from "../ffi/errno.ts";
 import { type FoundFile, scanFolder } from "../ffi/scan.ts";
-import { pageSize } from "../ffi/syscalls.ts";
+import { geteuid, pageSize } from "../ffi/syscalls.ts";
 import { readEnv } from "./env.ts";
 import { listingRefusal } from "./region.ts";
 import { runAgainWith } from "./errors.ts";
-import { escapeText } from "./escape.ts";
+import { escapeBytes, escapeText } from "./escape.ts";
 import { capacityOf, hasMagic, type Layout, layoutInForce, type LayoutSource, libPidOf } from "./layout.ts";
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 import { type CheckpointStatus, formatStatus, type ProcScan, type RegionFacts, scanProc, statusOf } from "./status.ts";
@@ -40,7 +40,19 @@ export interface RegionEntry extends CheckpointStatus {
    * as alive: a region is never called stale by mistake that way.
    */
   makerAlive: boolean | null;
-  /** Its maker has exited and nobody waits on it, in either layout. */
+  /**
+   * A process that keeps it in use although its maker has exited: its
+   * environment names the region (LTP_IPC_PATH), it maps it, or has it open.
+   * Such a region is not stale.
+   */
+  usedBy?: { pid: number; comm: string; by: "environment" | "mapping" | "descriptor" };
+  /**
+   * Why nobody can tell whether it is still in use, where its maker has
+   * exited and no user was seen: processes that could open it could not be
+   * looked at. Such a region is not called stale ("maker unknown").
+   */
+  makerUnknown?: string;
+  /** Its maker has exited, nobody waits on it in either layout, and no process is seen or could be unseen using it. */
   stale: boolean;
   /** For a stale region: the command that removes it, shell-quoted. Nothing is removed unasked. */
   removeCommand?: string;
@@ -231,7 +243,78 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   if (entries.some((e) => e.makerPid > 0) && !canSeeProc) {
     notes.push(`whether makers live is unknown: ${runAgainWith(["--allow-read=/proc"])}`);
   }
+  const orphans = entries.filter((e) => e.stale);
+  if (orphans.length > 0) {
+    const budgetMs = Math.max(MIN_SCAN_MS, start + budget - performance.now());
+    judgeOrphans(orphans, regions, budgetMs);
+  }
   return { regions: entries, notes };
+}
+
+/**
+ * Regions whose maker has exited and that nobody waits on: stale, unless a
+ * process keeps them in use (its environment names one, it maps or holds
+ * one open) or processes that could have one could not be looked at. A
+ * shell's own environment does not show what it exported, so a shell test
+ * whose `init` ran in a subshell is seen through the commands it runs.
+ */
+function judgeOrphans(
+  orphans: RegionEntry[],
+  regions: { found: FoundFile; facts: RegionFacts }[],
+  budgetMs: number,
+): void {
+  const files = orphans.map((entry) => {
+    const { found, facts } = regions.find((r) => r.facts.path === entry.path)!;
+    const folder = new TextEncoder().encode(found.path.slice(0, found.path.lastIndexOf("/") + 1));
+    const path = new Uint8Array(folder.length + found.name.length);
+    path.set(folder);
+    path.set(found.name, folder.length);
+    return { path, dev: facts.dev, ino: facts.ino };
+  });
+  let found: FileUses | undefined;
+  let why: string | undefined;
+  try {
+    found = fileUsers(files, { budgetMs });
+  } catch (error) {
+    why = `/proc could not be read: ${escapeText(String((error as Error).message ?? error))}`;
+  }
+  orphans.forEach((entry, i) => {
+    const use = found?.uses.find((u) => u.file === i);
+    if (use) {
+      entry.usedBy = { pid: use.pid, comm: escapeBytes(use.comm), by: use.by };
+    } else {
+      const unseen = found === undefined ? why : unseenNote(found, entry);
+      if (unseen === undefined) return;
+      entry.makerUnknown = unseen;
+    }
+    entry.stale = false;
+    delete entry.removeCommand;
+  });
+}
+
+/**
+ * Whether a process of `uid` that this process may not inspect could have the
+ * region open: root may open any region, its owner its own, and others one
+ * whose mode lets them read and write it. To root, a process it may not
+ * inspect is one of another user namespace, outside its reach.
+ */
+function couldOpen(uid: number, entry: RegionEntry): boolean {
+  if (geteuid() === 0) return false;
+  return uid === 0 || uid === entry.uid || (entry.mode & 0o066) !== 0;
+}
+
+/** What kept the search from seeing every process that could use the region; undefined when nothing did. */
+function unseenNote(found: FileUses, entry: RegionEntry): string | undefined {
+  const parts = [];
+  if (found.hiddenUids.some((uid) => couldOpen(uid, entry))) {
+    parts.push(`${plural(found.hidden, "process", "processes")} could not be looked at (run as root to see them)`);
+  }
+  if (found.unscanned > 0) {
+    parts.push(`${plural(found.unscanned, "process was", "processes were")} not looked at in time`);
+  }
+  for (const pid of found.stalled) parts.push(`process ${pid}'s /proc files did not answer in time`);
+  if (found.unfinished) parts.push(escapeText(found.unfinished));
+  return parts.length > 0 ? parts.join(", ") : undefined;
 }
 
 const MAKERS: Record<Maker, string> = {
@@ -247,6 +330,13 @@ export function formatListing(listing: RegionListing): string {
     const alive = r.makerAlive === null ? "" : r.makerAlive ? " (alive)" : " (exited)";
     const madeBy = `${MAKERS[r.maker]}${r.makerPid ? `, pid ${r.makerPid}${alive}` : ""}`;
     const lines = [formatStatus(r, madeBy)];
+    if (r.usedBy) {
+      const how = { environment: "its environment names it", mapping: "it maps it", descriptor: "it has it open" }[
+        r.usedBy.by
+      ];
+      lines.push(`in use:   pid ${r.usedBy.pid} (${r.usedBy.comm}): ${how}`);
+    }
+    if (r.makerUnknown) lines.push(`in use:   maker unknown, so not called stale: ${r.makerUnknown}`);
     if (r.stale) lines.push(`stale:    its maker has exited and nobody waits; to remove it: ${r.removeCommand}`);
     return lines.join("\n");
   });

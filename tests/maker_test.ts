@@ -1,0 +1,150 @@
+/**
+ * The maker of a region is whoever lives as long as the test: a shell script whose `init` ran in a short-lived
+ * subshell keeps its region in use through the commands it runs (their environment names the region), and
+ * `status --all` does not call it stale while the script runs.
+ */
+import assert from "node:assert/strict";
+import { fileUsers } from "../ffi/proc.ts";
+import { lstat } from "../ffi/syscalls.ts";
+import { Checkpoint } from "../mod.ts";
+import { tempDir } from "../testing/files.ts";
+import { CLI } from "../testing/paths.ts";
+import { commandExists, kill } from "../testing/process.ts";
+import { noPeer, startPeer } from "../testing/peer.ts";
+import { eventually, scaled } from "../testing/timing.ts";
+
+const SHAPES = {
+  "eval with ||": `eval "$(tst_checkpoint init || echo 'exit 2')"`,
+  "a pipe through sed":
+    `LTP_IPC_PATH=$(tst_checkpoint init | sed -n "s/^export LTP_IPC_PATH='\\(.*\\)'$/\\1/p"); export LTP_IPC_PATH`,
+  "a subshell": `eval "$( (tst_checkpoint init) )"`,
+};
+
+/** A tst_checkpoint on PATH that runs this checkout's CLI, with the tool's usual permissions and /proc. */
+function toolFolder(dir: string): string {
+  const bin = `${dir}/bin`;
+  Deno.mkdirSync(bin);
+  Deno.writeTextFileSync(
+    `${bin}/tst_checkpoint`,
+    `#!/bin/sh\nexec '${Deno.execPath()}' run --quiet --no-prompt --allow-ffi --allow-env ` +
+      `--allow-read=/proc,/dev/shm,/tmp --allow-write=/dev/shm,/tmp '${CLI}' "$@"\n`,
+  );
+  Deno.chmodSync(`${bin}/tst_checkpoint`, 0o755);
+  return bin;
+}
+
+/** Kills the processes whose environment names `path`: the commands a test script started. */
+function killUsers(path: string): void {
+  for (const entry of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(entry.name)) continue;
+    try {
+      const env = Deno.readTextFileSync(`/proc/${entry.name}/environ`);
+      if (env.split("\0").includes(`LTP_IPC_PATH=${path}`)) Deno.kill(Number(entry.name), "SIGKILL");
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+}
+
+for (const shell of ["dash", "bash"]) {
+  for (const [shape, line] of Object.entries(SHAPES)) {
+    Deno.test({
+      name: `a ${shell} script whose init is ${shape} keeps its region out of stale while it runs`,
+      ignore: !commandExists(shell),
+      async fn() {
+        using dir = tempDir();
+        const bin = toolFolder(dir.path);
+        const told = `${dir.path}/path`;
+        // the script's init ran in a subshell that has ended; the script goes on, in a command it started
+        const script = `${line}\nprintf '%s\\n' "$LTP_IPC_PATH" > '${told}.new' && mv '${told}.new' '${told}'\n` +
+          `sleep ${Math.ceil(scaled(60000) / 1000)}\nexit 0\n`;
+        const child = new Deno.Command(shell, {
+          args: ["-c", script],
+          env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
+          stdin: "null",
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
+        let path = "";
+        try {
+          await eventually(() => {
+            try {
+              path = Deno.readTextFileSync(told).trim();
+              return true;
+            } catch {
+              return false;
+            }
+          }, scaled(20000));
+          const folder = path.slice(0, path.lastIndexOf("/"));
+          const listed = await new Deno.Command(Deno.execPath(), {
+            args: [
+              "run",
+              "--quiet",
+              "--allow-ffi",
+              "--allow-env",
+              "--allow-read=/proc,/dev/shm,/tmp",
+              CLI,
+              "status",
+              "--all",
+              "--json",
+              folder,
+            ],
+            stdin: "null",
+          }).output();
+          const text = new TextDecoder().decode(listed.stdout);
+          assert.equal(listed.code, 0, new TextDecoder().decode(listed.stderr));
+          const entry = JSON.parse(text).find((r: { path: string }) => r.path === path);
+          assert.ok(entry, `${path} not listed`);
+          assert.equal(entry.stale, false, JSON.stringify(entry));
+          if (Deno.uid() === 0) {
+            // root sees every process: the maker lives (where the shell ran init itself), or a user is named
+            const seen = entry.makerAlive === true ||
+              (entry.usedBy?.by === "environment" && entry.usedBy.comm === "sleep");
+            assert.ok(seen, JSON.stringify(entry));
+          } else {
+            assert.ok(entry.makerAlive === true || entry.usedBy || entry.makerUnknown, JSON.stringify(entry));
+          }
+        } finally {
+          // the commands it started first (they hold its stderr), then the script itself
+          if (path) killUsers(path);
+          kill(child, "SIGKILL");
+          await child.output();
+          if (path) Deno.removeSync(path);
+        }
+      },
+    });
+  }
+}
+
+Deno.test({
+  name: "fileUsers names a process by its environment, its mapping and its descriptor, and leaves itself out",
+  ignore: noPeer(),
+  async fn() {
+    using dir = tempDir();
+    using cp = Checkpoint.create({ dir: dir.path });
+    const info = lstat(cp.path)!;
+    const path = new TextEncoder().encode(cp.path);
+    const files = [{ path, dev: info.dev, ino: info.ino }];
+    // this process maps the region: left out
+    assert.deepEqual(fileUsers(files).uses, []);
+    const holders = {
+      environment: new Deno.Command("sleep", { args: ["60"], env: { LTP_IPC_PATH: cp.path } }),
+      descriptor: new Deno.Command("sh", { args: ["-c", `exec 3<'${cp.path}'; exec sleep 60`] }),
+    };
+    const started = Object.entries(holders).map(([by, command]) => ({ by, child: command.spawn() }));
+    const mapper = await startPeer(["wait", cp.path, cp.layout, "0", String(scaled(60000))]);
+    started.push({ by: "mapping", child: mapper.child });
+    try {
+      await eventually(() => {
+        const uses = fileUsers(files).uses;
+        return started.every(({ by, child }) => uses.some((u) => u.pid === child.pid && u.by === by));
+      }, scaled(10000));
+    } finally {
+      for (const { child } of started) {
+        kill(child, "SIGKILL");
+        await child.status;
+      }
+      await mapper.result;
+    }
+  },
+});
