@@ -179,15 +179,19 @@ export class SharedPage {
    * refuses (EAGAIN) when the word changed since it was read: the retries
    * end at `deadline` (as performance.now() reads it), however often another
    * process writes the word.
+   *
+   * @throws {Deno.errors.WouldBlock} When the word kept changing until `deadline`.
    */
-  futexWaiters(offset: number, deadline = Infinity): number {
+  futexWaiters(offset: number, deadline: number): number {
     const address = this.address(offset);
     for (;;) {
       const r = futexCmpRequeue(address, 0, INT_MAX, address, this.word(offset));
       if (r >= 0) return r;
       if (r !== -EAGAIN) throw syscallError(`Cannot count waiters on ${this.path}`, -r);
       if (performance.now() > deadline) {
-        throw syscallError(`Cannot count waiters on ${this.path} in time: its words keep changing`, -r);
+        throw new Deno.errors.WouldBlock(
+          `Cannot count the waiters at byte ${offset} of ${this.path} in time: another process keeps changing the word`,
+        );
       }
       this.refresh(offset);
     }

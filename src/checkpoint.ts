@@ -42,6 +42,14 @@ export interface WaitOptions {
 
 /** How long a snapshot serves the timeouts that follow it: waits that time out together share one. */
 const SNAPSHOT_SHARED_MS = 20;
+/**
+ * How long counting may retry while other processes keep writing the words
+ * (LTP's C library makes its regions 0666): a whole snapshot, and one count
+ * of `waiters()`.
+ */
+const COUNT_BUDGET_MS = 500;
+/** One try of a wait for waiters: a word that keeps changing makes it fail, and the poll tries again until its deadline. */
+const COUNT_TRY_MS = 20;
 
 function pathFrom(path: string | undefined): string {
   if (path !== undefined && path !== "") return path;
@@ -243,7 +251,19 @@ export class Checkpoint implements Disposable {
   #timedOut(what: string, id: number, ms: string, detail = "", woken?: number): CheckpointTimedOut {
     const now = performance.now();
     if (this.#lastSnapshot === undefined || now - this.#lastSnapshot.at > SNAPSHOT_SHARED_MS) {
-      const taken = this.snapshot();
+      let taken;
+      try {
+        taken = this.snapshot();
+      } catch (error) {
+        if (!(error instanceof Deno.errors.WouldBlock)) throw error;
+        const other = this.layout === "ltp" ? "seed" : "ltp";
+        const none: Snapshot = { layout: this.layout, waiters: {}, otherLayout: { layout: other, waiters: {} } };
+        return new CheckpointTimedOut(
+          `${what} within ${ms} (${this.path})${detail}; who waits is not known: ${error.message}`,
+          none,
+          woken,
+        );
+      }
       // shared by the errors of waits that time out together, so read-only
       Object.freeze(taken.waiters);
       Object.freeze(taken.otherLayout.waiters);
@@ -560,6 +580,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @returns The number of waiters.
+   * @throws {Deno.errors.WouldBlock} When another process kept changing the word for half a second.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -569,14 +590,21 @@ export class Checkpoint implements Disposable {
    * ```
    */
   waiters(id: number): number {
-    return this.#file.futexWaiters(this.#wordOf(id));
+    return this.#file.futexWaiters(this.#wordOf(id), performance.now() + COUNT_BUDGET_MS);
   }
 
   #atLeast(id: number, count: number) {
     const word = this.#wordOf(id);
     checkCount("count", count, 0);
     return {
-      tryOnce: () => this.#file.futexWaiters(word) >= count,
+      tryOnce: () => {
+        try {
+          return this.#file.futexWaiters(word, performance.now() + COUNT_TRY_MS) >= count;
+        } catch (error) {
+          if (error instanceof Deno.errors.WouldBlock) return false;
+          throw error;
+        }
+      },
       failure: (ms: string) => this.#timedOut(`Fewer than ${count} waited on checkpoint ${id}`, id, ms),
     };
   }
@@ -639,6 +667,7 @@ export class Checkpoint implements Disposable {
    * Timeouts attach one to their error.
    *
    * @returns Waiters per id, in this layout and as the other layout numbers them.
+   * @throws {Deno.errors.WouldBlock} When another process kept changing a word for half a second.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -648,7 +677,8 @@ export class Checkpoint implements Disposable {
    * ```
    */
   snapshot(): Snapshot {
-    return takeSnapshot(this.layout, pageSize(), (offset) => this.#file.futexWaiters(offset));
+    const deadline = performance.now() + COUNT_BUDGET_MS;
+    return takeSnapshot(this.layout, pageSize(), (offset) => this.#file.futexWaiters(offset, deadline));
   }
 
   /**
@@ -657,6 +687,7 @@ export class Checkpoint implements Disposable {
    * processes wait: what `tst_checkpoint status` prints.
    *
    * @returns The region's facts, the waiters and the processes found.
+   * @throws {Deno.errors.WouldBlock} When another process kept changing a word for half a second.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
