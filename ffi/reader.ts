@@ -60,10 +60,12 @@ const DATA_AT = DONE_AT + MAX_CALLS * 4;
 const BUFFER_BYTES = DATA_AT + DATA_BYTES;
 
 /**
- * A call that makes no progress for this long is taken for stalled: reads of
- * /proc return in microseconds, even maps' 64 KiB chunks.
+ * A batch none of whose calls returns for this long is taken for stalled:
+ * reads of /proc return in microseconds, even maps' 64 KiB chunks, and this
+ * leaves room for a busy machine's scheduler (a process taken for stalled is
+ * not read again).
  */
-const STALL_MS = 250;
+const STALL_MS = 500;
 
 /**
  * The Worker's code, sent as source text: it may refer to nothing outside
