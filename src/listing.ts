@@ -56,6 +56,16 @@ export interface RegionEntry extends CheckpointStatus {
   stale: boolean;
   /** For a stale region: the command that removes it, shell-quoted. Nothing is removed unasked. */
   removeCommand?: string;
+  /**
+   * For a stale region this user may not remove (not root, not its owner,
+   * in a sticky folder): whose it is, instead of a command that would fail.
+   */
+  removableBy?: { uid: number; name?: string };
+  /**
+   * The path's bytes, where its name is not UTF-8: `path` then shows each
+   * byte of an invalid sequence as `\xNN`, and these are the file's real name.
+   */
+  pathBytes?: number[];
 }
 
 /** What {@linkcode listRegions} found. */
@@ -85,6 +95,64 @@ function makerOf(name: string, libPid: number, mode: number): { maker: Maker; ma
   return { maker: "unknown", makerPid: 0 };
 }
 
+/** The bytes of a found file's path: the folder as given, then the name as the kernel gave it. */
+function pathBytesOf(found: FoundFile): Uint8Array {
+  const folder = new TextEncoder().encode(found.path.slice(0, found.path.lastIndexOf("/") + 1));
+  const bytes = new Uint8Array(folder.length + found.name.length);
+  bytes.set(folder);
+  bytes.set(found.name, folder.length);
+  return bytes;
+}
+
+function isUtf8(bytes: Uint8Array): boolean {
+  try {
+    new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A found file's path as text: as decoded where its name is UTF-8, else
+ * escaped (each byte of an invalid sequence as `\xNN`, never U+FFFD, which
+ * would stand for any byte); the entry then also carries the bytes.
+ */
+function pathOf(found: FoundFile): string {
+  return isUtf8(found.name) ? found.path : escapeBytes(pathBytesOf(found));
+}
+
+/** A user's name from /etc/passwd, where it may be read; undefined otherwise. */
+function userName(uid: number): string | undefined {
+  if (!readable("/etc/passwd")) return undefined;
+  try {
+    for (const line of Deno.readTextFileSync("/etc/passwd").split("\n")) {
+      const [name, , id] = line.split(":");
+      if (id === String(uid) && name) return name;
+    }
+  } catch {
+    // no name, then: the uid says whose it is
+  }
+  return undefined;
+}
+
+/**
+ * Whether this user may remove a file owned by `uid` in `folder`: root, the
+ * owner, or, in a folder without the sticky bit, the folder's owner. (Write
+ * permission through a group is not counted: the command is then left out
+ * where it might have worked, never printed where it cannot.)
+ */
+function mayRemove(uid: number, folder: string): boolean {
+  const me = geteuid();
+  if (me === 0 || me === uid) return true;
+  try {
+    const info = Deno.statSync(folder);
+    return ((info.mode ?? 0) & 0o1000) === 0 && info.uid === me;
+  } catch {
+    return false;
+  }
+}
+
 /** A region's facts and kernel counts, read from its open file; the file is closed. */
 function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page: number, deadline: number) {
   const file = found.file!;
@@ -93,7 +161,7 @@ function readRegion(found: FoundFile, layout: Layout, source: LayoutSource, page
     const libPid = libPidOf(bytes);
     const snapshot: Snapshot = takeSnapshot(layout, page, (offset) => file.futexWaiters(offset, deadline));
     const facts: RegionFacts = {
-      path: found.path,
+      path: pathOf(found),
       layout,
       layoutSource: source,
       capacity: capacityOf(layout, page),
@@ -182,7 +250,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
       try {
         regions.push({ found, ...readRegion(found, layout, source, page, foldersDeadline) });
       } catch (error) {
-        notes.push(`${escapeText(found.path)} skipped: ${escapeText((error as Error).message)}`);
+        notes.push(`${escapeBytes(pathBytesOf(found))} skipped: ${escapeText((error as Error).message)}`);
       }
     };
     let scan;
@@ -212,7 +280,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   if (uncounted > 0) notes.push(`${uncounted} regions not counted in time`);
   if (unopened.length > 0) {
     const named = unopened.slice(0, MAX_NAMED).map((f) =>
-      `${escapeText(f.path)} (uid ${f.info.uid}, mode ${f.info.mode.toString(8).padStart(4, "0")})`
+      `${escapeBytes(pathBytesOf(f))} (uid ${f.info.uid}, mode ${f.info.mode.toString(8).padStart(4, "0")})`
     );
     if (unopened.length > MAX_NAMED) named.push(`${unopened.length - MAX_NAMED} more`);
     notes.push(`files named ltp_* that this user may not open, maybe regions: ${named.join(", ")}`);
@@ -231,6 +299,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     const makerAlive = makerPid > 0 && canSeeProc ? processExists(makerPid) : null;
     const idle = Object.keys(snapshot.waiters).length === 0 && Object.keys(snapshot.otherLayout.waiters).length === 0;
     const entry: RegionEntry = { ...status, maker, makerPid, makerAlive, stale: makerAlive === false && idle };
+    if (!isUtf8(found.name)) entry.pathBytes = [...pathBytesOf(found)];
     if (entry.stale) {
       const folderPath = new TextEncoder().encode(found.path.slice(0, found.path.lastIndexOf("/") + 1));
       const bytes = new Uint8Array(folderPath.length + found.name.length);
@@ -248,6 +317,13 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     const budgetMs = Math.max(MIN_SCAN_MS, start + budget - performance.now());
     judgeOrphans(orphans, regions, budgetMs);
   }
+  entries.forEach((entry, i) => {
+    if (!entry.stale) return;
+    const { found } = regions[i];
+    if (mayRemove(found.info.uid, found.path.slice(0, found.path.lastIndexOf("/")) || "/")) return;
+    delete entry.removeCommand;
+    entry.removableBy = { uid: found.info.uid, name: userName(found.info.uid) };
+  });
   return { regions: entries, notes };
 }
 
@@ -329,7 +405,8 @@ export function formatListing(listing: RegionListing): string {
   const blocks = listing.regions.map((r) => {
     const alive = r.makerAlive === null ? "" : r.makerAlive ? " (alive)" : " (exited)";
     const madeBy = `${MAKERS[r.maker]}${r.makerPid ? `, pid ${r.makerPid}${alive}` : ""}`;
-    const lines = [formatStatus(r, madeBy)];
+    // a path that is not UTF-8 was escaped from its bytes already
+    const lines = [formatStatus(r, madeBy, r.pathBytes ? r.path : undefined)];
     if (r.usedBy) {
       const how = { environment: "its environment names it", mapping: "it maps it", descriptor: "it has it open" }[
         r.usedBy.by
@@ -337,7 +414,15 @@ export function formatListing(listing: RegionListing): string {
       lines.push(`in use:   pid ${r.usedBy.pid} (${r.usedBy.comm}): ${how}`);
     }
     if (r.makerUnknown) lines.push(`in use:   maker unknown, so not called stale: ${r.makerUnknown}`);
-    if (r.stale) lines.push(`stale:    its maker has exited and nobody waits; to remove it: ${r.removeCommand}`);
+    if (r.stale) {
+      const owner = r.removableBy;
+      const remove = owner
+        ? `it belongs to uid ${owner.uid}${
+          owner.name ? ` (${escapeText(owner.name)})` : ""
+        }: they or root can remove it`
+        : `to remove it: ${r.removeCommand}`;
+      lines.push(`stale:    its maker has exited and nobody waits; ${remove}`);
+    }
     return lines.join("\n");
   });
   if (blocks.length === 0) blocks.push("no checkpoint regions found");

@@ -173,15 +173,19 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
   return status;
 }
 
+/** How many waiting processes a checkpoint's line of the text names. */
+const MAX_NAMED_WAITERS = 10;
+
 const SOURCES = { option: "--layout", LTP_IPC_LAYOUT: "LTP_IPC_LAYOUT", default: "default" } as const;
 
 /**
  * `git status` style: the facts, who waits where, then the one next step
- * that helps. `madeBy` replaces what the header alone tells of the maker.
+ * that helps. `madeBy` replaces what the header alone tells of the maker;
+ * `shownPath`, the path escaped already (from its bytes), replaces `s.path`.
  */
-export function formatStatus(s: CheckpointStatus, madeBy?: string): string {
+export function formatStatus(s: CheckpointStatus, madeBy?: string, shownPath?: string): string {
   const lines = [
-    `path:     ${escapeText(s.path)}`,
+    `path:     ${shownPath ?? escapeText(s.path)}`,
     `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
     `made by:  ${
       madeBy ?? (s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)")
@@ -194,7 +198,10 @@ export function formatStatus(s: CheckpointStatus, madeBy?: string): string {
   for (const id of ids) {
     const candidates = s.processes?.[id] ?? [];
     // comm was escaped once, in statusOf: escaping it again would double its backslashes
-    const who = candidates.map(({ pid, comm }) => `pid ${pid} (${comm})`).join(", ");
+    // thousands of waiting threads would make one line of hundreds of KB: `--json` keeps them all
+    const named = candidates.slice(0, MAX_NAMED_WAITERS).map(({ pid, comm }) => `pid ${pid} (${comm})`);
+    if (candidates.length > MAX_NAMED_WAITERS) named.push(`and ${candidates.length - MAX_NAMED_WAITERS} more`);
+    const who = named.join(", ");
     const more = candidates.length > s.waiters[id]
       ? ` (${candidates.length} candidates: some records are not real waits)`
       : "";
