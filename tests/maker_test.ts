@@ -33,6 +33,11 @@ function toolFolder(dir: string): string {
   return bin;
 }
 
+/** This environment without LTP_*: a region or layout named there must not change what the script makes. */
+function plainEnv(): Record<string, string> {
+  return Object.fromEntries(Object.entries(Deno.env.toObject()).filter(([name]) => !name.startsWith("LTP_")));
+}
+
 /** Kills the processes whose environment names `path`: the commands a test script started. */
 function killUsers(path: string): void {
   for (const entry of Deno.readDirSync("/proc")) {
@@ -60,7 +65,8 @@ for (const shell of ["dash", "bash"]) {
           `sleep ${Math.ceil(scaled(60000) / 1000)}\nexit 0\n`;
         const child = new Deno.Command(shell, {
           args: ["-c", script],
-          env: { PATH: `${bin}:${Deno.env.get("PATH")}` },
+          env: { ...plainEnv(), PATH: `${bin}:${Deno.env.get("PATH")}` },
+          clearEnv: true,
           stdin: "null",
           stdout: "null",
           stderr: "piped",
@@ -89,6 +95,8 @@ for (const shell of ["dash", "bash"]) {
               "--json",
               folder,
             ],
+            env: plainEnv(),
+            clearEnv: true,
             stdin: "null",
           }).output();
           const text = new TextDecoder().decode(listed.stdout);

@@ -112,7 +112,7 @@ Deno.test({
       const listingScript = `
         import { listRegions } from "${ROOT}/mod.ts";
         const begun = performance.now();
-        const listing = listRegions(["/dev/shm"]);
+        const listing = listRegions(["/dev/shm"], { layout: ${JSON.stringify(cp.layout)} });
         const ms = performance.now() - begun;
         const entry = listing.regions.find((r) => r.path === ${JSON.stringify(cp.path)});
         const orphan = listing.regions.find((r) => r.path === ${JSON.stringify(orphan)});
