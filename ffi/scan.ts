@@ -199,7 +199,8 @@ export function scanFolder(path: string, rules: ScanRules): FolderScan {
   const result: FolderScan = { realPath: "", unexamined: 0, mountPoints: 0, unreadable: new Map() };
   try {
     const real = realPathOf(dir);
-    const folderMount = mountIdOf(dir);
+    const folderMount = mountOf(dir);
+    if (outOfDescriptors(-folderMount)) throw syscallError(`Cannot look into the folder ${path}`, -folderMount);
     if (real === undefined || folderMount < 0) {
       throw new Deno.errors.NotCapable(`Cannot tell where the folder ${path} really is (/proc must be mounted)`);
     }
