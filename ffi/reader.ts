@@ -105,16 +105,21 @@ function readerMain(): void {
       const count = Atomics.load(header, 1);
       await Promise.all(Array.from({ length: count }, async (_, i) => {
         const a = calls.subarray(i * 7, i * 7 + 7);
-        const r = await lib!.symbols.syscall(
-          BigInt(a[0]),
-          BigInt(a[1]),
-          BigInt(a[2]),
-          BigInt(a[3]),
-          BigInt(a[4]),
-          BigInt(a[5]),
-          BigInt(a[6]),
-        );
-        results[i] = Number(r);
+        try {
+          const r = await lib!.symbols.syscall(
+            BigInt(a[0]),
+            BigInt(a[1]),
+            BigInt(a[2]),
+            BigInt(a[3]),
+            BigInt(a[4]),
+            BigInt(a[5]),
+            BigInt(a[6]),
+          );
+          results[i] = Number(r);
+        } catch {
+          // an argument that is no integer: a failed call, not a stalled one
+          results[i] = -1;
+        }
         Atomics.store(done, i, 1);
         Atomics.add(header, 3, 1);
         Atomics.notify(header, 0);
