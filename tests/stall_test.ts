@@ -1,8 +1,12 @@
 /**
  * A process stalled in exec (an O_CLOEXEC file on a FUSE mount whose server never answers FLUSH) makes every read of
- * its /proc files block: status, status --all, status() and listRegions() still return, and name it.
+ * its /proc files block: status, status --all, status() and listRegions() still return, and name it. And the bounded
+ * reader under them leaves a call that does not return behind.
  */
 import assert from "node:assert/strict";
+import { AT_FDCWD, O_CLOEXEC, O_RDWR } from "../ffi/constants.ts";
+import { addressOf, cString, sys } from "../ffi/libc.ts";
+import { BoundedReader } from "../ffi/reader.ts";
 import { Checkpoint } from "../mod.ts";
 import { fuseServing } from "../testing/fuse.ts";
 import { tempDir } from "../testing/files.ts";
@@ -154,4 +158,40 @@ Deno.test({
       }
     }
   },
+});
+
+Deno.test("the bounded reader leaves a call that does not return behind, says which, and starts afresh", () => {
+  using dir = tempDir();
+  const fifo = `${dir.path}/fifo`;
+  assert.ok(new Deno.Command("mkfifo", { args: [fifo] }).outputSync().success);
+  // opened for reading and writing: the open returns, a read of it waits until someone writes
+  const fd = sys("openat", AT_FDCWD, Number(addressOf(cString(fifo))), O_RDWR | O_CLOEXEC);
+  assert.ok(fd >= 0);
+  const byte = new Uint8Array(1);
+  try {
+    using reader = new BoundedReader(performance.now() + scaled(10000));
+    const stuck = reader.run([{ name: "close", args: [-1] }, { name: "read", args: [fd, reader.address(0), 1] }]);
+    assert.deepEqual(stuck, { kind: "stalled", pending: [1] });
+    assert.deepEqual(reader.run([{ name: "close", args: [-1] }]), { kind: "done", results: [-1] });
+  } finally {
+    sys("write", fd, Number(addressOf(byte)), 1); // the stuck read returns, into the buffer left behind
+    sys("close", fd);
+  }
+});
+
+Deno.test("the bounded reader says late, with the calls under way, at its deadline", () => {
+  using dir = tempDir();
+  const fifo = `${dir.path}/fifo`;
+  assert.ok(new Deno.Command("mkfifo", { args: [fifo] }).outputSync().success);
+  const fd = sys("openat", AT_FDCWD, Number(addressOf(cString(fifo))), O_RDWR | O_CLOEXEC);
+  assert.ok(fd >= 0);
+  const byte = new Uint8Array(1);
+  try {
+    // a deadline before the stall could be told
+    using reader = new BoundedReader(performance.now() + 100);
+    assert.deepEqual(reader.run([{ name: "read", args: [fd, reader.address(0), 1] }]), { kind: "late", pending: [0] });
+  } finally {
+    sys("write", fd, Number(addressOf(byte)), 1);
+    sys("close", fd);
+  }
 });
