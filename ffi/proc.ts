@@ -24,6 +24,8 @@
 import {
   AT_FDCWD,
   EACCES,
+  EMFILE,
+  ENFILE,
   ENOENT,
   EPERM,
   ESRCH,
@@ -614,10 +616,11 @@ class ProcScanner {
             continue;
           }
           // one folder fd per process: a pid reused mid-scan cannot mix two processes' files
-          const dir = sys("openat", proc, processes.nameAddress, DIR_FLAGS);
+          const dir = this.#openAt(proc, processes.nameAddress, DIR_FLAGS);
           if (dir < 0) {
             // denied when /proc is mounted with hidepid=noaccess
             if (stopFor(-dir) === DENIED) result.hidden++;
+            if (dir === -EMFILE || dir === -ENFILE) result.failed++;
             continue;
           }
           const p: Process = { pid, dir, blocked: [], kernel: false, listed: false };
@@ -640,9 +643,21 @@ class ProcScanner {
     }
   }
 
+  /**
+   * openat(), which, when this process is out of descriptors, reads the batch
+   * (closing its files) and tries once more: what other files a machine or a
+   * caller holds never hides a waiter.
+   */
+  #openAt(dir: number, name: number, flags: number): number {
+    const fd = sys("openat", dir, name, flags);
+    if ((fd !== -EMFILE && fd !== -ENFILE) || (this.#reads.length === 0 && this.#open.length === 0)) return fd;
+    this.#flush();
+    return sys("openat", dir, name, flags);
+  }
+
   /** Opens the syscall file of each of the process's threads for the next batch (its stat instead when denied). */
   #openThreads(p: Process): void {
-    const tasks = sys("openat", p.dir, this.#names.task.address, DIR_FLAGS);
+    const tasks = this.#openAt(p.dir, this.#names.task.address, DIR_FLAGS);
     if (tasks < 0) {
       p.stop = stopFor(-tasks);
       return;
@@ -658,7 +673,7 @@ class ProcScanner {
           const tid = threads.number();
           if (tid < 0) continue;
           // opening a syscall file takes no lock of the process; reading it does
-          const fd = sys("openat", tasks, this.#taskSyscall.of(threads.name()), FILE_FLAGS);
+          const fd = this.#openAt(tasks, this.#taskSyscall.of(threads.name()), FILE_FLAGS);
           if (fd < 0) {
             const why = stopFor(-fd);
             if (why === GONE) continue; // this thread ended; its siblings may not have

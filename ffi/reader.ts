@@ -19,8 +19,8 @@
  * process lives).
  * @module
  */
-import { NR, type SyscallName } from "./constants.ts";
-import { addressOf } from "./libc.ts";
+import { AT_FDCWD, NR, O_CLOEXEC, type SyscallName } from "./constants.ts";
+import { addressOf, cString, sys } from "./libc.ts";
 
 /** One syscall of a batch: its name and up to six arguments (addresses as numbers). */
 export interface Call {
@@ -134,6 +134,29 @@ function readerMain(): void {
 
 const READER_URL = `data:application/javascript,${encodeURIComponent(`(${readerMain.toString()})();`)}`;
 
+/**
+ * Descriptors that must be free before a Worker starts: Deno panics when it
+ * cannot make one's threads and event loop (about seven descriptors), and
+ * the caller's scan needs a few more.
+ */
+const FREE_DESCRIPTORS = 16;
+const DEV_NULL = cString("/dev/null");
+
+/** Whether `FREE_DESCRIPTORS` descriptors can be opened now. */
+function descriptorsFree(): boolean {
+  const fds: number[] = [];
+  try {
+    for (let i = 0; i < FREE_DESCRIPTORS; i++) {
+      const fd = sys("openat", AT_FDCWD, Number(addressOf(DEV_NULL)), O_CLOEXEC);
+      if (fd < 0) return false;
+      fds.push(fd);
+    }
+    return true;
+  } finally {
+    for (const fd of fds) sys("close", fd);
+  }
+}
+
 /** Shared buffers that a call left behind may still write into: kept for the life of the process. */
 const abandoned: SharedArrayBuffer[] = [];
 
@@ -209,6 +232,7 @@ export class BoundedReader {
     }
     this.#done.fill(0, 0, calls.length);
     this.#start();
+    if (this.#unusable) return { kind: "late", pending: calls.map((_, i) => i) };
     Atomics.store(header, COUNT, calls.length);
     Atomics.store(header, STATE, REQUEST);
     Atomics.notify(header, STATE);
@@ -262,7 +286,12 @@ export class BoundedReader {
   }
 
   #start(): void {
-    if (this.#worker) return;
+    if (this.#worker || this.#unusable) return;
+    if (!descriptorsFree()) {
+      this.#unusable =
+        `fewer than ${FREE_DESCRIPTORS} file descriptors are free to start the reader thread (ulimit -n)`;
+      return;
+    }
     const worker = new Worker(READER_URL, { type: "module" });
     // a reader that fails says so through READY, not as an uncaught error at exit
     worker.onerror = (event) => event.preventDefault();
