@@ -370,13 +370,15 @@ function judgeOrphans(
 
 /**
  * Whether a process of `uid` that this process may not inspect could have the
- * region open: root may open any region, its owner its own, and others one
- * whose mode lets them read and write it. To root, a process it may not
- * inspect is one of another user namespace, outside its reach.
+ * region in use: one of its owner's (not dumpable, say), or anyone's where its
+ * mode lets others read and write it (LTP's C library makes its regions 0666).
+ * Root could open any region, but a region only its owner may open is used by
+ * its owner's processes; and to root, a process it may not inspect is one of
+ * another user namespace, outside its reach.
  */
 function couldOpen(uid: number, entry: RegionEntry): boolean {
   if (geteuid() === 0) return false;
-  return uid === 0 || uid === entry.uid || (entry.mode & 0o066) !== 0;
+  return uid === entry.uid || (entry.mode & 0o066) !== 0;
 }
 
 /** What kept the search from seeing every process that could use the region; undefined when nothing did. */
