@@ -416,11 +416,14 @@ const DIR_FLAGS = FILE_FLAGS | O_DIRECTORY;
 /** A NUL-terminated name and its address, made once. */
 class CName {
   readonly bytes: Bytes;
-  readonly address: number;
+  #address?: number;
   constructor(text: string) {
     this.bytes = cString(text);
+  }
+  /** Taken at first use, not at import: importing the module needs no --allow-ffi. */
+  get address(): number {
     // user-space addresses fit in 48 bits, so numbers hold them exactly
-    this.address = Number(addressOf(this.bytes));
+    return this.#address ??= Number(addressOf(this.bytes));
   }
 }
 
