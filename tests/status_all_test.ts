@@ -61,11 +61,14 @@ Deno.test(
     try {
       const c = await peer();
       const dead = await deadPid();
-      // LTP's C library: a live maker, an exited one, an exited one with a waiter
-      for (const [name, pid] of [["ltp_live_1", live.pid], ["ltp_dead_2", dead], ["ltp_waited_3", dead]] as const) {
+      // LTP's C library: a live maker, an exited one, an exited one with a waiter, an exited one left open to all
+      const cRegions = [["ltp_live_1", live.pid], ["ltp_dead_2", dead], ["ltp_waited_3", dead], ["ltp_open_4", dead]];
+      for (const [name, pid] of cRegions as [string, number][]) {
         assert.equal((await run(c, ["create", `${d}/${name}`])).code, 0);
         setLibPid(`${d}/${name}`, pid);
       }
+      // only its owner may use this one: whoever runs the tests sees every process that could have it in use
+      Deno.chmodSync(`${d}/ltp_dead_2`, 0o600);
       // LTP's shell library: the shell's pid in the name
       assert.equal((await run(c, ["create-shell", `${d}/ltp_shelltest_${live.pid}`])).code, 0);
       assert.equal((await run(c, ["create-shell", `${d}/ltp_shelldead_${dead}`])).code, 0);
@@ -98,6 +101,7 @@ Deno.test(
         [
           "ltp_dead_2",
           "ltp_live_1",
+          "ltp_open_4",
           `ltp_shelldead_${dead}`,
           `ltp_shelltest_${live.pid}`,
           "ltp_waited_3",
@@ -107,6 +111,12 @@ Deno.test(
       const summary = (r: RegionEntry) => [r.maker, r.makerPid, r.makerAlive, r.stale];
       assert.deepEqual(summary(got.ltp_live_1), ["ltp-c", live.pid, true, false]);
       assert.deepEqual(summary(got.ltp_dead_2), ["ltp-c", dead, false, true]);
+      // one that any user may use: root sees every process; another user cannot look into root's, which could use
+      // it, so it is stale only where none was hidden, and otherwise says why not
+      const open = got.ltp_open_4;
+      assert.deepEqual(summary(open).slice(0, 3), ["ltp-c", dead, false]);
+      if (Deno.uid() === 0) assert.equal(open.stale, true);
+      else assert.equal(open.stale, open.makerUnknown === undefined, JSON.stringify(open));
       assert.deepEqual(
         summary(got.ltp_waited_3),
         ["ltp-c", dead, false, false],
@@ -126,7 +136,7 @@ Deno.test(
       assert.match(text, new RegExp(`made by:  LTP's C library, pid ${dead} \\(exited\\)`));
       assert.match(text, new RegExp(`stale:    .*LTP_IPC_PATH=${d}/ltp_dead_2 tst_checkpoint remove`));
       assert.match(text, /checkpoint 4: 1 waiting: pid \d+ \(peer\)/);
-      assert.equal(text.split("\n\n").length, 6, "one block per region");
+      assert.equal(text.split("\n\n").length, 7, "one block per region");
     } finally {
       for (const { child } of children) {
         try {
