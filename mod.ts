@@ -39,5 +39,6 @@ export { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./src/layout.ts"
 export { DEFAULT_TIMEOUT_MS } from "./src/validate.ts";
 export type { Snapshot, Waiters } from "./src/snapshot.ts";
 export type { CheckpointStatus, WaitingProcess } from "./src/status.ts";
-export { formatListing, listRegions, type Maker, type RegionEntry, type RegionListing } from "./src/listing.ts";
+export { formatListing, listRegions, type RegionEntry, type RegionListing } from "./src/listing.ts";
+export type { Maker } from "./src/maker.ts";
 export { MIN_DENO } from "./src/runtime.ts";

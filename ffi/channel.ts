@@ -18,6 +18,8 @@ import {
   FD_CLOEXEC,
   LOCK_EX,
   LOCK_NB,
+  LOCK_SH,
+  LOCK_UN,
   O_CLOEXEC,
   O_DIRECTORY,
   O_NOFOLLOW,
@@ -48,6 +50,23 @@ export function openFolder(dirfd: number, name: string): number {
 /** Takes an exclusive flock on `fd` without waiting: false when another process holds it. */
 export function tryLock(fd: number): boolean {
   return sys("flock", fd, LOCK_EX | LOCK_NB) === 0;
+}
+
+/**
+ * Whether another process holds an exclusive flock on the folder at
+ * `path` (not followed if a symlink): undefined when it cannot be opened.
+ * A shared lock is taken and dropped at once to tell.
+ */
+export function lockedByAnother(path: string): boolean | undefined {
+  const fd = openFolder(AT_FDCWD, path);
+  if (fd < 0) return undefined;
+  try {
+    if (sys("flock", fd, LOCK_SH | LOCK_NB) !== 0) return true;
+    sys("flock", fd, LOCK_UN);
+    return false;
+  } finally {
+    close(fd);
+  }
 }
 
 /** fchmod: 0, or -errno. */

@@ -18,8 +18,10 @@ export const FD_CLOEXEC = 1;
 export const SEEK_SET = 0;
 
 // <sys/file.h>, <poll.h>, <sys/eventfd.h>: the resident agent's channel
+export const LOCK_SH = 1;
 export const LOCK_EX = 2;
 export const LOCK_NB = 4;
+export const LOCK_UN = 8;
 export const POLLIN = 0x1;
 export const POLLOUT = 0x4;
 export const POLLERR = 0x8;

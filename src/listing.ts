@@ -7,9 +7,12 @@
  */
 import { fileUsers, type FileUses, processExists, SCAN_BUDGET_MS } from "../ffi/proc.ts";
 import { syscallError } from "../ffi/errno.ts";
+import { dirname, normalise } from "../ffi/path.ts";
 import { type FoundFile, scanFolder } from "../ffi/scan.ts";
 import { geteuid, pageSize } from "../ffi/syscalls.ts";
 import { readEnv } from "./env.ts";
+import { listAgents } from "./agents.ts";
+import { type Maker, makerOf, MAKERS } from "./maker.ts";
 import { listingRefusal } from "./region.ts";
 import { runAgainWith } from "./errors.ts";
 import { escapeBytes, escapeText } from "./escape.ts";
@@ -17,16 +20,6 @@ import { capacityOf, hasMagic, type Layout, layoutInForce, type LayoutSource, li
 import { type Snapshot, takeSnapshot } from "./snapshot.ts";
 import { type CheckpointStatus, formatStatus, type ProcScan, type RegionFacts, scanProc, statusOf } from "./status.ts";
 import { plural, shellQuote } from "./text.ts";
-
-/**
- * Which library made a region, told from its bytes, name and mode:
- * `ltp-c`: LTP's C library (a non-zero `lib_pid` at byte 8, its pid);
- * `tst_checkpoint`: this project's `Checkpoint.create()` (named
- * `ltp_checkpoint_PID_RANDOM`, no header); `ltp-shell`: LTP's shell library
- * (named `ltp_TEST_PID`, no header, mode 0600, as `tst_test.sh` makes it;
- * the pid is its shell's); `unknown`: anything else with the magic.
- */
-export type Maker = "ltp-c" | "ltp-shell" | "tst_checkpoint" | "unknown";
 
 /** One region of a listing: what `status` reports for it, and who made it. */
 export interface RegionEntry extends CheckpointStatus {
@@ -81,19 +74,6 @@ const LISTING_BUDGET_MS = 3000;
 /** The time kept for the /proc scan (~30 ms on a quiet machine): the folders may take the rest. */
 const MIN_SCAN_MS = 500;
 const MAX_NAMED = 10;
-
-const THIS_PROJECT = /^ltp_checkpoint_(\d+)_[0-9a-z]+$/;
-const LTP_SHELL = /^ltp_.+_(\d+)$/;
-
-/** Who made a region, from the pid in its header, its name and its mode. */
-function makerOf(name: string, libPid: number, mode: number): { maker: Maker; makerPid: number } {
-  if (libPid > 0) return { maker: "ltp-c", makerPid: libPid };
-  const ours = THIS_PROJECT.exec(name);
-  if (ours) return { maker: "tst_checkpoint", makerPid: Number(ours[1]) };
-  const shell = LTP_SHELL.exec(name);
-  if (shell && mode === 0o600) return { maker: "ltp-shell", makerPid: Number(shell[1]) };
-  return { maker: "unknown", makerPid: 0 };
-}
 
 /** The bytes of a found file's path: the folder as given, then the name as the kernel gave it. */
 function pathBytesOf(found: FoundFile): Uint8Array {
@@ -226,7 +206,8 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   const foldersDeadline = start + Math.max(budget - MIN_SCAN_MS, budget / 2);
   // a folder named twice, or /dev/shm and TMPDIR the same: each region once
   const seen = new Set<string>();
-  for (const folder of folders ?? defaultFolders()) {
+  const listed = folders ?? defaultFolders();
+  for (const folder of listed) {
     const shown = escapeText(folder);
     const refused = listingRefusal(folder);
     if (refused !== undefined) {
@@ -324,7 +305,22 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
     delete entry.removeCommand;
     entry.removableBy = { uid: found.info.uid, name: userName(found.info.uid) };
   });
+  notes.push(...agentNotes(listed, [geteuid(), ...regions.map((r) => r.facts.uid)]));
   return { regions: entries, notes };
+}
+
+/** The installed tool's resident agents of these users for regions in `folders`, and the channels that dead ones left. */
+function agentNotes(folders: string[], uids: number[]): string[] {
+  const listed = new Set(folders.map((folder) => normalise(folder)));
+  return listAgents(uids).filter((agent) => listed.has(dirname(agent.region))).map((agent) => {
+    const calls = plural(agent.clients.length, "call", "calls");
+    const folder = escapeText(agent.folder);
+    if (agent.alive === false) {
+      return `${folder}: a channel left behind by agent ${agent.pid}, which has exited (the next call for its region clears it)`;
+    }
+    const retiring = agent.folder.includes("/.retired.") ? ", retiring after a reinstall" : "";
+    return `agent ${agent.pid} serves ${escapeText(agent.region)} (${calls}${retiring}; its channel: ${folder})`;
+  });
 }
 
 /**
@@ -394,13 +390,6 @@ function unseenNote(found: FileUses, entry: RegionEntry): string | undefined {
   if (found.unfinished) parts.push(escapeText(found.unfinished));
   return parts.length > 0 ? parts.join(", ") : undefined;
 }
-
-const MAKERS: Record<Maker, string> = {
-  "ltp-c": "LTP's C library",
-  "ltp-shell": "LTP's shell library",
-  "tst_checkpoint": "this project (tst_checkpoint init, Checkpoint.create or init)",
-  "unknown": "unknown (no pid in its header, a name no library gives)",
-};
 
 /** The text of a listing: one `status` block per region, a blank line between, then the notes. */
 export function formatListing(listing: RegionListing): string {

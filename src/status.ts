@@ -5,9 +5,11 @@
  * @module
  */
 import { type FileId, type FutexWaiters, futexWaiters, SCAN_BUDGET_MS } from "../ffi/proc.ts";
+import { agentsOf, describeClient, waitedId } from "./agents.ts";
 import { runAgainWith } from "./errors.ts";
 import { escapeBytes, escapeText } from "./escape.ts";
 import { type Layout, LAYOUT_OFFSETS, type LayoutSource } from "./layout.ts";
+import { makerOf, MAKERS } from "./maker.ts";
 import type { Snapshot } from "./snapshot.ts";
 import { plural } from "./text.ts";
 
@@ -137,16 +139,27 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
   };
   if (Object.keys(waiters).length === 0) return status;
   scan ??= scanProc([{ dev, ino }]);
+  const processes: Record<number, WaitingProcess[]> = {};
+  // a resident agent waits for its clients: they are the waiters, named from its list of calls
+  const agents = agentsOf(path, uid);
+  for (const agent of agents) {
+    for (const client of agent.clients) {
+      const id = waitedId(client.args);
+      if (id !== undefined && id in waiters) {
+        (processes[id] ??= []).push({ pid: client.pid, comm: describeClient(client, agent) });
+      }
+    }
+  }
   if ("note" in scan) {
     status.note = scan.note;
+    if (agents.length > 0) status.processes = processes;
     return status;
   }
-  const processes: Record<number, WaitingProcess[]> = {};
   const offset = LAYOUT_OFFSETS[layout];
   for (const { file: f, pid, comm, offset: at } of scan.waiters) {
     const id = (at - offset) / 4;
-    // records at words where the kernel counts nobody are not waits
-    if (f !== file || !(id in waiters)) continue;
+    // records at words where the kernel counts nobody are not waits; an agent's own stand for its clients
+    if (f !== file || !(id in waiters) || agents.some((agent) => agent.pid === pid)) continue;
     (processes[id] ??= []).push({ pid, comm: escapeBytes(comm) });
   }
   status.processes = processes;
@@ -173,6 +186,12 @@ export function statusOf(facts: RegionFacts, snapshot: Snapshot, scan?: ProcScan
   return status;
 }
 
+/** Who made a region, as far as its header, name and mode tell, worded as `status --all` words it. */
+function madeByOf(s: CheckpointStatus): string {
+  const { maker, makerPid } = makerOf(s.path.slice(s.path.lastIndexOf("/") + 1), s.libPid, s.mode);
+  return `${MAKERS[maker]}${makerPid ? `, pid ${makerPid}` : ""}`;
+}
+
 /** How many waiting processes a checkpoint's line of the text names. */
 const MAX_NAMED_WAITERS = 10;
 
@@ -187,9 +206,7 @@ export function formatStatus(s: CheckpointStatus, madeBy?: string, shownPath?: s
   const lines = [
     `path:     ${shownPath ?? escapeText(s.path)}`,
     `layout:   ${s.layout} (${SOURCES[s.layoutSource]})`,
-    `made by:  ${
-      madeBy ?? (s.libPid ? `LTP's C library, pid ${s.libPid}` : "not LTP's C library (no pid in its header)")
-    }`,
+    `made by:  ${madeBy ?? madeByOf(s)}`,
     `capacity: ${s.capacity} (ids 0 to ${s.capacity - 1})`,
     `owner:    uid ${s.uid}, mode ${s.mode.toString(8).padStart(4, "0")}`,
   ];

@@ -224,6 +224,44 @@ behaviour({
   },
 });
 
+behaviour(
+  "status names a client waiting through the agent, and status --all lists the agent, then what a dead one left",
+  async () => {
+    const bin = await tool();
+    const cp = region();
+    try {
+      const waiter = start(bin, ["wait", "60000", "4"], { env: { ...AGENT_ENV, ...cp.env } });
+      await eventually(() => cp.waiters(4) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
+      const agent = agentOf(cp.path)!.agent;
+      const status = await call(["status"], cp.env);
+      assertExit(status, 0);
+      assert.match(
+        status.stdout,
+        new RegExp(
+          `checkpoint 4: 1 waiting: pid ${waiter.child.pid} \\(sh: tst_checkpoint wait 60000 4, through agent ${agent}\\)`,
+        ),
+      );
+      const all = await call(["status", "--all", "/dev/shm"], {});
+      assertExit(all, 0);
+      assert.ok(
+        all.stdout.includes(`agent ${agent} serves ${cp.path} (1 call; its channel: ${agentDir(cp.path)})`),
+        all.stdout,
+      );
+      Deno.kill(agent, "SIGKILL");
+      await bounded(waiter, scaled(10000));
+      const after = await run(bin, ["status", "--all", "/dev/shm"], { env: { TST_CHECKPOINT_AGENT: "0" } });
+      assert.ok(
+        after.stdout.includes(`${agentDir(cp.path)}: a channel left behind by agent ${agent}, which has exited`),
+        after.stdout,
+      );
+      // the next call's fresh agent clears what the dead one left
+      assertExit(await call(["wake", "1000", "4", "0"], cp.env), 0);
+    } finally {
+      await agentEnds(cp.path);
+    }
+  },
+);
+
 behaviour("a client whose agent is killed while it waits says so in one line and exits 2", async () => {
   const bin = await tool();
   const cp = region();

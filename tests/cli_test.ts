@@ -235,7 +235,7 @@ Deno.test("status lists the waiters per checkpoint, and is brief when none wait"
   assert.match(
     idle.stdout,
     new RegExp(
-      `path: +${cp.path}\nlayout: +ltp \\(LTP_IPC_LAYOUT\\)\nmade by: +not LTP's C library.*\ncapacity: +1005`,
+      `path: +${cp.path}\nlayout: +ltp \\(LTP_IPC_LAYOUT\\)\nmade by: +this project \\(tst_checkpoint init.*\ncapacity: +1005`,
     ),
   );
   assert.match(idle.stdout, /owner: +uid \d+, mode 0600/);
