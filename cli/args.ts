@@ -1,5 +1,6 @@
 /** The `tst_checkpoint` grammar: its usage text and the parsing of its arguments. Pure: no I/O. */
 import type { Layout } from "../mod.ts";
+import { plural } from "../src/text.ts";
 
 export const USAGE = `Usage: tst_checkpoint init [--cleanup]
    or: tst_checkpoint wait TIMEOUT ID
@@ -89,7 +90,10 @@ function isSpace(text: string, at: number): boolean {
  * LTP refuses it: nothing parsed, or a value beyond UINT_MAX (so a negative
  * number other than -0). `ignored` is the text after the number, if any.
  */
-export function parseUint(name: string, text: string): { value: number; ignored?: string } {
+export function parseUint(
+  name: string,
+  text: string,
+): { value: number; ignored?: string } {
   let i = 0;
   while (i < text.length && isSpace(text, i)) i++;
   const negative = text[i] === "-";
@@ -97,7 +101,9 @@ export function parseUint(name: string, text: string): { value: number; ignored?
   const from = i;
   while (i < text.length && isDigit(text, i)) i++;
   const value = i > from ? Number(text.slice(from, i)) : NaN;
-  if (!(value <= UINT_MAX) || (negative && value !== 0)) throw new Usage(`ERROR: Invalid ${name} '${text}'`);
+  if (!(value <= UINT_MAX) || (negative && value !== 0)) {
+    throw new Usage(`ERROR: Invalid ${name} '${text}'`);
+  }
   return i < text.length ? { value, ignored: text.slice(i) } : { value };
 }
 
@@ -153,44 +159,56 @@ function split(args: string[]) {
     else if (arg === "--cleanup") flags.cleanup = true;
     else if (arg === "--if-exists") flags.ifExists = true;
     else if (arg === "--layout" || arg.startsWith("--layout=")) {
-      const value = arg === "--layout" ? args[++i] : arg.slice("--layout=".length);
-      if (value !== "seed" && value !== "ltp") throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
+      const value = arg === "--layout"
+        ? args[++i]
+        : arg.slice("--layout=".length);
+      if (value !== "seed" && value !== "ltp") {
+        throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
+      }
       flags.layout = value;
-    } else if (arg.length > 1 && arg[0] === "-" && !isDigit(arg, 1)) throw new Usage(`ERROR: Unknown option '${arg}'`);
-    else positionals.push(arg);
+    } else if (arg.length > 1 && arg[0] === "-" && !isDigit(arg, 1)) {
+      throw new Usage(`ERROR: Unknown option '${arg}'`);
+    } else positionals.push(arg);
     if (arg in ONLY_FOR) seen.push(arg);
   }
   return { positionals, flags, seen };
 }
 
-/** "N argument(s)". */
-function count(n: number): string {
-  return `${n} argument${n === 1 ? "" : "s"}`;
-}
-
 /** Parses a command line; throws Usage for misuse. --help and --version win over everything after them is checked. */
 export function parse(args: string[]): Parsed {
   const { positionals, flags, seen } = split(args);
-  if (flags.help || flags.version) return { flags, rest: [], numbers: [], notes: [] };
+  if (flags.help || flags.version) {
+    return { flags, rest: [], numbers: [], notes: [] };
+  }
   const [command, ...rest] = positionals;
   if (command === undefined) throw new Usage("ERROR: No COMMAND given");
-  if (!Object.hasOwn(ARGUMENTS, command)) throw new Usage(`ERROR: Invalid COMMAND '${command}'`);
+  if (!Object.hasOwn(ARGUMENTS, command)) {
+    throw new Usage(`ERROR: Invalid COMMAND '${command}'`);
+  }
   for (const option of seen) {
-    if (ONLY_FOR[option] !== command) throw new Usage(`ERROR: ${option} applies to ${ONLY_FOR[option]} only`);
+    if (ONLY_FOR[option] !== command) {
+      throw new Usage(`ERROR: ${option} applies to ${ONLY_FOR[option]} only`);
+    }
   }
   const names = ARGUMENTS[command];
   if (rest.length !== names.length && !flags.all) {
     throw new Usage(
       names.length === 0
         ? `ERROR: ${command} takes no arguments (got ${rest.length})`
-        : `ERROR: ${command} takes ${names.join(" ")} (got ${count(rest.length)})`,
+        : `ERROR: ${command} takes ${names.join(" ")} (got ${
+          plural(rest.length, "argument", "arguments")
+        })`,
     );
   }
   const notes: string[] = [];
   const numbers = names.map((name, i) => {
     const { value, ignored } = parseUint(name, rest[i]);
     if (ignored !== undefined) {
-      notes.push(`${name} '${rest[i]}' read as ${value}, ignoring '${ignored}' (as LTP's tool does)`);
+      notes.push(
+        `${name} '${
+          rest[i]
+        }' read as ${value}, ignoring '${ignored}' (as LTP's tool does)`,
+      );
     }
     return value;
   });

@@ -7,7 +7,8 @@ export function plural(n: number, one: string, many: string): string {
 
 /** Bytes that need no quoting in a shell word. */
 function isPlain(b: number): boolean {
-  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) ||
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) ||
+    (b >= 0x61 && b <= 0x7a) ||
     "_./-+,:=@%".includes(String.fromCharCode(b));
 }
 
@@ -23,21 +24,29 @@ function isPrintable(bytes: Uint8Array): boolean {
 }
 
 function utf8(text: string): Uint8Array {
-  for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) >= 0x80) return new TextEncoder().encode(text);
+  for (let i = 0; i < text.length; i++) {
+    if (text.charCodeAt(i) >= 0x80) return new TextEncoder().encode(text);
+  }
   return Uint8Array.from(text, (c) => c.charCodeAt(0));
 }
 
 /**
- * `value` (text, or a name's bytes) as one shell word: as it is when every
- * byte is plain (unless `always`), single-quoted when it is printable text,
- * else `$'...'` with every other byte as `\xNN` (bash, zsh, ksh), so that
- * nothing in it can reach a terminal raw.
+ * `value` as one shell word: as it is when every byte is plain (unless
+ * `always`); else single-quoted, which every POSIX shell reads back as it
+ * was. Bytes that are not printable text (a file name another user chose)
+ * are written `$'...'` instead, every other byte as `\xNN`, so that nothing
+ * in them reaches a terminal raw: that form is for a person to paste into
+ * bash, zsh or ksh, not for `sh` scripts.
  */
 export function shellQuote(value: string | Uint8Array, always = false): string {
   const bytes = typeof value === "string" ? utf8(value) : value;
-  if (!always && bytes.length > 0 && bytes.every(isPlain)) return String.fromCharCode(...bytes);
-  if (isPrintable(bytes)) {
-    const text = typeof value === "string" ? value : new TextDecoder().decode(bytes);
+  if (!always && bytes.length > 0 && bytes.every(isPlain)) {
+    return String.fromCharCode(...bytes);
+  }
+  if (typeof value === "string" || isPrintable(bytes)) {
+    const text = typeof value === "string"
+      ? value
+      : new TextDecoder().decode(bytes);
     return `'${text.replaceAll("'", `'\\''`)}'`;
   }
   let out = "$'";

@@ -40,6 +40,7 @@
  * @module
  */
 import { normalise } from "../ffi/path.ts";
+import { shellQuote } from "../src/text.ts";
 
 const CHECKOUT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const NAME = "tst_checkpoint";
@@ -58,7 +59,14 @@ const ENV = [
   "TST_CHECKPOINT_WRITE",
 ];
 /** The regions' folders, /proc (who waits; the kernel's config and release) and where else LTP finds a kernel config. */
-const READ = ["/dev/shm", "/tmp", "/proc", "/boot", "/lib/modules", "/lib/kernel"];
+const READ = [
+  "/dev/shm",
+  "/tmp",
+  "/proc",
+  "/boot",
+  "/lib/modules",
+  "/lib/kernel",
+];
 const WRITE = ["/dev/shm", "/tmp"];
 
 const USAGE =
@@ -74,7 +82,9 @@ class Refused extends Error {}
 function runFolder(): string {
   const cwd = Deno.cwd();
   const init = Deno.env.get("INIT_CWD");
-  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT) ? init : cwd;
+  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT)
+    ? init
+    : cwd;
 }
 
 /**
@@ -85,9 +95,17 @@ function absolute(path: string, what: string): string {
   if (path === "") throw new Refused(`${what}: an empty folder name`);
   if (path === "~" || path.startsWith("~/")) {
     const home = Deno.env.get("HOME");
-    if (!home?.startsWith("/")) throw new Refused(`${what}: HOME is not set to expand ~: give the folder in full`);
+    if (!home?.startsWith("/")) {
+      throw new Refused(
+        `${what}: HOME is not set to expand ~: give the folder in full`,
+      );
+    }
     path = home + path.slice(1);
-  } else if (path.startsWith("~")) throw new Refused(`${what}: ~user is not expanded here: give the folder in full`);
+  } else if (path.startsWith("~")) {
+    throw new Refused(
+      `${what}: ~user is not expanded here: give the folder in full`,
+    );
+  }
   return normalise(path.startsWith("/") ? path : `${runFolder()}/${path}`);
 }
 
@@ -95,23 +113,28 @@ function absolute(path: string, what: string): string {
 function allowedFolder(text: string, flag: string): string[] {
   const what = `${flag}=${text}`;
   const dir = absolute(text, what);
-  if (dir.includes(",")) throw new Refused(`${what}: ${dir} holds a comma, which Deno's permission flags cannot take`);
+  if (dir.includes(",")) {
+    throw new Refused(
+      `${what}: ${dir} holds a comma, which Deno's permission flags cannot take`,
+    );
+  }
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(dir);
   } catch (error) {
-    if (error instanceof Deno.errors.NotFound) throw new Refused(`${what}: ${dir} does not exist: create it first`);
-    throw new Refused(`${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`);
+    if (error instanceof Deno.errors.NotFound) {
+      throw new Refused(`${what}: ${dir} does not exist: create it first`);
+    }
+    throw new Refused(
+      `${what}: cannot look at ${dir}: ${
+        error instanceof Error ? error.message : error
+      }`,
+    );
   }
   if (!info.isDirectory) throw new Refused(`${what}: ${dir} is not a folder`);
   // the module checks a region's real path as well as the path as written
   const real = Deno.realPathSync(dir);
   return real === dir ? [dir] : [dir, real];
-}
-
-/** `text` as one shell word: as it is where that is safe, else single-quoted. */
-function quote(text: string): string {
-  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 function parseArgs(args: string[]) {
@@ -124,10 +147,12 @@ function parseArgs(args: string[]) {
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
-      arg,
-      undefined,
-    ];
+    const [name, value] = arg.includes("=")
+      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
+      : [
+        arg,
+        undefined,
+      ];
     if (name === "-h" || name === "--help") throw new Misuse("");
     if (name === "--no-agent" && value === undefined) out.agent = false;
     else if (name === "--confine" && value === undefined) out.confine = true;
@@ -135,13 +160,17 @@ function parseArgs(args: string[]) {
       out.root = value ?? args[++i];
       if (!out.root) throw new Misuse("--root needs a folder");
     } else if (name === "--allow-read" || name === "--allow-write") {
-      if (!value) throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
+      if (!value) {
+        throw new Misuse(`${name} needs one or more folders: ${name}=DIR,...`);
+      }
       const dirs = value.split(",").flatMap((dir) => allowedFolder(dir, name));
       (name === "--allow-read" ? out.read : out.write).push(...dirs);
     } else throw new Misuse(`Unknown option '${arg}'`);
   }
   if (out.confine && out.read.length + out.write.length === 0) {
-    throw new Misuse("--confine needs the folders to allow: --allow-read=DIR,... and/or --allow-write=DIR,...");
+    throw new Misuse(
+      "--confine needs the folders to allow: --allow-read=DIR,... and/or --allow-write=DIR,...",
+    );
   }
   out.read = [...new Set(out.read)];
   out.write = [...new Set(out.write)];
@@ -164,8 +193,13 @@ function linkOrCopy(from: string, to: string): void {
 
 /** Runs the installing Deno; its output, or an error naming the step. */
 function deno(args: string[], what: string): string {
-  const out = new Deno.Command(Deno.execPath(), { args, stdin: "null" }).outputSync();
-  if (!out.success) throw new Error(`${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`);
+  const out = new Deno.Command(Deno.execPath(), { args, stdin: "null" })
+    .outputSync();
+  if (!out.success) {
+    throw new Error(
+      `${what} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+    );
+  }
   return new TextDecoder().decode(out.stdout);
 }
 
@@ -196,16 +230,31 @@ function placeCode(stage: string, entry: string, bundleName: string): string[] {
     deno(args, "deno bundle");
     return [bundleName];
   }
-  const graph = JSON.parse(deno(["info", "--json", "--no-config", `${CHECKOUT}/${entry}`], "deno info"));
+  const graph = JSON.parse(
+    deno(
+      ["info", "--json", "--no-config", `${CHECKOUT}/${entry}`],
+      "deno info",
+    ),
+  );
   const prefix = `file://${CHECKOUT}/`;
   const files = [entry];
-  for (const module of graph.modules as { specifier: string; error?: string }[]) {
-    if (module.error) throw new Error(`The code of ${entry} is incomplete: ${module.error}`);
+  for (
+    const module of graph.modules as { specifier: string; error?: string }[]
+  ) {
+    if (module.error) {
+      throw new Error(
+        `The code of ${entry} is incomplete: ${module.error}`,
+      );
+    }
     if (!module.specifier.startsWith(prefix)) {
-      throw new Error(`${entry} imports ${module.specifier}, outside the checkout`);
+      throw new Error(
+        `${entry} imports ${module.specifier}, outside the checkout`,
+      );
     }
     const relative = decodeURIComponent(module.specifier.slice(prefix.length));
-    Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), { recursive: true });
+    Deno.mkdirSync(`${stage}/${relative}`.replace(/\/[^/]*$/, ""), {
+      recursive: true,
+    });
     Deno.copyFileSync(`${CHECKOUT}/${relative}`, `${stage}/${relative}`);
     if (relative !== entry) files.push(relative);
   }
@@ -240,15 +289,33 @@ function chain(path: string): string[] {
  * A file-size limit is met otherwise: under one, Deno is given a DENO_DIR it cannot make, so that it keeps its caches
  * in memory rather than die of SIGXFSZ writing their files; a region's page (8 blocks) is all the tool writes.
  */
-function limits(): { flag: string; what: string; unit: number; least: number; needs: string }[] {
+function limits(): {
+  flag: string;
+  what: string;
+  unit: number;
+  least: number;
+  needs: string;
+}[] {
   const [major, minor] = Deno.version.deno.split(".").map(Number);
   const addressSpace = major > 2 || (major === 2 && minor >= 9) ? 36 : 68;
   const start = "Deno needs to start";
   return [
     { flag: "n", what: "open-files", unit: 1, least: 32, needs: start },
     { flag: "s", what: "stack", unit: 1024, least: 512, needs: start },
-    { flag: "v", what: "address-space", unit: 1024, least: addressSpace * 1024 * 1024, needs: start },
-    { flag: "f", what: "file-size", unit: 512, least: 8, needs: "a region's page needs" },
+    {
+      flag: "v",
+      what: "address-space",
+      unit: 1024,
+      least: addressSpace * 1024 * 1024,
+      needs: start,
+    },
+    {
+      flag: "f",
+      what: "file-size",
+      unit: 512,
+      least: 8,
+      needs: "a region's page needs",
+    },
   ];
 }
 
@@ -258,7 +325,11 @@ function limits(): { flag: string; what: string; unit: number; least: number; ne
  * line in tc_why, when one is below what the tool needs (and sets DENO_DIR under a file-size limit, see limits()).
  */
 const CHECKS = limits()
-  .map((l) => `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ${quote(l.needs)}`)
+  .map((l) =>
+    `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ${
+      shellQuote(l.needs)
+    }`
+  )
   .join(" ||\n    ");
 const LIMIT_CHECK = `tc_limits() {
   tc_ln= tc_ls= tc_lv= tc_lf=
@@ -291,7 +362,9 @@ tc_low() {
 
 /** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
 function broken(...parts: string[]): string {
-  return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
+  return `{ printf '${"%s".repeat(parts.length)}\\n' ${
+    parts.join(" ")
+  } >&2; exit 2; }`;
 }
 
 /**
@@ -318,24 +391,40 @@ function launcher(
     ...read.length ? [`--allow-read=${read.join(",")}`] : [],
     ...write.length ? [`--allow-write=${write.join(",")}`] : [],
   ];
-  const gone = quote(`${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): `);
+  const gone = shellQuote(
+    `${NAME}: TBROK: the Deno it was installed with is gone (${denoPath}): `,
+  );
   const closed = [
-    quote(`${NAME}: TBROK: the Deno it was installed with (${denoPath}) cannot be run by uid `),
+    shellQuote(
+      `${NAME}: TBROK: the Deno it was installed with (${denoPath}) cannot be run by uid `,
+    ),
     `"$(id -u)"`,
-    quote(" ("),
+    shellQuote(" ("),
     `"$tc_at"`,
-    quote(" is closed to it): install it with a Deno every user can run, e.g. the checkout's ./deno (copied in): "),
+    shellQuote(
+      " is closed to it): install it with a Deno every user can run, e.g. the checkout's ./deno (copied in): ",
+    ),
   ];
-  const codeGone = [quote(`${NAME}: TBROK: its code is gone (`), `"$f"`, quote("): ")];
-  const run = `${quote(denoPath)} run ${flags.map(quote).join(" ")}`;
+  const codeGone = [
+    shellQuote(`${NAME}: TBROK: its code is gone (`),
+    `"$f"`,
+    shellQuote("): "),
+  ];
+  const run = `${shellQuote(denoPath)} run ${
+    flags.map((word) => shellQuote(word)).join(" ")
+  }`;
   // the agent runs with the launcher's own Deno and flags
   // a new identity at each install, so that no call of this launcher goes to an agent an earlier install started:
   // the time first, so that a newer install's is the greater (an agent retires for a newer one)
-  const id = `${String(Date.now()).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
-  const client = agent.length === 0 ? "" : `tc_vars=${quote(ENV.join(" "))}
+  const id = `${String(Date.now()).padStart(15, "0")}-${
+    crypto.randomUUID().slice(0, 8)
+  }`;
+  const client = agent.length === 0 ? "" : `tc_vars=${shellQuote(ENV.join(" "))}
 tc_id=${id}
-tc_agent() { exec ${run} ${quote(agent[0])} "$@"; }
-${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
+tc_agent() { exec ${run} ${shellQuote(agent[0])} "$@"; }
+${
+    Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")
+  }`;
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
 # To allow more folders, reinstall: ${reinstall.here} --allow-read=DIR --allow-write=DIR
@@ -347,39 +436,61 @@ ${
 # 0 when each path is there and this user may pass it, 1 when one is not there, 2 when one ($tc_at) is closed to it
 tc_reach() { for tc_at do [ -e "$tc_at" ] || return 1; [ -x "$tc_at" ] || return 2; done; }
 # the hints name the checkout while it is there (a folder closed to this user may hide it: said as there)
-tc_reach ${chain(`${reinstall.checkout}/tools`).map(quote).join(" ")}
+tc_reach ${
+    chain(`${reinstall.checkout}/tools`).map((word) => shellQuote(word)).join(
+      " ",
+    )
+  }
 if [ $? = 1 ]; then
-  export TST_CHECKPOINT_REINSTALL=${quote(reinstall.again)} TST_CHECKPOINT_GONE=${quote(reinstall.checkout)}
-  tc_fix=${quote(`its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`)}
+  export TST_CHECKPOINT_REINSTALL=${
+    shellQuote(reinstall.again)
+  } TST_CHECKPOINT_GONE=${shellQuote(reinstall.checkout)}
+  tc_fix=${
+    shellQuote(
+      `its checkout ${reinstall.checkout} is gone: ${
+        againText(reinstall.again)
+      }`,
+    )
+  }
 else
-  export TST_CHECKPOINT_REINSTALL=${quote(reinstall.here)}
+  export TST_CHECKPOINT_REINSTALL=${shellQuote(reinstall.here)}
   unset TST_CHECKPOINT_GONE
-  tc_fix=${quote(`reinstall it: ${reinstall.here}`)}
+  tc_fix=${shellQuote(`reinstall it: ${reinstall.here}`)}
 fi
-export TST_CHECKPOINT_WRITE=${quote(write.join(","))}
-tc_reach ${chain(denoPath).map(quote).join(" ")}
+export TST_CHECKPOINT_WRITE=${shellQuote(write.join(","))}
+tc_reach ${chain(denoPath).map((word) => shellQuote(word)).join(" ")}
 case $? in
 1) ${broken(gone, `"$tc_fix"`)} ;;
 2) ${broken(...closed, `"$tc_fix"`)} ;;
 esac
-for f in ${[...code, ...agent].map(quote).join(" ")}; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
+for f in ${
+    [...code, ...agent].map((word) => shellQuote(word)).join(" ")
+  }; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
 export DENO_NO_UPDATE_CHECK=1
 ${LIMIT_CHECK}${client}tc_low && { printf '%s\\n' "$tc_why" >&2; exit 2; }
-exec ${run} ${quote(code[0])} "$@"
+exec ${run} ${shellQuote(code[0])} "$@"
 `;
 }
 
 /** The first folder on the way to `path` (or `path` itself) that other users may not pass, and its mode and owner. */
-function closedToOthers(path: string): { at: string; mode: number; uid: number | null } | undefined {
+function closedToOthers(
+  path: string,
+): { at: string; mode: number; uid: number | null } | undefined {
   for (const at of chain(Deno.realPathSync(path))) {
     const info = Deno.statSync(at);
-    if (!((info.mode ?? 0) & 0o001)) return { at, mode: (info.mode ?? 0) & 0o7777, uid: info.uid };
+    if (!((info.mode ?? 0) & 0o001)) {
+      return { at, mode: (info.mode ?? 0) & 0o7777, uid: info.uid };
+    }
   }
   return undefined;
 }
 
-function closedText(closed: { at: string; mode: number; uid: number | null }): string {
-  return `${closed.at} is mode ${closed.mode.toString(8).padStart(4, "0")}, of uid ${closed.uid}`;
+function closedText(
+  closed: { at: string; mode: number; uid: number | null },
+): string {
+  return `${closed.at} is mode ${
+    closed.mode.toString(8).padStart(4, "0")
+  }, of uid ${closed.uid}`;
 }
 
 /** `path`, or the nearest folder above it that exists. */
@@ -442,22 +553,31 @@ function removeIfThere(path: string): void {
 
 /** Installs; returns the launcher's path. */
 function install(args: string[]): string {
-  const { root: given, read, write, agent: withAgent, confine } = parseArgs(args);
+  const { root: given, read, write, agent: withAgent, confine } = parseArgs(
+    args,
+  );
   const home = Deno.env.get("HOME");
-  const rootText = given ?? (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
-  if (!rootText) throw new Misuse("No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)");
+  const rootText = given ??
+    (Deno.env.get("DENO_INSTALL_ROOT") || (home ? `${home}/.deno` : undefined));
+  if (!rootText) {
+    throw new Misuse(
+      "No install root: give --root DIR (or set DENO_INSTALL_ROOT or HOME)",
+    );
+  }
   const root = absolute(rootText, `--root ${rootText}`);
-  if (root.includes("\n")) throw new Refused(`--root ${rootText}: a folder name with a newline`);
+  if (root.includes("\n")) {
+    throw new Refused(`--root ${rootText}: a folder name with a newline`);
+  }
   // the agent meets its callers in /tmp, which a confined install does not allow
   const agent = withAgent && !confine;
   const lib = `${root}/lib/${NAME}`;
   const bin = `${root}/bin/${NAME}`;
   // the options as resolved, for the commands that install again
   const options = [
-    `--root ${quote(root)}`,
+    `--root ${shellQuote(root)}`,
     ...confine ? ["--confine"] : [],
-    ...read.map((dir) => `--allow-read=${quote(dir)}`),
-    ...write.map((dir) => `--allow-write=${quote(dir)}`),
+    ...read.map((dir) => `--allow-read=${shellQuote(dir)}`),
+    ...write.map((dir) => `--allow-write=${shellQuote(dir)}`),
     ...withAgent ? [] : ["--no-agent"],
   ].join(" ");
   // an install other users can reach is meant for them: what it runs must be theirs to run too (the folders it makes
@@ -472,8 +592,12 @@ function install(args: string[]): string {
   const libClosed = closedToOthers(existing(`${root}/lib`));
   if (forOthers && libClosed) {
     refuse(
-      `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
-        `open it to them (chmod o+x ${quote(libClosed.at)}) or give --root a folder they can read`,
+      `other users can reach ${root}/bin but not ${root}/lib (${
+        closedText(libClosed)
+      }): ` +
+        `open it to them (chmod o+x ${
+          shellQuote(libClosed.at)
+        }) or give --root a folder they can read`,
     );
   }
   const exec = Deno.realPathSync(Deno.execPath());
@@ -481,41 +605,71 @@ function install(args: string[]): string {
   const denoClosed = inCheckout ? undefined : closedToOthers(exec);
   if (forOthers && denoClosed) {
     refuse(
-      `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
+      `other users can reach ${root}/bin but cannot run this Deno (${
+        closedText(denoClosed)
+      }): ` +
         `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
-        `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
+        `cd ${
+          shellQuote(CHECKOUT)
+        } && ./deno run -A tools/install.ts ${options}`,
     );
   }
   if (!forOthers && Deno.uid() === 0) {
     const closed = closedToOthers(existing(`${root}/bin`))!;
     console.error(
-      `install: note: only root can run it (${closedText(closed)}); for every user: --root /usr/local`,
+      `install: note: only root can run it (${
+        closedText(closed)
+      }); for every user: --root /usr/local`,
     );
   }
 
   makeOpen(`${root}/bin`);
   makeOpen(`${root}/lib`);
-  const stage = Deno.makeTempDirSync({ dir: `${root}/lib`, prefix: `.${NAME}.new.` });
+  const stage = Deno.makeTempDirSync({
+    dir: `${root}/lib`,
+    prefix: `.${NAME}.new.`,
+  });
   const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
   try {
     Deno.chmodSync(stage, 0o755);
     const code = placeCode(stage, "cli.ts", "cli.js");
-    const agentCode = agent ? placeCode(stage, "agent/server.ts", "agent.js") : [];
+    const agentCode = agent
+      ? placeCode(stage, "agent/server.ts", "agent.js")
+      : [];
     // whatever the umask: readable by all, as the code of an installed tool is
     openUp(stage);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
     const origin = originOf(CHECKOUT);
     const reinstall: Reinstall = {
       checkout: CHECKOUT,
-      here: `cd ${quote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
-      again: `${origin ? `git clone ${quote(origin)} ${quote(CHECKOUT)} && cd ${quote(CHECKOUT)} && ` : ""}` +
+      here: `cd ${
+        shellQuote(CHECKOUT)
+      } && ./deno run -A tools/install.ts ${options}`,
+      again: `${
+        origin
+          ? `git clone ${shellQuote(origin)} ${shellQuote(CHECKOUT)} && cd ${
+            shellQuote(CHECKOUT)
+          } && `
+          : ""
+      }` +
         `./deno run -A tools/install.ts ${options}`,
     };
-    const files = code.map((name) => `${lib}/${name}`);
+    const files = code.map((name) =>
+      `${lib}/${name}`
+    );
     const agentFiles = agentCode.map((name) => `${lib}/${name}`);
-    const allowRead = confine ? [...new Set([...read, ...write])] : [...new Set([...READ, ...read])];
+    const allowRead = confine
+      ? [...new Set([...read, ...write])]
+      : [...new Set([...READ, ...read])];
     const allowWrite = confine ? write : [...new Set([...WRITE, ...write])];
-    const text = launcher(inCheckout ? `${lib}/deno` : exec, files, agentFiles, allowRead, allowWrite, reinstall);
+    const text = launcher(
+      inCheckout ? `${lib}/deno` : exec,
+      files,
+      agentFiles,
+      allowRead,
+      allowWrite,
+      reinstall,
+    );
 
     let hadOld = true;
     try {
@@ -531,8 +685,15 @@ function install(args: string[]): string {
     Deno.chmodSync(tmp, 0o755);
     Deno.renameSync(tmp, bin);
     // proves the install runs, and fills Deno's code cache for the first real call
-    const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" }).outputSync();
-    if (!check.success) throw new Error(`${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`);
+    const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" })
+      .outputSync();
+    if (!check.success) {
+      throw new Error(
+        `${bin} --version failed: ${
+          new TextDecoder().decode(check.stderr).trim()
+        }`,
+      );
+    }
   } catch (error) {
     removeIfThere(stage);
     throw error;
@@ -543,15 +704,25 @@ function install(args: string[]): string {
 if (import.meta.main) {
   try {
     const bin = install(Deno.args);
-    const on = (Deno.env.get("PATH") ?? "").split(":").includes(bin.replace(/\/[^/]*$/, ""));
-    console.log(`Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`);
+    const on = (Deno.env.get("PATH") ?? "").split(":").includes(
+      bin.replace(/\/[^/]*$/, ""),
+    );
+    console.log(
+      `Installed ${bin}${
+        on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`
+      }`,
+    );
   } catch (error) {
     if (error instanceof Misuse && !error.message) {
       console.log(USAGE);
       Deno.exit(0);
     }
     if (error instanceof Misuse || error instanceof Refused) {
-      console.error(`install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`);
+      console.error(
+        `install: ${error.message}${
+          error instanceof Misuse ? " (--help: usage)" : ""
+        }`,
+      );
       Deno.exit(1);
     }
     console.error(`install: ${error instanceof Error ? error.message : error}`);
