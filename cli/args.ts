@@ -1,6 +1,7 @@
 /** The `tst_checkpoint` grammar: its usage text and the parsing of its arguments. Pure: no I/O. */
 import type { Layout } from "../mod.ts";
 import { plural } from "../src/text.ts";
+import { UINT32_MAX } from "../src/validate.ts";
 
 export const USAGE = `Usage: tst_checkpoint init [--cleanup]
    or: tst_checkpoint wait TIMEOUT ID
@@ -70,8 +71,6 @@ const ONLY_FOR: Record<string, string> = {
   "--if-exists": "remove",
 };
 
-const UINT_MAX = 4294967295;
-
 /** Whether `text[at]` is an ASCII digit. */
 function isDigit(text: string, at: number): boolean {
   const c = text.charCodeAt(at);
@@ -87,7 +86,7 @@ function isSpace(text: string, at: number): boolean {
 /**
  * A number as LTP's tool reads it, with `strtoul(text, &end, 10)`: blanks,
  * then a sign, then decimal digits; what follows is ignored. Refused, as
- * LTP refuses it: nothing parsed, or a value beyond UINT_MAX (so a negative
+ * LTP refuses it: nothing parsed, or a value beyond UINT32_MAX (so a negative
  * number other than -0). `ignored` is the text after the number, if any.
  */
 export function parseUint(
@@ -101,7 +100,7 @@ export function parseUint(
   const from = i;
   while (i < text.length && isDigit(text, i)) i++;
   const value = i > from ? Number(text.slice(from, i)) : NaN;
-  if (!(value <= UINT_MAX) || (negative && value !== 0)) {
+  if (!(value <= UINT32_MAX) || (negative && value !== 0)) {
     throw new Usage(`ERROR: Invalid ${name} '${text}'`);
   }
   return i < text.length ? { value, ignored: text.slice(i) } : { value };
@@ -159,9 +158,7 @@ function split(args: string[]) {
     else if (arg === "--cleanup") flags.cleanup = true;
     else if (arg === "--if-exists") flags.ifExists = true;
     else if (arg === "--layout" || arg.startsWith("--layout=")) {
-      const value = arg === "--layout"
-        ? args[++i]
-        : arg.slice("--layout=".length);
+      const value = arg === "--layout" ? args[++i] : arg.slice("--layout=".length);
       if (value !== "seed" && value !== "ltp") {
         throw new Usage(`ERROR: Invalid --layout '${value ?? ""}'`);
       }
@@ -195,9 +192,7 @@ export function parse(args: string[]): Parsed {
     throw new Usage(
       names.length === 0
         ? `ERROR: ${command} takes no arguments (got ${rest.length})`
-        : `ERROR: ${command} takes ${names.join(" ")} (got ${
-          plural(rest.length, "argument", "arguments")
-        })`,
+        : `ERROR: ${command} takes ${names.join(" ")} (got ${plural(rest.length, "argument", "arguments")})`,
     );
   }
   const notes: string[] = [];
@@ -205,9 +200,7 @@ export function parse(args: string[]): Parsed {
     const { value, ignored } = parseUint(name, rest[i]);
     if (ignored !== undefined) {
       notes.push(
-        `${name} '${
-          rest[i]
-        }' read as ${value}, ignoring '${ignored}' (as LTP's tool does)`,
+        `${name} '${rest[i]}' read as ${value}, ignoring '${ignored}' (as LTP's tool does)`,
       );
     }
     return value;

@@ -7,6 +7,7 @@
 import { realPathOf } from "../ffi/syscalls.ts";
 import { Checkpoint, formatListing, type Layout, listRegions } from "../mod.ts";
 import { readEnv, withEnv } from "../src/env.ts";
+import { kconfigPathNote } from "../src/kconfig.ts";
 import { escapeText, safeJson } from "../src/escape.ts";
 import { newRegionPath } from "../src/region.ts";
 import { formatStatus } from "../src/status.ts";
@@ -102,6 +103,8 @@ function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Pr
       return remove(flags.layout, flags.ifExists);
   }
   const cp = Checkpoint.open(undefined, options);
+  const note = kconfigPathNote();
+  if (note !== undefined) warn(out, `tst_checkpoint: note: ${escapeText(note)}`);
   if (!call.blocking) {
     const signal = { signal: call.signal };
     const pending = command === "wait"

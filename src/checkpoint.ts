@@ -390,11 +390,15 @@ export class Checkpoint implements Disposable {
    * to one slice, and a wake landing there is lost.)
    *
    * @param id The checkpoint, from 0 to `capacity - 1`.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @param options An abort signal.
    * @returns Resolves when woken.
    * @throws {CheckpointTimedOut} When nobody woke it in time.
-   * @throws {RangeError} When `id` is at or beyond `capacity`.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or the timeout is out of range.
+   * @throws {TypeError} When `id` or the timeout is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed while the wait is pending (an `await` forgotten).
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
+   * @throws The signal's reason, when `options.signal` aborts it.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -430,7 +434,7 @@ export class Checkpoint implements Disposable {
    * and signal listeners included) until woken or timed out.
    *
    * @param id The checkpoint.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When nobody woke it in time.
    * @throws {RangeError} When `id` is at or beyond `capacity`.
    * @example
@@ -489,7 +493,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param [nrWake=1] How many waiters to wake; 0 succeeds while nobody waits.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @param options An abort signal.
    * @returns Resolves once exactly `nrWake` were woken.
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
@@ -516,7 +520,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param [nrWake=1] How many waiters to wake.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
    * @example
    * ```ts
@@ -537,7 +541,7 @@ export class Checkpoint implements Disposable {
    * `TST_CHECKPOINT_WAKE_AND_WAIT`), each with the full timeout.
    *
    * @param id The checkpoint.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half, scaled as LTP scales its own.
    * @param options An abort signal.
    * @returns Resolves when woken back.
    * @throws {Deno.errors.TimedOut} When either half timed out.
@@ -558,7 +562,7 @@ export class Checkpoint implements Disposable {
    * The blocking twin of {@linkcode Checkpoint.wakeAndWait}.
    *
    * @param id The checkpoint.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, for each half, scaled as LTP scales its own.
    * @throws {Deno.errors.TimedOut} When either half timed out.
    * @example
    * ```ts ignore
@@ -615,7 +619,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param count How many waiters to wait for.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @param options An abort signal.
    * @returns Resolves when that many wait.
    * @throws {CheckpointTimedOut} When fewer arrived in time.
@@ -644,7 +648,7 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param count How many waiters to wait for.
-   * @param [timeoutMs=10000] Milliseconds, at least 1, multiplied by `LTP_TIMEOUT_MUL`.
+   * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When fewer arrived in time.
    * @example
    * ```ts

@@ -80,6 +80,17 @@ export interface TimeoutScale {
 let noted = false;
 
 /**
+ * What LTP warns of on every call, a `KCONFIG_PATH` that names nothing,
+ * for the CLI to say on each of its calls (the resident agent's too);
+ * the module's own timeouts then say nothing more of it.
+ */
+export function kconfigPathNote(): string | undefined {
+  noted = true;
+  const note = kernelSlowness().note;
+  return note?.startsWith(`${KCONFIG_ENV}=`) ? note.split("; ")[0] : undefined;
+}
+
+/**
  * The factor every checkpoint timeout is multiplied by (`tst_multiply_timeout()`).
  * @throws {TypeError} When LTP_TIMEOUT_MUL is not a number from 0.099 to 10000.
  */

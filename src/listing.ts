@@ -71,7 +71,7 @@ export interface RegionListing {
 
 /** How long a whole listing may take by default, the /proc scan included. */
 const LISTING_BUDGET_MS = 3000;
-/** The time kept for the /proc scan (~30 ms on a quiet machine): the folders may take the rest. */
+/** The time kept for the /proc scan: the folders may take the rest. */
 const MIN_SCAN_MS = 500;
 const MAX_NAMED = 10;
 
@@ -202,7 +202,7 @@ export function listRegions(folders?: string[], options: { layout?: Layout; budg
   const unopened: FoundFile[] = [];
   let unexamined = 0;
   let uncounted = 0;
-  // counting regions (the kernel's truth, ~3 ms each) comes first; the /proc scan gets what is left, at least MIN_SCAN_MS
+  // counting regions (the kernel's truth, a system call a word) comes first; the /proc scan gets what is left, at least MIN_SCAN_MS
   const foldersDeadline = start + Math.max(budget - MIN_SCAN_MS, budget / 2);
   // a folder named twice, or /dev/shm and TMPDIR the same: each region once
   const seen = new Set<string>();

@@ -7,8 +7,8 @@
  * loop), then sleep for a share of the time waited so far: a partner that arrives T late is met within about
  * T × share, and a long wait costs a few hundred wakeups where LTP's 1 ms
  * sleeps cost thousands. The share is larger on the async path because an
- * event-loop wakeup costs Deno about four times the CPU of a blocking sleep
- * (measured: 200 setTimeout(10) 63 ms, 200 usleep(10 ms) 16 ms).
+ * event-loop wakeup costs Deno several times the CPU of a blocking sleep
+ * (bench/async.ts measures it).
  */
 import { sleep, sleepAsync, yieldCpu } from "../ffi/syscalls.ts";
 

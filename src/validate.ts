@@ -5,7 +5,8 @@ import type { Layout } from "./layout.ts";
 /** LTP's default checkpoint timeout, in milliseconds. */
 export const DEFAULT_TIMEOUT_MS = 10000;
 
-const UINT32_MAX = 0xffffffff;
+/** The largest number LTP's tool and the class take: its C type's, unsigned int. */
+export const UINT32_MAX = 0xffffffff;
 
 /** Refuses a `value` that is not a whole number from `min` to UINT32_MAX. */
 export function checkCount(name: string, value: number, min: number): void {
@@ -40,7 +41,7 @@ export function deadlineOf(timeoutMs: number): { ms: string; deadline: number } 
   }
   const { factor, reason, note, kernelFactor } = timeoutScale();
   // a KCONFIG_PATH that names nothing is said once per process, as LTP warns of it; a config that
-  // cannot be read (a sandbox) only leaves the factor at 1, which `status` shows
+  // cannot be read (a sandbox) only leaves the factor at 1
   if (note?.startsWith("KCONFIG_PATH=")) console.warn(`ltp-checkpoint: note: ${note.split("; ")[0]}`);
   const ms = timeoutMs * factor;
   // 50 × 1.1 is shown as 55, not 55.00000000000001

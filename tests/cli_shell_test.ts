@@ -137,3 +137,18 @@ Deno.test("numbers are read as LTP's tool reads them (strtoul): blanks, a sign a
   }
   cp.remove();
 });
+
+Deno.test("a KCONFIG_PATH that names nothing is said on every wait or wake, as LTP warns of it, and changes no exit code", async () => {
+  using dir = tempDir();
+  using cp = Checkpoint.init(`${dir.path}/r`);
+  const env = { ...cp.env, KCONFIG_PATH: `${dir.path}/no-such-config` };
+  for (let call = 0; call < 2; call++) {
+    const r = await cli(["wake", "100", "0", "0"], { env });
+    assertExit(r, 0);
+    assertOneLine(r.stderr, /^tst_checkpoint: note: KCONFIG_PATH=.*no-such-config names nothing/);
+  }
+  const quiet = await cli(["status"], { env });
+  assertExit(quiet, 0);
+  assert.equal(quiet.stderr, "", "status reads no kernel config");
+  cp.remove();
+});
