@@ -44,9 +44,7 @@ export function shellQuote(value: string | Uint8Array, always = false): string {
     return String.fromCharCode(...bytes);
   }
   if (typeof value === "string" || isPrintable(bytes)) {
-    const text = typeof value === "string"
-      ? value
-      : new TextDecoder().decode(bytes);
+    const text = typeof value === "string" ? value : new TextDecoder().decode(bytes);
     return `'${text.replaceAll("'", `'\\''`)}'`;
   }
   let out = "$'";
