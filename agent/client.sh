@@ -3,17 +3,20 @@
 # with the launcher's Deno and flags, "$@" after them), tc_vars (the
 # variables Deno may read, which each call carries), tc_id (the launcher's
 # identity, new at each install: an agent of another install never serves
-# this launcher's calls), tc_limits (the process's limits from
+# this launcher's calls), tc_nofile (the open-files limit an agent needs to
+# start, agent/limits.ts), tc_limits (the process's limits from
 # /proc/self/limits, as tc_ln, tc_lf, ...) and tc_low (whether a limit is
 # below what a Deno start needs).
 #
 # It runs no external command on a call's path: builtins only. It returns
 # when the call should run cold (the launcher's next line); else it exits
 # with the call's code. Cold: TST_CHECKPOINT_AGENT=0, no LTP_IPC_PATH (a
-# new region's init), a relative LTP_IPC_PATH, a newline in what a call
-# carries, no /proc, a channel that is not this user's, an agent that does
-# not answer, or limits the client or a new agent cannot work under (the
-# cold path then says which).
+# new region's init), a relative LTP_IPC_PATH, `status` (it may read /proc
+# for seconds, which in the agent would stall its other clients), a newline
+# in what a call carries, no /proc, a channel that is not this user's (then
+# no agent is started), an agent that does not answer or does not take the
+# call, or limits the client or a new agent cannot work under (the cold
+# path then says which). The request carries no working folder.
 tc_nl='
 '
 tc_call() {
@@ -22,6 +25,9 @@ tc_call() {
 	[ -n "$tc_p" ] || return 1
 	# a relative path needs the caller's working folder, which a call does not carry
 	case $tc_p in /*) ;; *) return 1 ;; esac
+	for tc_a do
+		[ "$tc_a" = status ] && return 1
+	done
 	# a running agent needs no Deno start here, but the client writes its claim (a few bytes), and its shell saves the
 	# descriptors it redirects above 9
 	tc_limits
@@ -54,7 +60,12 @@ tc_call() {
 	done
 	[ ${#tc_k} -le 200 ] || return 1
 	tc_d=$tc_b/$tc_k
-	tc_ours || tc_start || return 1
+	if ! tc_ours; then
+		# another user's BASE or folder (or a symlink): no agent could start there
+		{ [ -e "$tc_b" ] || [ -h "$tc_b" ]; } && { [ -h "$tc_b" ] || [ ! -d "$tc_b" ] || [ ! -O "$tc_b" ]; } && return 1
+		{ [ -e "$tc_d" ] || [ -h "$tc_d" ]; } && { [ -h "$tc_d" ] || [ ! -d "$tc_d" ] || [ ! -O "$tc_d" ]; } && return 1
+		tc_start || return 1
+	fi
 	tc_talk "$@"
 	# no answer: the agent has died (SIGKILL leaves its folder) or is ending; a fresh one clears what it left
 	[ $? = 2 ] && tc_start && tc_talk "$@"
@@ -64,6 +75,8 @@ tc_call() {
 # Deno cannot start under
 tc_start() {
 	tc_low && return 1
+	# the limit under which an agent refuses to start: the same number it uses
+	case $tc_ln in unlimited) ;; *) [ "$tc_ln" -ge "$tc_nofile" ] || return 1 ;; esac
 	tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" "$tc_id" "$tc_ln" </dev/null 2>/dev/null &)
 	[ "$tc_r" = ready ] && tc_ours
 }
@@ -83,7 +96,7 @@ tc_talk() {
 	# opens that cannot block: the reply's read end through a read-write one, closed at once
 	[ -p "$tc_f.req" ] && [ -p "$tc_f.rep" ] &&
 		{ command exec 9<>"$tc_f.rep" 8<"$tc_f.rep" 9<&- 7<>"$tc_f.req"; } 2>/dev/null || return 2
-	printf '%s\n' "TCA2 $tc_id" $$ "$PPID" "$PWD" $# "$@" $tc_n "$tc_e." >&7
+	printf '%s\n' "TCA3 $tc_id" $$ "$PPID" $# "$@" $tc_n "$tc_e." >&7
 	tc_a=
 	while IFS= read -r tc_r; do
 		case $tc_r in

@@ -141,11 +141,43 @@ Deno.test("the installed tool under resource limits", async (t) => {
 
     await t.step("an open-files limit too low for an agent's channel runs the call cold and starts none", async () => {
       const cp = Checkpoint.create({ layout: "ltp" });
+      // a copy of the launcher that notes each agent it starts
+      const logged = `${tool}.logged`;
+      const log = `${tool}.log`;
+      const text = Deno.readTextFileSync(tool);
+      assert.ok(text.includes("tc_agent() { exec "));
+      Deno.writeTextFileSync(logged, text.replace("tc_agent() { exec ", `tc_agent() { echo started >>'${log}'; exec `));
+      Deno.chmodSync(logged, 0o755);
+      const started = () => {
+        try {
+          return Deno.readTextFileSync(log).split("\n").filter(Boolean).length;
+        } catch {
+          return 0;
+        }
+      };
+      // the agent's own limit, which the launcher carries
+      const least = Number(text.match(/^tc_nofile=([0-9]+)$/m)![1]);
       try {
-        assertExit(await under(tool, "-n", "40", ["wake", "1000", "1", "0"], { ...cp.env, ...AGENT_ENV }), 0);
-        assert.equal(agentOf(cp.path), undefined);
+        // between what the client needs and what an agent needs: the client goes cold without starting one
+        for (const value of ["40", `${least - 1}`]) {
+          assertExit(await under(logged, "-n", value, ["wake", "1000", "1", "0"], { ...cp.env, ...AGENT_ENV }), 0);
+          assert.equal(agentOf(cp.path), undefined);
+          assert.equal(started(), 0, `an agent was started under ulimit -n ${value}, which it refuses`);
+        }
+        // at the agent's own limit, an agent starts and serves
+        assertExit(await under(logged, "-n", `${least}`, ["wake", "1000", "1", "0"], { ...cp.env, ...AGENT_ENV }), 0);
+        assert.equal(started(), 1);
+        assert.ok(agentOf(cp.path) !== undefined, `no agent serves under ulimit -n ${least}`);
       } finally {
+        const agent = agentOf(cp.path);
         cp.remove();
+        if (agent !== undefined) {
+          try {
+            await eventually(() => !alive(agent), scaled(5000));
+          } finally {
+            if (alive(agent)) Deno.kill(agent, "SIGKILL");
+          }
+        }
       }
     });
   } finally {

@@ -140,3 +140,64 @@ Deno.test("a reinstall that allows a folder works as printed while an agent of t
     Deno.removeSync(home, { recursive: true });
   }
 });
+
+/** The code folders in ROOT/lib/tst_checkpoint: one per install, named by its identity. */
+function codeFolders(root: string): string[] {
+  return [...Deno.readDirSync(`${root}/lib/tst_checkpoint`)].map((e) => e.name).sort();
+}
+
+/** The identity of the launcher at `bin` (its tc_id line). */
+function idOf(bin: string): string {
+  return Deno.readTextFileSync(bin).match(/^tc_id=(\S+)$/m)![1];
+}
+
+Deno.test("each install's code has a folder of its own: the launcher's rename switches installs, the last one's code stays", async () => {
+  const root = Deno.makeTempDirSync({ dir: "/tmp", prefix: "ltp-checkpoint-reinstall-test-" });
+  const cp = Checkpoint.create({ layout: "ltp" });
+  const tool = `${root}/bin/tst_checkpoint`;
+  const env = { ...AGENT_ENV, ...cp.env };
+  const pids = new Set<number | undefined>();
+  let stopped = false;
+  let loop: ReturnType<typeof start> | undefined;
+  try {
+    await install(root);
+    // calls back to back for as long as the reinstalls last: none may find its install's code missing
+    loop = start("/bin/sh", [
+      "-c",
+      `while [ ! -e "$0.stop" ]; do "$0" wake 1000 0 0 2>&1 || exit 1; done`,
+      tool,
+    ], { env });
+    const first = idOf(tool);
+    assert.deepEqual(codeFolders(root), [first]);
+    const oldLauncher = `${root}/old_tst_checkpoint`;
+    Deno.copyFileSync(tool, oldLauncher);
+    assertExit(await run(tool, ["wake", "1000", "1", "0"], { env }), 0);
+    pids.add(agentOf(cp.path));
+
+    await install(root);
+    const second = idOf(tool);
+    // the replaced launcher's code stays for the calls it has begun
+    assert.deepEqual(codeFolders(root), [first, second].sort());
+    assertExit(await run("/bin/sh", [oldLauncher, "wake", "1000", "1", "0"], { env }), 0);
+    assertExit(await run(tool, ["wake", "1000", "1", "0"], { env }), 0);
+    pids.add(agentOf(cp.path));
+
+    await install(root);
+    const third = idOf(tool);
+    // no launcher names the first install's code any more
+    assert.deepEqual(codeFolders(root), [second, third].sort());
+    assertExit(await run(tool, ["wake", "1000", "1", "0"], { env }), 0);
+    pids.add(agentOf(cp.path));
+
+    Deno.writeTextFileSync(`${tool}.stop`, "");
+    stopped = true;
+    const out = await loop.result;
+    assert.doesNotMatch(out.stdout, /its code is gone/);
+    assertExit(out, 0);
+  } finally {
+    if (!stopped) Deno.writeTextFileSync(`${tool}.stop`, "");
+    await loop?.result;
+    await endAll(cp, [...pids]);
+    Deno.removeSync(root, { recursive: true });
+  }
+});

@@ -211,12 +211,14 @@ Deno.test("the launcher's hints name the checkout while it is there, and once it
     assertOneLine(after.stderr, new RegExp(`is not allowed: ${install} ${fix}$`));
     // the launcher's own lines too
     // the bundle (Deno 2.4 and later), or the entry of the source files
-    const code = listing(`${root}/lib/tst_checkpoint`).includes("cli.js") ? "cli.js" : "cli.ts";
-    Deno.renameSync(`${root}/lib/tst_checkpoint/${code}`, `${dir.path}/${code}`);
+    // the install's code folder (one per install, named by its identity)
+    const lib = `${root}/lib/tst_checkpoint/${[...Deno.readDirSync(`${root}/lib/tst_checkpoint`)][0].name}`;
+    const code = listing(lib).includes("cli.js") ? "cli.js" : "cli.ts";
+    Deno.renameSync(`${lib}/${code}`, `${dir.path}/${code}`);
     const noCode = await run(tool, ["init"], options(env));
     assertExit(noCode, 2);
     assertOneLine(noCode.stderr, new RegExp(`^tst_checkpoint: TBROK: its code is gone \\(.*/${code}\\): ${install}$`));
-    Deno.renameSync(`${dir.path}/${code}`, `${root}/lib/tst_checkpoint/${code}`);
+    Deno.renameSync(`${dir.path}/${code}`, `${lib}/${code}`);
 
     // back in its place, the checkout is named again
     Deno.renameSync(`${checkout}.moved`, checkout);

@@ -91,7 +91,8 @@ Deno.test("the installed tool's broken set-up (its Deno or its code gone) is one
   const root = `${dir.path}/root`;
   const tool = await install(copyCheckout(dir.path), root);
   using cp = Checkpoint.create();
-  const lib = `${root}/lib/tst_checkpoint`;
+  // the install's code folder (one per install, named by its identity)
+  const lib = `${root}/lib/tst_checkpoint/${[...Deno.readDirSync(`${root}/lib/tst_checkpoint`)][0].name}`;
   // the bundle (Deno 2.4 and later), or else the entry among the sources
   const code = listing(lib).includes("cli.js") ? "cli.js" : "cli.ts";
   Deno.renameSync(`${lib}/${code}`, `${dir.path}/code`);

@@ -9,11 +9,13 @@
  * in (`deno task install` runs in the checkout; INIT_CWD says where it was
  * run), and a folder given to --allow-* must exist.
  *
- * Into ROOT (default: $DENO_INSTALL_ROOT, else ~/.deno) it puts:
- * - ROOT/lib/tst_checkpoint/cli.js: the CLI as one bundled, minified file
+ * Into ROOT (default: $DENO_INSTALL_ROOT, else ~/.deno) it puts, in a
+ * folder of this install's own, CODE = ROOT/lib/tst_checkpoint/ID (ID: the
+ * install's identity, new each time):
+ * - CODE/cli.js: the CLI as one bundled, minified file
  *   (`deno bundle`, Deno 2.4 and later), or else the CLI's source files;
  *   and agent.js, the resident agent (agent/server.ts), the same way;
- * - ROOT/lib/tst_checkpoint/deno: the running Deno, when it lives inside the
+ * - CODE/deno: the running Deno, when it lives inside the
  *   checkout (as the pinned one in tools/ does), as a hard link where the
  *   file system allows, else a copy; a Deno outside the checkout is used
  *   where it is;
@@ -35,12 +37,18 @@
  * them is refused (a warning in the installer's own home, where who it is
  * for cannot be told); root installing where only root can reach is told so.
  *
- * Each step replaces what was there by a rename, so a test that runs the
- * tool meanwhile sees the old one or the new one.
+ * The launcher names its CODE, and its rename into place is the one step
+ * that switches installs, so a test that runs the tool meanwhile runs the
+ * old one or the new one, whole. Then the code folders of earlier installs
+ * are removed, all but the one the replaced launcher named: a call that
+ * started just before (its shell reads the old launcher as it goes) still
+ * finds its code; an agent of that install runs on what it has loaded
+ * (and its Deno binary's pages stay while it runs) until it retires.
  * @module
  */
 import { normalise } from "../ffi/path.ts";
 import { shellQuote } from "../src/text.ts";
+import { AGENT_MIN_NOFILE } from "../agent/limits.ts";
 
 const CHECKOUT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 const NAME = "tst_checkpoint";
@@ -82,9 +90,7 @@ class Refused extends Error {}
 function runFolder(): string {
   const cwd = Deno.cwd();
   const init = Deno.env.get("INIT_CWD");
-  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT)
-    ? init
-    : cwd;
+  return init?.startsWith("/") && cwd === Deno.realPathSync(CHECKOUT) ? init : cwd;
 }
 
 /**
@@ -126,9 +132,7 @@ function allowedFolder(text: string, flag: string): string[] {
       throw new Refused(`${what}: ${dir} does not exist: create it first`);
     }
     throw new Refused(
-      `${what}: cannot look at ${dir}: ${
-        error instanceof Error ? error.message : error
-      }`,
+      `${what}: cannot look at ${dir}: ${error instanceof Error ? error.message : error}`,
     );
   }
   if (!info.isDirectory) throw new Refused(`${what}: ${dir} is not a folder`);
@@ -147,12 +151,10 @@ function parseArgs(args: string[]) {
   };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i];
-    const [name, value] = arg.includes("=")
-      ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)]
-      : [
-        arg,
-        undefined,
-      ];
+    const [name, value] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [
+      arg,
+      undefined,
+    ];
     if (name === "-h" || name === "--help") throw new Misuse("");
     if (name === "--no-agent" && value === undefined) out.agent = false;
     else if (name === "--confine" && value === undefined) out.confine = true;
@@ -325,11 +327,7 @@ function limits(): {
  * line in tc_why, when one is below what the tool needs (and sets DENO_DIR under a file-size limit, see limits()).
  */
 const CHECKS = limits()
-  .map((l) =>
-    `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ${
-      shellQuote(l.needs)
-    }`
-  )
+  .map((l) => `tc_need ${l.flag} "$tc_l${l.flag}" ${l.unit} ${l.least} ${l.what} ${shellQuote(l.needs)}`)
   .join(" ||\n    ");
 const LIMIT_CHECK = `tc_limits() {
   tc_ln= tc_ls= tc_lv= tc_lf=
@@ -362,9 +360,7 @@ tc_low() {
 
 /** `text` as a shell command's stderr line, then exit 2: LTP's TBROK. */
 function broken(...parts: string[]): string {
-  return `{ printf '${"%s".repeat(parts.length)}\\n' ${
-    parts.join(" ")
-  } >&2; exit 2; }`;
+  return `{ printf '${"%s".repeat(parts.length)}\\n' ${parts.join(" ")} >&2; exit 2; }`;
 }
 
 /**
@@ -373,6 +369,7 @@ function broken(...parts: string[]): string {
  * when the call cannot go through an agent.
  */
 function launcher(
+  id: string,
   denoPath: string,
   code: string[],
   agent: string[],
@@ -410,21 +407,13 @@ function launcher(
     `"$f"`,
     shellQuote("): "),
   ];
-  const run = `${shellQuote(denoPath)} run ${
-    flags.map((word) => shellQuote(word)).join(" ")
-  }`;
+  const run = `${shellQuote(denoPath)} run ${flags.map((word) => shellQuote(word)).join(" ")}`;
   // the agent runs with the launcher's own Deno and flags
-  // a new identity at each install, so that no call of this launcher goes to an agent an earlier install started:
-  // the time first, so that a newer install's is the greater (an agent retires for a newer one)
-  const id = `${String(Date.now()).padStart(15, "0")}-${
-    crypto.randomUUID().slice(0, 8)
-  }`;
   const client = agent.length === 0 ? "" : `tc_vars=${shellQuote(ENV.join(" "))}
 tc_id=${id}
+tc_nofile=${AGENT_MIN_NOFILE}
 tc_agent() { exec ${run} ${shellQuote(agent[0])} "$@"; }
-${
-    Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")
-  }`;
+${Deno.readTextFileSync(`${CHECKOUT}/agent/client.sh`).replace(/^#.*\n/gm, "")}`;
   return `#!/bin/sh
 # ${NAME}: LTP's checkpoint tool, installed by tools/install.ts; it needs nothing of the checkout.
 # To allow more folders, reinstall: ${reinstall.here} --allow-read=DIR --allow-write=DIR
@@ -442,14 +431,10 @@ tc_reach ${
     )
   }
 if [ $? = 1 ]; then
-  export TST_CHECKPOINT_REINSTALL=${
-    shellQuote(reinstall.again)
-  } TST_CHECKPOINT_GONE=${shellQuote(reinstall.checkout)}
+  export TST_CHECKPOINT_REINSTALL=${shellQuote(reinstall.again)} TST_CHECKPOINT_GONE=${shellQuote(reinstall.checkout)}
   tc_fix=${
     shellQuote(
-      `its checkout ${reinstall.checkout} is gone: ${
-        againText(reinstall.again)
-      }`,
+      `its checkout ${reinstall.checkout} is gone: ${againText(reinstall.again)}`,
     )
   }
 else
@@ -463,9 +448,9 @@ case $? in
 1) ${broken(gone, `"$tc_fix"`)} ;;
 2) ${broken(...closed, `"$tc_fix"`)} ;;
 esac
-for f in ${
-    [...code, ...agent].map((word) => shellQuote(word)).join(" ")
-  }; do [ -f "$f" ] || ${broken(...codeGone, `"$tc_fix"`)}; done
+for f in ${[...code, ...agent].map((word) => shellQuote(word)).join(" ")}; do [ -f "$f" ] || ${
+    broken(...codeGone, `"$tc_fix"`)
+  }; done
 export DENO_NO_UPDATE_CHECK=1
 ${LIMIT_CHECK}${client}tc_low && { printf '%s\\n' "$tc_why" >&2; exit 2; }
 exec ${run} ${shellQuote(code[0])} "$@"
@@ -488,9 +473,7 @@ function closedToOthers(
 function closedText(
   closed: { at: string; mode: number; uid: number | null },
 ): string {
-  return `${closed.at} is mode ${
-    closed.mode.toString(8).padStart(4, "0")
-  }, of uid ${closed.uid}`;
+  return `${closed.at} is mode ${closed.mode.toString(8).padStart(4, "0")}, of uid ${closed.uid}`;
 }
 
 /** `path`, or the nearest folder above it that exists. */
@@ -543,6 +526,30 @@ function originOf(checkout: string): string | undefined {
   }
 }
 
+/**
+ * A new identity at each install, so that no call of its launcher goes to an agent an earlier install started: the
+ * time first, so that a newer install's is the greater (an agent retires for a newer one). It names the install's
+ * code folder too.
+ */
+function newId(): string {
+  return `${String(Date.now()).padStart(15, "0")}-${crypto.randomUUID().slice(0, 8)}`;
+}
+const ID = /^[0-9]{15}-[0-9a-f]{8}$/;
+
+/** The code folder (an install's ID) the launcher at `bin` names, "" for an older launcher's lib itself, or undefined. */
+function namedBy(bin: string, lib: string): string | undefined {
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(bin);
+  } catch {
+    return undefined;
+  }
+  const at = text.indexOf(`${lib}/`);
+  if (at < 0) return undefined;
+  const next = text.slice(at + lib.length + 1).match(/^[^/'\s]*/)![0];
+  return ID.test(next) ? next : "";
+}
+
 function removeIfThere(path: string): void {
   try {
     Deno.removeSync(path, { recursive: true });
@@ -592,12 +599,8 @@ function install(args: string[]): string {
   const libClosed = closedToOthers(existing(`${root}/lib`));
   if (forOthers && libClosed) {
     refuse(
-      `other users can reach ${root}/bin but not ${root}/lib (${
-        closedText(libClosed)
-      }): ` +
-        `open it to them (chmod o+x ${
-          shellQuote(libClosed.at)
-        }) or give --root a folder they can read`,
+      `other users can reach ${root}/bin but not ${root}/lib (${closedText(libClosed)}): ` +
+        `open it to them (chmod o+x ${shellQuote(libClosed.at)}) or give --root a folder they can read`,
     );
   }
   const exec = Deno.realPathSync(Deno.execPath());
@@ -605,65 +608,46 @@ function install(args: string[]): string {
   const denoClosed = inCheckout ? undefined : closedToOthers(exec);
   if (forOthers && denoClosed) {
     refuse(
-      `other users can reach ${root}/bin but cannot run this Deno (${
-        closedText(denoClosed)
-      }): ` +
+      `other users can reach ${root}/bin but cannot run this Deno (${closedText(denoClosed)}): ` +
         `install with a Deno every user can run, e.g. the checkout's ./deno (copied into ${lib}): ` +
-        `cd ${
-          shellQuote(CHECKOUT)
-        } && ./deno run -A tools/install.ts ${options}`,
+        `cd ${shellQuote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
     );
   }
   if (!forOthers && Deno.uid() === 0) {
     const closed = closedToOthers(existing(`${root}/bin`))!;
     console.error(
-      `install: note: only root can run it (${
-        closedText(closed)
-      }); for every user: --root /usr/local`,
+      `install: note: only root can run it (${closedText(closed)}); for every user: --root /usr/local`,
     );
   }
 
   makeOpen(`${root}/bin`);
-  makeOpen(`${root}/lib`);
-  const stage = Deno.makeTempDirSync({
-    dir: `${root}/lib`,
-    prefix: `.${NAME}.new.`,
-  });
-  const old = stage.replace(/\.new\.([^/]*)$/, ".old.$1");
+  makeOpen(lib);
+  const id = newId();
+  const code = `${lib}/${id}`;
+  const stage = `${lib}/.${id}.new`;
+  Deno.mkdirSync(stage);
   try {
     Deno.chmodSync(stage, 0o755);
-    const code = placeCode(stage, "cli.ts", "cli.js");
-    const agentCode = agent
-      ? placeCode(stage, "agent/server.ts", "agent.js")
-      : [];
+    const cliCode = placeCode(stage, "cli.ts", "cli.js");
+    const agentCode = agent ? placeCode(stage, "agent/server.ts", "agent.js") : [];
     // whatever the umask: readable by all, as the code of an installed tool is
     openUp(stage);
     if (inCheckout) linkOrCopy(exec, `${stage}/deno`);
     const origin = originOf(CHECKOUT);
     const reinstall: Reinstall = {
       checkout: CHECKOUT,
-      here: `cd ${
-        shellQuote(CHECKOUT)
-      } && ./deno run -A tools/install.ts ${options}`,
-      again: `${
-        origin
-          ? `git clone ${shellQuote(origin)} ${shellQuote(CHECKOUT)} && cd ${
-            shellQuote(CHECKOUT)
-          } && `
-          : ""
-      }` +
+      here: `cd ${shellQuote(CHECKOUT)} && ./deno run -A tools/install.ts ${options}`,
+      again:
+        `${origin ? `git clone ${shellQuote(origin)} ${shellQuote(CHECKOUT)} && cd ${shellQuote(CHECKOUT)} && ` : ""}` +
         `./deno run -A tools/install.ts ${options}`,
     };
-    const files = code.map((name) =>
-      `${lib}/${name}`
-    );
-    const agentFiles = agentCode.map((name) => `${lib}/${name}`);
-    const allowRead = confine
-      ? [...new Set([...read, ...write])]
-      : [...new Set([...READ, ...read])];
+    const files = cliCode.map((name) => `${code}/${name}`);
+    const agentFiles = agentCode.map((name) => `${code}/${name}`);
+    const allowRead = confine ? [...new Set([...read, ...write])] : [...new Set([...READ, ...read])];
     const allowWrite = confine ? write : [...new Set([...WRITE, ...write])];
     const text = launcher(
-      inCheckout ? `${lib}/deno` : exec,
+      id,
+      inCheckout ? `${code}/deno` : exec,
       files,
       agentFiles,
       allowRead,
@@ -671,31 +655,30 @@ function install(args: string[]): string {
       reinstall,
     );
 
-    let hadOld = true;
-    try {
-      Deno.renameSync(lib, old);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-      hadOld = false;
-    }
-    Deno.renameSync(stage, lib);
-    if (hadOld) removeIfThere(old);
+    Deno.renameSync(stage, code);
+    const previous = namedBy(bin, lib);
     const tmp = `${bin}.new.${Deno.pid}`;
     Deno.writeTextFileSync(tmp, text, { mode: 0o755 });
     Deno.chmodSync(tmp, 0o755);
+    // the one step from the old install to this one
     Deno.renameSync(tmp, bin);
+    for (const entry of Deno.readDirSync(lib)) {
+      // the replaced launcher's code stays (an older layout's files are lib's own, not in an ID folder)
+      if (entry.name === id || entry.name === previous || previous === "" && !ID.test(entry.name)) continue;
+      if (entry.name.startsWith(".")) continue; // another install's, under way
+      removeIfThere(`${lib}/${entry.name}`);
+    }
     // proves the install runs, and fills Deno's code cache for the first real call
     const check = new Deno.Command(bin, { args: ["--version"], stdin: "null" })
       .outputSync();
     if (!check.success) {
       throw new Error(
-        `${bin} --version failed: ${
-          new TextDecoder().decode(check.stderr).trim()
-        }`,
+        `${bin} --version failed: ${new TextDecoder().decode(check.stderr).trim()}`,
       );
     }
   } catch (error) {
     removeIfThere(stage);
+    if (namedBy(bin, lib) !== id) removeIfThere(code);
     throw error;
   }
   return bin;
@@ -708,9 +691,7 @@ if (import.meta.main) {
       bin.replace(/\/[^/]*$/, ""),
     );
     console.log(
-      `Installed ${bin}${
-        on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`
-      }`,
+      `Installed ${bin}${on ? "" : `; add ${bin.replace(/\/[^/]*$/, "")} to PATH`}`,
     );
   } catch (error) {
     if (error instanceof Misuse && !error.message) {
@@ -719,9 +700,7 @@ if (import.meta.main) {
     }
     if (error instanceof Misuse || error instanceof Refused) {
       console.error(
-        `install: ${error.message}${
-          error instanceof Misuse ? " (--help: usage)" : ""
-        }`,
+        `install: ${error.message}${error instanceof Misuse ? " (--help: usage)" : ""}`,
       );
       Deno.exit(1);
     }
