@@ -34,13 +34,20 @@
  *
  * A call. The client claims a slot, opens `N.rep` for reading and `N.req`
  * for reading and writing (neither open can block), writes its request in
- * one go: a version line, its pid, its parent's pid, its working folder, its
- * arguments and the variables the launcher lets Deno read, each on a line of
- * its own. The agent answers `a` (the call runs), then `o`/`e` lines (stdout
- * and stderr, `O`/`E` for text without a final newline), then `x` and the
- * exit code; or `c` (not taken: run cold), for what it cannot represent
- * (bytes that are not UTF-8). A client that reads EOF before `a` runs the
- * call cold; after `a`, it says in one line that the agent ended and exits 2.
+ * one go: a version line (the protocol and its launcher's ID), its pid, its
+ * parent's pid, the number of its arguments and each argument, the number of
+ * variables and each variable (those the launcher lets Deno read), each on a
+ * line of its own, and a last line `.`. No working folder: a call that would
+ * need it runs cold. The agent answers `a` (the call runs), then `o`/`e`
+ * lines (stdout and stderr, `O`/`E` for text without a final newline), then
+ * `x` and the exit code; or `c` (not taken: run cold), for what it cannot
+ * represent (bytes that are not UTF-8), for any request that does not parse
+ * (a count that is not a number, lines beyond the last, too long), for
+ * `status` (it may read /proc for seconds, which would stall every other
+ * client of the region: it runs in a process of its own), and for a `wait`
+ * that would not get a futex_waitv call of its own (see setWaitPolicy()). A
+ * client that reads EOF before `a` runs the call cold; after `a`, it says
+ * in one line that the agent ended and exits 2.
  *
  * A client's end. The client holds `N.req` open for as long as its call
  * lasts, and nothing else does: when it exits or is killed, the agent's
@@ -53,7 +60,9 @@
  * stdin and stderr are /dev/null, and its stdout (the substitution) gets one
  * `ready` line and is then replaced by /dev/null; every inherited descriptor
  * not marked close-on-exec is closed first. The agent exits (removing its
- * folder, and BASE when that is empty) when its region has gone, when no
+ * folder; never BASE, which another user could then make in its place) when
+ * its region has gone (its name unlinked: seen through a descriptor of it
+ * held since the first call, never by walking its path again), when no
  * call came for IDLE_S seconds, on SIGTERM/SIGINT/SIGHUP, or when its folder
  * is no longer its own. Killed by SIGKILL, it leaves its folder: the next
  * agent for that region clears it, and any agent clears the folders of other
@@ -73,10 +82,10 @@ import {
   namesIn,
   openFolder,
   Poller,
-  processExists,
   readSome,
   removeAt,
   renameAt,
+  signalable,
   stdoutToDevNull,
   tryLock,
   writeSome,
@@ -89,6 +98,7 @@ import {
   O_EXCL,
   O_NOFOLLOW,
   O_NONBLOCK,
+  O_PATH,
   O_RDONLY,
   O_RDWR,
   O_WRONLY,
@@ -98,17 +108,17 @@ import {
   POLLNVAL,
   POLLOUT,
 } from "../ffi/constants.ts";
+import { syscallError } from "../ffi/errno.ts";
 import type { Bytes } from "../ffi/libc.ts";
 import { close, fstat, geteuid, openat, statAt } from "../ffi/syscalls.ts";
 import { setWaitPolicy } from "../ffi/waitv.ts";
+import { AGENT_MIN_NOFILE, MIN_SLOTS, SPARE_FDS } from "./limits.ts";
 
 /** The first line of every request; a client of another version is answered `c`. */
-export const PROTOCOL = "TCA2";
+const PROTOCOL = "TCA3";
 const FIRST_SLOTS = 128;
 /** The most slots: two descriptors each. */
 const MAX_SLOTS = 8192;
-/** Descriptors kept free of slots, for Deno itself and the calls (a region, its folder, a listing). */
-const SPARE_FDS = 64;
 const MAX_REQUEST = 256 * 1024;
 /** How often the agent looks at its region, its folder and stale claims. */
 const TICK_MS = 250;
@@ -124,7 +134,6 @@ interface Request {
   id: string;
   pid: number;
   ppid: number;
-  cwd: string;
   args: string[];
   env: Record<string, string>;
 }
@@ -161,6 +170,12 @@ class Agent {
   retired = false;
   /** Its folder's name in BASE: KEY, until it retires. */
   name: string;
+  /** An O_PATH descriptor of its region, opened once a call has run: its end is st_nlink 0. */
+  regionFd = -1;
+  /** Calls running now that wait (`wait`): without io_uring each needs a futex_waitv call of its own. */
+  waiting = 0;
+  /** Whether the waits are io_uring's, which any number of words may share exactly. */
+  ring = false;
 
   constructor(
     readonly base: string,
@@ -179,9 +194,9 @@ class Agent {
 /** Opens BASE, making it (0700) where missing; refuses one that is not this user's. */
 function openBase(base: string, euid: number): number {
   const made = mkdirAt(AT_FDCWD, base, 0o700);
-  if (made < 0 && made !== -EEXIST) throw new Error(`Cannot make ${base} (errno ${-made})`);
+  if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}`, -made);
   const fd = openFolder(AT_FDCWD, base);
-  if (fd < 0) throw new Error(`Cannot open ${base} (errno ${-fd})`);
+  if (fd < 0) throw syscallError(`Cannot open ${base}`, -fd, "open");
   const info = fstat(fd, base);
   if (info.uid !== euid) throw new Error(`${base} belongs to user ${info.uid}, not ${euid}`);
   if (info.mode !== 0o700) fchmod(fd, 0o700);
@@ -300,7 +315,17 @@ function flush(agent: Agent, slot: Slot): void {
   }
 }
 
-/** A parsed request, or "cold" for one the agent cannot take, or undefined while incomplete. */
+/** A count line: a decimal number, or undefined. */
+function count(line: string | undefined): number | undefined {
+  return line !== undefined && /^(0|[1-9][0-9]{0,9})$/.test(line) ? Number(line) : undefined;
+}
+
+/**
+ * A parsed request, "cold" for one the agent cannot take or that does not
+ * parse, or undefined while it is a well-formed beginning of one (a request
+ * larger than a pipe's atomic write may come in pieces). Nothing after the
+ * request's last line is waited for: a client sends one request.
+ */
 function parse(bytes: Bytes): Request | "cold" | undefined {
   if (bytes.length === 0 || bytes[bytes.length - 1] !== 0x0a) return undefined;
   let text: string;
@@ -309,21 +334,25 @@ function parse(bytes: Bytes): Request | "cold" | undefined {
   } catch {
     return "cold";
   }
-  const lines = text.split("\n");
-  const [version, id] = lines[0].split(" ");
-  if (version !== PROTOCOL || !id) return "cold";
-  const argc = Number(lines[4]);
-  if (lines.length < 6 || !Number.isInteger(argc) || argc < 0) return undefined;
-  const envc = Number(lines[5 + argc]);
-  if (!Number.isInteger(envc) || envc < 0 || lines.length < 8 + argc + envc) return undefined;
-  if (lines[6 + argc + envc] !== ".") return "cold";
+  const lines = text.slice(0, -1).split("\n");
+  const [version, id, more] = lines[0].split(" ");
+  if (version !== PROTOCOL || !id || more !== undefined) return "cold";
+  // each line in its turn: a count that is not a number is refused at once, a missing line waited for
+  if (lines.length < 4) return lines.slice(1).every((line) => count(line) !== undefined) ? undefined : "cold";
+  const [pid, ppid, argc] = [count(lines[1]), count(lines[2]), count(lines[3])];
+  if (pid === undefined || ppid === undefined || argc === undefined) return "cold";
+  if (lines.length < 5 + argc) return undefined;
+  const envc = count(lines[4 + argc]);
+  if (envc === undefined) return "cold";
+  if (lines.length < 6 + argc + envc) return undefined;
+  if (lines.length > 6 + argc + envc || lines[5 + argc + envc] !== ".") return "cold";
   const env: Record<string, string> = {};
-  for (const line of lines.slice(6 + argc, 6 + argc + envc)) {
+  for (const line of lines.slice(5 + argc, 5 + argc + envc)) {
     const at = line.indexOf("=");
     if (at <= 0) return "cold";
     env[line.slice(0, at)] = line.slice(at + 1);
   }
-  return { id, pid: Number(lines[1]), ppid: Number(lines[2]), cwd: lines[3], args: lines.slice(5, 5 + argc), env };
+  return { id, pid, ppid, args: lines.slice(4, 4 + argc), env };
 }
 
 function concat(parts: Bytes[], length: number): Bytes {
@@ -391,6 +420,13 @@ function needsCwd(args: string[], env: Record<string, string>): boolean {
 
 function startCall(agent: Agent, slot: Slot, request: Request): void {
   if (needsCwd(request.args, request.env)) return refuse(agent, slot);
+  // status may read /proc for seconds on this one thread, stalling every other client: it runs cold
+  if (request.args.includes("status")) return refuse(agent, slot);
+  // without io_uring, a wait beyond the calls would share a futex_waitv call with other words, where two wakes close
+  // together can lose one: exactness first, it runs cold
+  const waits = request.args.includes("wait");
+  if (waits && !agent.ring && agent.waiting >= WAIT_CALLS) return refuse(agent, slot);
+  if (waits) agent.waiting++;
   slot.running = true;
   slot.input = [];
   slot.abort = new AbortController();
@@ -406,6 +442,7 @@ function startCall(agent: Agent, slot: Slot, request: Request): void {
     signal: slot.abort.signal,
   };
   run(request.args, context).catch(() => 2).then((code) => {
+    if (waits) agent.waiting--;
     slot.running = false;
     slot.done = true;
     agent.calls++;
@@ -438,7 +475,7 @@ function sweepClaims(agent: Agent): void {
     close(fd);
     // a claim is written in one go: an empty one is being written now
     const pid = r > 0 ? Number(new TextDecoder().decode(buffer.subarray(0, r)).trim()) : NaN;
-    if (Number.isInteger(pid) && pid > 0 && !processExists(pid)) removeAt(agent.dir, `${slot.n}.lock`);
+    if (Number.isInteger(pid) && pid > 0 && !signalable(pid)) removeAt(agent.dir, `${slot.n}.lock`);
   }
 }
 
@@ -448,18 +485,36 @@ function timeToEnd(agent: Agent, now: number): boolean {
   if (own?.type !== "directory") return true; // its folder is gone
   if (agent.slots.some((slot) => slot.busy)) return false;
   if (agent.retired) return true;
-  // once a call has run (the first may be the init that makes the region), its region's end is the agent's
-  if (agent.calls > 0 && statAt(AT_FDCWD, agent.region) === undefined) return true;
+  // once a call has run (the first may be the init that makes the region), its region's end is the agent's; its path
+  // is walked once, then its descriptor looked at, so that a stalled mount on the way cannot stall the agent
+  if (agent.calls > 0) {
+    if (agent.regionFd < 0) {
+      agent.regionFd = openat(AT_FDCWD, agent.region, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+      if (agent.regionFd < 0) return true;
+    }
+    if (linksOf(agent.regionFd) === 0) return true;
+  }
   return now - agent.lastCall > agent.idleMs;
 }
 
-/** Removes the agent's folder, and BASE when nothing else is in it; then exits. */
+/** The number of names the file open at `fd` has (0 once it is removed), or 0 where it cannot be told. */
+function linksOf(fd: number): number {
+  try {
+    return fstat(fd, "the region").nlink;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * Removes the agent's folder, then exits. BASE stays: removed, another user
+ * could make one of that name, for a client that checked it a moment before.
+ */
 function end(agent: Agent): never {
   for (const slot of agent.slots) slot.abort?.abort();
   removeAt(agent.dir, "slots"); // first, so that no new client comes
   clear(agent.dir);
   removeAt(agent.baseFd, agent.name, true);
-  removeAt(AT_FDCWD, agent.base, true);
   Deno.exit(0);
 }
 
@@ -535,12 +590,14 @@ function start(args: string[]): boolean {
   const maxSlots = nofile === "unlimited"
     ? MAX_SLOTS
     : Math.min(MAX_SLOTS, Math.floor((Number(nofile) - SPARE_FDS) / 2));
-  if (!(maxSlots >= 8)) throw new Error(`an open-files limit of ${nofile} leaves too few descriptors`);
+  if (!(maxSlots >= MIN_SLOTS)) {
+    throw new Error(`an open-files limit of ${nofile} is below what an agent needs (${AGENT_MIN_NOFILE})`);
+  }
   const baseFd = openBase(base, euid);
   const made = mkdirAt(baseFd, key, 0o700);
-  if (made < 0 && made !== -EEXIST) throw new Error(`Cannot make ${base}/${key} (errno ${-made})`);
+  if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}/${key}`, -made);
   const dir = openFolder(baseFd, key);
-  if (dir < 0) throw new Error(`Cannot open ${base}/${key} (errno ${-dir})`);
+  if (dir < 0) throw syscallError(`Cannot open ${base}/${key}`, -dir, "open");
   if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
   if (!tryLock(dir)) {
     // another agent serves this region: its client may go on once its slots are published
@@ -551,9 +608,11 @@ function start(args: string[]): boolean {
   }
   clear(dir);
   sweepDead(baseFd, key);
-  setWaitPolicy({ calls: WAIT_CALLS, mixWords: true, uring: true });
+  // never mixed words: without io_uring, a wait with no call of its own runs cold (startCall())
+  const ring = setWaitPolicy({ calls: WAIT_CALLS, mixWords: false, uring: true });
   const idleMs = Math.max(1, Number(idle) || 60) * 1000;
   const agent = new Agent(base, key, id, maxSlots, region, idleMs, baseFd, dir);
+  agent.ring = ring;
   grow(agent, FIRST_SLOTS);
   if (agent.slots.length === 0) throw new Error("Cannot make the channel's FIFOs");
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => end(agent));

@@ -29,6 +29,7 @@ import {
   S_IFIFO,
   SEEK_SET,
 } from "./constants.ts";
+import { syscallError } from "./errno.ts";
 import { addressOf, type Bytes, cString, sys, sysAsync } from "./libc.ts";
 import { close, DirectoryReader, fstat, openat } from "./syscalls.ts";
 
@@ -174,8 +175,12 @@ export function leaveWorkingFolder(): void {
   sys("chdir", addressOf(cString("/")));
 }
 
-/** Whether a process with this pid exists (kill(pid, 0) does not say ESRCH). */
-export function processExists(pid: number): boolean {
+/**
+ * Whether a process with this pid exists, as kill(pid, 0) tells it (any
+ * answer but ESRCH: one of another user's is there too). Not ffi/proc.ts's
+ * /proc lookup, which a hidepid mount can blind.
+ */
+export function signalable(pid: number): boolean {
   return sys("kill", pid, 0) !== -ESRCH;
 }
 
@@ -193,7 +198,7 @@ export class Poller {
 
   constructor() {
     this.#event = sys("eventfd2", 0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (this.#event < 0) throw new Error(`Cannot make an eventfd (errno ${-this.#event})`);
+    if (this.#event < 0) throw syscallError("Cannot make an eventfd", -this.#event);
   }
 
   /** Sets what to poll: pairs of descriptor and events (POLLIN, POLLOUT). */

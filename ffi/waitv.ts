@@ -27,7 +27,8 @@
  * when the machine is too busy to run the woken thread, or when one
  * process wakes both back to back), only the last is told; the other's
  * waker has counted its wake and that wait goes on, as if the wake were
- * lost. So mixing is only for more distinct words than places, and when a
+ * lost. So mixing is only for more distinct words than places, only when
+ * asked for (a caller that must never lose a wake does not ask), and when a
  * place frees, a call holding several words is split again.
  *
  * The call's own deadline (the earliest of its waits') ends it on time, so
@@ -162,10 +163,11 @@ function hasWaitv(): boolean {
  * along, at the price of the residual race above; without (the default),
  * it waits for a place, and calls on more words than places take turns of
  * TURN_MS in the kernel (a call out of turn is not seen by wakers, which
- * retry, as LTP's wake does, until it is back). The resident agent, which
- * must keep a thousand clients counted at once and does little else
- * asynchronously, asks for `uring` and, where io_uring's futex waits
- * cannot be had, takes 28 calls and mixes.
+ * retry, as LTP's wake does, until it is back). Mixing can lose a wake (see
+ * above): the resident agent, which must keep a thousand clients counted
+ * at once, asks for `uring` and, where io_uring's futex waits cannot be
+ * had, takes 28 calls without mixing and sends any wait beyond them to run
+ * in a process of its own.
  *
  * With `uring`, every wait from now on is one io_uring futex wait where the
  * kernel allows it (the ring is made here, once); `calls` and `mixWords`

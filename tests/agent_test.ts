@@ -9,6 +9,7 @@ import { assertExit, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { ROOT } from "../testing/paths.ts";
 import { asNobody, bounded, commandExists, kill, NOBODY, type Result, run, start } from "../testing/process.ts";
+import { compiled, noPeer } from "../testing/peer.ts";
 import { eventually, scaled } from "../testing/timing.ts";
 
 forgetCallerEnv();
@@ -307,6 +308,9 @@ behaviour(
       }
       assertExit(await call(["remove"], { LTP_IPC_PATH: path }), 0);
       await eventually(() => !alive(pid) && !exists(agentDir(path)), scaled(3000));
+      // BASE stays: removed, another user could make one of that name for a client that had just checked it
+      const base = Deno.lstatSync(BASE);
+      assert.ok(base.isDirectory && base.uid === UID && (base.mode! & 0o777) === 0o700);
     } finally {
       await agentEnds(path);
     }
@@ -365,12 +369,19 @@ behaviour({
     if (exists(planted)) return; // nobody's own: not ours to touch
     Deno.mkdirSync(planted, { mode: 0o777 });
     Deno.chmodSync(planted, 0o777);
+    const log = `${planted}.log`;
+    Deno.writeTextFileSync(log, "");
+    Deno.chmodSync(log, 0o666);
+    const logged = logsStarts(bin, log);
     try {
-      const [cmd, args] = asNobody(bin, ["wake", "1000", "3", "0"]);
+      const [cmd, args] = asNobody(logged, ["wake", "1000", "3", "0"]);
       assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
       assert.deepEqual([...Deno.readDirSync(planted)], [], "nothing was made in the planted folder");
+      assert.equal(starts(log), 0, "an agent was started, which could not serve there");
     } finally {
       Deno.removeSync(planted, { recursive: true });
+      Deno.removeSync(log);
+      Deno.removeSync(logged);
       cp.remove();
     }
   },
@@ -384,6 +395,7 @@ behaviour({
     const cp = region();
     const base = `/tmp/tst_checkpoint-${NOBODY}`;
     const dir = `${base}/${cp.path.replaceAll("/", "%")}`;
+    const made = !exists(base);
     try {
       const [cmd, args] = asNobody(bin, ["wake", "1000", "3", "0"]);
       assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
@@ -397,6 +409,176 @@ behaviour({
       try {
         cp.remove();
       } catch { /* removed */ }
+      // the agent keeps nobody's BASE; this test made it
+      if (made) Deno.removeSync(base, { recursive: true });
+    }
+  },
+});
+
+/** The launcher's identity (its tc_id line), which a request names. */
+function launcherId(bin: string): string {
+  return Deno.readTextFileSync(bin).match(/^tc_id=(\S+)$/m)![1];
+}
+
+/** A copy of the launcher at `bin` that appends a line to `log` each time it starts an agent. */
+function logsStarts(bin: string, log: string): string {
+  const copy = `${bin}.logged`;
+  const text = Deno.readTextFileSync(bin);
+  assert.ok(text.includes("tc_agent() { exec "));
+  Deno.writeTextFileSync(copy, text.replace("tc_agent() { exec ", `tc_agent() { echo started >>'${log}'; exec `));
+  Deno.chmodSync(copy, 0o755);
+  return copy;
+}
+
+/** How many agents the launcher made by logsStarts() has started. */
+function starts(log: string): number {
+  try {
+    return Deno.readTextFileSync(log).split("\n").filter(Boolean).length;
+  } catch {
+    return 0;
+  }
+}
+
+behaviour("a call from a working folder whose name holds a newline is served, as cold", async () => {
+  const bin = await tool();
+  const cp = region();
+  const top = Deno.makeTempDirSync({ dir: "/tmp", prefix: "ltp-agent-test-" });
+  const odd = `${top}/a\nb`;
+  Deno.mkdirSync(odd);
+  try {
+    for (const args of [["wake", "100", "0", "0"], ["wait", "50", "1"], ["waiters", "100", "1", "0"]]) {
+      const out = await bounded(start(bin, args, { env: { ...AGENT_ENV, ...cp.env }, cwd: odd }), scaled(10000));
+      assert.ok(!out.timedOut, `tst_checkpoint ${args.join(" ")} hung in ${JSON.stringify(odd)}`);
+      const { timedOut: _, ...result } = out;
+      assert.deepEqual(result, await cold(args, cp.env));
+    }
+    assert.ok(agentOf(cp.path), "the calls went through an agent");
+  } finally {
+    Deno.removeSync(top, { recursive: true });
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour("a request that does not parse is answered c (run cold) at once, never waited on", async () => {
+  const bin = await tool();
+  const cp = region();
+  try {
+    assertExit(await call(["wake", "100", "0", "0"], cp.env), 0); // starts the agent
+    const dir = agentDir(cp.path);
+    const id = launcherId(bin);
+    const pid = `${Deno.pid}`;
+    const bad = [
+      `TCA3 ${id}\n${pid}\n1\nx\n`, // a count that is not a number
+      `TCA3 ${id}\n${pid}\n1\n/tmp/x\ny\n3\nwake\n100\n0\n0\n.\n`, // a working folder's name with a newline
+      `TCA3 ${id}\n${pid}\n1\n0\n0\n.\nmore\n`, // lines beyond the last
+      `TCA3 ${id}\n${pid}\n1\n0\n0\nX\n`, // no last line where it should be
+      `TCA2 ${id}\n${pid}\n1\n/\n0\n0\n.\n`, // the request of an older client
+      `TCA3 ${id}\n${pid}\n1\n1\n${"1".repeat(300 * 1024)}\n0\n.\n`, // too long
+    ];
+    for (const request of bad) {
+      const lock = `${dir}/0.lock`;
+      await eventually(() => !exists(lock), scaled(5000));
+      Deno.writeTextFileSync(lock, `${pid}\n`, { createNew: true });
+      // as the client opens them: neither open blocks
+      const reply = await Deno.open(`${dir}/0.rep`, { read: true, write: true });
+      const req = await Deno.open(`${dir}/0.req`, { read: true, write: true });
+      try {
+        const writing = req.write(new TextEncoder().encode(request)).catch(() => 0);
+        const buffer = new Uint8Array(16);
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const answer = await Promise.race([
+          reply.read(buffer).then((n) => new TextDecoder().decode(buffer.subarray(0, n ?? 0))),
+          new Promise<string>((resolve) => timer = setTimeout(() => resolve("no answer"), scaled(10000))),
+        ]);
+        clearTimeout(timer);
+        assert.equal(answer, "c\n", JSON.stringify(request.slice(0, 80)));
+        await writing;
+      } finally {
+        req.close();
+        reply.close();
+      }
+    }
+    assertExit(await call(["wake", "100", "0", "0"], cp.env), 0);
+  } finally {
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour(
+  "status runs cold: a stopped agent does not hold it, and it still names the agent's waiting client",
+  async () => {
+    const bin = await tool();
+    const cp = region();
+    const waiter = start(bin, ["wait", "60000", "2"], { env: { ...AGENT_ENV, ...cp.env } });
+    let agent: number | undefined;
+    try {
+      await eventually(() => cp.waiters(2) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
+      agent = agentOf(cp.path)!.agent;
+      Deno.kill(agent, "SIGSTOP");
+      for (const args of [["status"], ["status", "--json"], ["status", "--all", "/dev/shm"]]) {
+        const out = await bounded(start(bin, args, { env: { ...AGENT_ENV, ...cp.env } }), scaled(20000));
+        assert.ok(!out.timedOut, `tst_checkpoint ${args.join(" ")} waited on a stopped agent`);
+        assertExit(out, 0);
+        if (args.length === 1) assert.match(out.stdout, new RegExp(`pid ${waiter.child.pid} .*through agent ${agent}`));
+      }
+    } finally {
+      if (agent !== undefined) Deno.kill(agent, "SIGCONT");
+      kill(waiter.child, "SIGKILL");
+      await waiter.result;
+      await agentEnds(cp.path);
+    }
+  },
+);
+
+behaviour("the agent watches its region through a descriptor it holds, not by its path", async () => {
+  const cp = region();
+  try {
+    assertExit(await call(["wake", "100", "0", "0"], cp.env), 0);
+    const pid = agentOf(cp.path)!.agent;
+    const { ino } = Deno.statSync(cp.path);
+    // its first look after the call opens it
+    await eventually(() => {
+      for (const fd of Deno.readDirSync(`/proc/${pid}/fd`)) {
+        try {
+          if (Deno.statSync(`/proc/${pid}/fd/${fd.name}`).ino === ino) return true;
+        } catch { /* closed meanwhile */ }
+      }
+      return false;
+    }, scaled(5000));
+  } finally {
+    await agentEnds(cp.path);
+  }
+});
+
+behaviour({
+  name:
+    "without io_uring (seccomp), 40 clients on 40 ids: at most 28 wait in the agent, the rest cold, and no wake is lost",
+  ignore: noPeer(),
+  fn: async () => {
+    const bin = await tool();
+    const cp = region();
+    const nosys = await compiled("nosys.c");
+    // the agent, started by this call, inherits the filter: io_uring_setup (425) fails with EPERM
+    assertExit(await run(nosys, ["1", "425", bin, "wake", "100", "0", "0"], { env: { ...AGENT_ENV, ...cp.env } }), 0);
+    const agent = agentOf(cp.path)!.agent;
+    assert.ok(!/^Seccomp:\s+0$/m.test(Deno.readTextFileSync(`/proc/${agent}/status`)), "the agent has no filter");
+    const ids = Array.from({ length: 40 }, (_, i) => i);
+    const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
+    try {
+      await eventually(() => ids.every((id) => cp.waiters(id) === 1), scaled(60000));
+      assert.equal(agentOf(cp.path)!.agent, agent);
+      assert.ok(agentOf(cp.path)!.clients.length <= 28, `${agentOf(cp.path)!.clients.length} wait in the agent`);
+      // back to back from one process: words sharing a call would lose wakes here
+      for (const id of ids) cp.wakeSync(id, 1, scaled(10000));
+      for (const w of waiters) {
+        const out = await bounded(w, scaled(20000));
+        assert.ok(!out.timedOut, "a wake was lost");
+        assertExit(out, 0);
+      }
+    } finally {
+      for (const w of waiters) kill(w.child, "SIGKILL");
+      await Promise.all(waiters.map((w) => w.result));
+      await agentEnds(cp.path);
     }
   },
 });
