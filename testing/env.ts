@@ -19,8 +19,9 @@ export const CALLER_VARIABLES: readonly string[] = [
 ];
 
 /**
- * Removes CALLER_VARIABLES from this process's environment: a test file that makes regions in-process, or starts
- * children other than through testing/process.ts, calls it once at its top.
+ * Removes CALLER_VARIABLES from this process's environment, and points KCONFIG_PATH at the empty config, which its
+ * children then inherit: every test file calls it once at its top (benchmarks do not: they measure the machine's
+ * own set-up, as LTP's tool meets it).
  */
 export function forgetCallerEnv(): void {
   for (const name of CALLER_VARIABLES) Deno.env.delete(name);
@@ -33,5 +34,5 @@ export function childEnv(
 ): Record<string, string> {
   const inherited = Deno.env.toObject();
   for (const name of CALLER_VARIABLES) delete inherited[name];
-  return { ...inherited, KCONFIG_PATH: EMPTY_KCONFIG, ...env };
+  return { ...inherited, ...env };
 }

@@ -9,6 +9,9 @@ import { tempDir } from "../testing/files.ts";
 import { CLI } from "../testing/paths.ts";
 import { CHILD_FLAGS, cli, commandExists, run } from "../testing/process.ts";
 import { Checkpoint } from "../mod.ts";
+import { forgetCallerEnv } from "../testing/env.ts";
+
+forgetCallerEnv();
 
 const SHELLS = ["dash", "bash"].filter(commandExists);
 

@@ -12,6 +12,9 @@ import { CLI } from "../testing/paths.ts";
 import { commandExists, kill } from "../testing/process.ts";
 import { noPeer, startPeer } from "../testing/peer.ts";
 import { eventually, scaled } from "../testing/timing.ts";
+import { forgetCallerEnv } from "../testing/env.ts";
+
+forgetCallerEnv();
 
 const SHAPES = {
   "eval with ||": `eval "$(tst_checkpoint init || echo 'exit 2')"`,

@@ -14,6 +14,9 @@ import { CLI, ROOT } from "../testing/paths.ts";
 import { compiled, noPeer, peer, startPeer } from "../testing/peer.ts";
 import { bounded, kill, run, runScript, start } from "../testing/process.ts";
 import { eventually, scaled } from "../testing/timing.ts";
+import { forgetCallerEnv } from "../testing/env.ts";
+
+forgetCallerEnv();
 
 /** What a restricted run of listRegions() is given: the reader needs nothing beyond these. */
 const FLAGS = ["--allow-ffi", "--allow-read=/proc,/dev/shm", "--no-prompt", "--quiet"];
