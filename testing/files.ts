@@ -93,3 +93,13 @@ export function readableSources(): string {
   new Deno.Command("chmod", { args: ["-R", "a+rX", dir] }).outputSync();
   return sources = dir;
 }
+
+/** Whether anything is at `path` (a symlink counts; it is not followed). */
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

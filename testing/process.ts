@@ -180,3 +180,12 @@ export function asNobody(cmd: string, args: string[]): [string, string[]] {
     ]]
     : ["runuser", ["-u", "nobody", "--", cmd, ...args]];
 }
+
+/** Whether the process `pid` runs (a zombie does not). */
+export function alive(pid: number): boolean {
+  try {
+    return !/^State:\s+Z/m.test(Deno.readTextFileSync(`/proc/${pid}/status`));
+  } catch {
+    return false;
+  }
+}

@@ -9,7 +9,7 @@ import { Checkpoint } from "../mod.ts";
 import { assertExit, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { ROOT } from "../testing/paths.ts";
-import { type Result, run, start } from "../testing/process.ts";
+import { alive, type Result, run, start } from "../testing/process.ts";
 import { eventually, scaled } from "../testing/timing.ts";
 
 forgetCallerEnv();
@@ -37,14 +37,6 @@ function agentOf(path: string): number | undefined {
     return JSON.parse(Deno.readTextFileSync(`${BASE}/${path.replaceAll("/", "%")}/clients`)).agent;
   } catch {
     return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(Deno.readTextFileSync(`/proc/${pid}/status`));
-  } catch {
-    return false;
   }
 }
 

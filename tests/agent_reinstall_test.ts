@@ -9,7 +9,7 @@ import { Checkpoint } from "../mod.ts";
 import { assertExit } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { ROOT } from "../testing/paths.ts";
-import { run, start } from "../testing/process.ts";
+import { alive, run, start } from "../testing/process.ts";
 import { eventually, scaled } from "../testing/timing.ts";
 
 forgetCallerEnv();
@@ -29,14 +29,6 @@ function agentOf(path: string): number | undefined {
     return JSON.parse(Deno.readTextFileSync(`${BASE}/${path.replaceAll("/", "%")}/clients`)).agent;
   } catch {
     return undefined;
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    return !/^State:\s+Z/m.test(Deno.readTextFileSync(`/proc/${pid}/status`));
-  } catch {
-    return false;
   }
 }
 
@@ -75,6 +67,8 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
     const tool = `${root}/bin/tst_checkpoint`;
     const env = { ...AGENT_ENV, ...cp.env };
     assertExit(await run(tool, ["wake", "1000", "5", "0"], { env }), 0);
+    // the agent writes its list of calls just after it answers
+    await eventually(() => agentOf(cp.path) !== undefined, scaled(5000)).catch(() => {});
     const first = agentOf(cp.path);
     assert.ok(first !== undefined, "the first call started no agent");
     pids.push(first);
@@ -87,6 +81,7 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
 
     await install(root);
     assertExit(await run(tool, ["wake", "1000", "6", "0"], { env }), 0);
+    await eventually(() => agentOf(cp.path) !== first, scaled(5000)).catch(() => {});
     const second = agentOf(cp.path);
     pids.push(second);
     assert.ok(second !== undefined && second !== first, `the reinstalled tool's call went to agent ${second}`);

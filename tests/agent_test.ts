@@ -3,12 +3,13 @@
  * installed as the README says, its launcher run by /bin/sh, against the same calls made cold
  * (TST_CHECKPOINT_AGENT=0).
  */
+import { exists } from "../testing/files.ts";
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
 import { assertExit, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { ROOT } from "../testing/paths.ts";
-import { asNobody, bounded, commandExists, kill, NOBODY, type Result, run, start } from "../testing/process.ts";
+import { alive, asNobody, bounded, commandExists, kill, NOBODY, type Result, run, start } from "../testing/process.ts";
 import { compiled, noPeer } from "../testing/peer.ts";
 import { eventually, scaled } from "../testing/timing.ts";
 
@@ -52,15 +53,6 @@ function agentOf(path: string): { agent: number; clients: { pid: number; args: s
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    Deno.statSync(`/proc/${pid}`);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Ends the agent of `path` (the region is removed first, so it should end by itself) and checks nothing is left. */
 async function agentEnds(path: string): Promise<void> {
   const pid = agentOf(path)?.agent;
@@ -74,15 +66,6 @@ async function agentEnds(path: string): Promise<void> {
     if (alive(pid)) Deno.kill(pid, "SIGKILL");
   }
   await eventually(() => !exists(agentDir(path)), scaled(5000));
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** A region of the shell library's kind (mode 0666, so that a child run as nobody may use it). */

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { assertExit, assertOneLine } from "../testing/assert.ts";
-import { tempDir } from "../testing/files.ts";
+import { exists, tempDir } from "../testing/files.ts";
 import { CLI } from "../testing/paths.ts";
 import { CHILD_FLAGS, cli, commandExists, run } from "../testing/process.ts";
 import { Checkpoint } from "../mod.ts";
@@ -38,15 +38,6 @@ async function script(shell: string, dir: string, body: string) {
   const region = Deno.readTextFileSync(`${dir}/path`);
   assert.match(region, /ltp_checkpoint_/);
   return { ...result, gone: !exists(region) };
-}
-
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 for (const shell of SHELLS) {
