@@ -574,35 +574,6 @@ async function serve(agent: Agent): Promise<never> {
   }
 }
 
-/**
- * The region's folder in BASE, made if need be, opened and locked: a
- * descriptor, or undefined when another agent holds it. Another agent's
- * sweep of dead folders may lock and remove it between its making and our
- * lock, so the lock counts only while BASE still names this very folder.
- */
-function lockedFolder(baseFd: number, base: string, key: string, euid: number): number | undefined {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const made = mkdirAt(baseFd, key, 0o700);
-    if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}/${key}`, -made);
-    const dir = openFolder(baseFd, key);
-    if (dir < 0) continue;
-    const info = fstat(dir, key);
-    if (info.uid !== euid) throw new Error(`${base}/${key} is not this user's`);
-    if (!tryLock(dir)) {
-      // another agent serves this region: its client may go on once its slots are published
-      for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-      }
-      close(dir);
-      return undefined;
-    }
-    const named = statAt(baseFd, key);
-    if (named?.dev === info.dev && named.ino === info.ino) return dir;
-    close(dir);
-  }
-  throw new Error(`${base}/${key} keeps disappearing`);
-}
-
 /** Starts serving; returns false when another agent serves this region already. */
 function start(args: string[]): boolean {
   const [base, key, region, idle, id, nofile] = args;
@@ -623,8 +594,18 @@ function start(args: string[]): boolean {
     throw new Error(`an open-files limit of ${nofile} is below what an agent needs (${AGENT_MIN_NOFILE})`);
   }
   const baseFd = openBase(base, euid);
-  const dir = lockedFolder(baseFd, base, key, euid);
-  if (dir === undefined) return false;
+  const made = mkdirAt(baseFd, key, 0o700);
+  if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}/${key}`, -made);
+  const dir = openFolder(baseFd, key);
+  if (dir < 0) throw syscallError(`Cannot open ${base}/${key}`, -dir, "open");
+  if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
+  if (!tryLock(dir)) {
+    // another agent serves this region: its client may go on once its slots are published
+    for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+    }
+    return false;
+  }
   clear(dir);
   sweepDead(baseFd, key);
   // never mixed words: without io_uring, a wait with no call of its own runs cold (startCall())
@@ -634,8 +615,6 @@ function start(args: string[]): boolean {
   agent.ring = ring;
   grow(agent, FIRST_SLOTS);
   if (agent.slots.length === 0) throw new Error("Cannot make the channel's FIFOs");
-  // its list of calls is there, empty, before its first call: `status` and whoever looks find the agent at once
-  writeClients(agent);
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"] as const) Deno.addSignalListener(signal, () => end(agent));
   serve(agent).catch(() => end(agent));
   return true;

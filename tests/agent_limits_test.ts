@@ -97,8 +97,12 @@ Deno.test("the installed tool under resource limits", async (t) => {
       const env = { ...cp.env, ...AGENT_ENV };
       let agent: number | undefined;
       try {
-        assertExit(await run(tool, ["wake", "1000", "1", "0"], { env }), 0);
-        agent = agentOf(cp.path);
+        // the first call for a region starts its agent; one may now and then run cold instead (a call that finds no
+        // agent ready always may), so a few calls are allowed to get one
+        for (let call = 0; call < 5 && agent === undefined; call++) {
+          assertExit(await run(tool, ["wake", "1000", "1", "0"], { env }), 0);
+          agent = agentOf(cp.path);
+        }
         assert.ok(agent !== undefined, "no agent started");
         for (const [flag, value] of LOW.slice(0, 3)) {
           // a waiter counted by the kernel, and woken, through the agent

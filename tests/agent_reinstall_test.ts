@@ -66,9 +66,10 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
     await install(root);
     const tool = `${root}/bin/tst_checkpoint`;
     const env = { ...AGENT_ENV, ...cp.env };
-    assertExit(await run(tool, ["wake", "1000", "5", "0"], { env }), 0);
-    // the agent writes its list of calls just after it answers
-    await eventually(() => agentOf(cp.path) !== undefined, scaled(5000)).catch(() => {});
+    // the first call for a region starts its agent (one may now and then run cold instead: a few are allowed)
+    for (let call = 0; call < 5 && agentOf(cp.path) === undefined; call++) {
+      assertExit(await run(tool, ["wake", "1000", "5", "0"], { env }), 0);
+    }
     const first = agentOf(cp.path);
     assert.ok(first !== undefined, "the first call started no agent");
     pids.push(first);
@@ -80,8 +81,9 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
     Deno.copyFileSync(tool, oldLauncher);
 
     await install(root);
-    assertExit(await run(tool, ["wake", "1000", "6", "0"], { env }), 0);
-    await eventually(() => agentOf(cp.path) !== first, scaled(5000)).catch(() => {});
+    for (let call = 0; call < 5 && agentOf(cp.path) === first; call++) {
+      assertExit(await run(tool, ["wake", "1000", "6", "0"], { env }), 0);
+    }
     const second = agentOf(cp.path);
     pids.push(second);
     assert.ok(second !== undefined && second !== first, `the reinstalled tool's call went to agent ${second}`);

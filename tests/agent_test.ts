@@ -214,6 +214,10 @@ behaviour(
     const bin = await tool();
     const cp = region();
     try {
+      // the region's agent first (a first call may now and then run cold instead of starting it)
+      for (let tries = 0; tries < 5 && agentOf(cp.path) === undefined; tries++) {
+        assertExit(await call(["wake", "1000", "4", "0"], cp.env), 0);
+      }
       const waiter = start(bin, ["wait", "60000", "4"], { env: { ...AGENT_ENV, ...cp.env } });
       await eventually(() => cp.waiters(4) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
       const agent = agentOf(cp.path)!.agent;
