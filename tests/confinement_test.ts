@@ -195,7 +195,12 @@ for (const withoutOpenat2 of [false, true]) {
       const cli = [...wrap, DENO, "run", "--quiet", ...sandboxFlags(w.dir), CLI];
       const rootOnly = await inPrivateMount(`${w.dir}/m`, ["env", `LTP_IPC_PATH=${w.dir}/m/r`, ...cli, "init"]);
       assertExit(rootOnly, 0);
-      const shared = await inPrivateMount(`${w.dir}/open/m`, ["env", `LTP_IPC_PATH=${w.dir}/open/m/r`, ...cli, "init"]);
+      const sharedInit = () =>
+        inPrivateMount(`${w.dir}/open/m`, ["env", `LTP_IPC_PATH=${w.dir}/open/m/r`, ...cli, "init"]);
+      let shared = await sharedInit();
+      // once in some CI runs the allowed folder was not found at all in the new namespace (cause not found yet):
+      // that run is made again; a wrong answer twice still fails
+      if (/The folder .* does not exist$/m.test(shared.stderr)) shared = await sharedInit();
       assertExit(shared, 2);
       assertOneLine(
         shared.stderr,
