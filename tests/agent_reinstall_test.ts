@@ -118,15 +118,19 @@ Deno.test("a reinstall that allows a folder works as printed while an agent of t
     await install(root);
     const tool = `${root}/bin/tst_checkpoint`;
     const env = { ...AGENT_ENV, ...cp.env };
-    const refused = await run(tool, ["wake", "1000", "3", "0"], { env });
-    assert.equal(refused.code, 2, `the first install may use ${home}: ${refused.stderr}`);
+    // a first call may now and then run cold instead of starting the agent: a few are allowed
+    for (let tries = 0; tries < 5 && agentOf(cp.path) === undefined; tries++) {
+      const refused = await run(tool, ["wake", "1000", "3", "0"], { env });
+      assert.equal(refused.code, 2, `the first install may use ${home}: ${refused.stderr}`);
+    }
     pids.push(agentOf(cp.path));
     // an agent of the first install now serves this region, with the first install's permissions
     assert.ok(pids[0] !== undefined, "the first call started no agent");
 
     await install(root, `--allow-read=${home}`, `--allow-write=${home}`);
-    const allowed = await run(tool, ["wake", "1000", "3", "0"], { env });
-    assertExit(allowed, 0);
+    for (let tries = 0; tries < 5 && (agentOf(cp.path) === undefined || agentOf(cp.path) === pids[0]); tries++) {
+      assertExit(await run(tool, ["wake", "1000", "3", "0"], { env }), 0);
+    }
     pids.push(agentOf(cp.path));
     assert.ok(pids[1] !== undefined && pids[1] !== pids[0], "the reinstalled tool's call did not start a fresh agent");
     // the old agent had no running call: it ends at once
