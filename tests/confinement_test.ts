@@ -9,7 +9,7 @@ import { forgetCallerEnv } from "../testing/env.ts";
 import { filesBelow, tempDir } from "../testing/files.ts";
 import { fuseServing } from "../testing/fuse.ts";
 import { CLI } from "../testing/paths.ts";
-import { compiled, haveGcc, noPeer } from "../testing/peer.ts";
+import { compiled, noPeer } from "../testing/peer.ts";
 import { asNobody, commandExists, kill, NOBODY, run, start } from "../testing/process.ts";
 import { sandboxFlags, script, workspace } from "../testing/sandbox.ts";
 import { scaled } from "../testing/timing.ts";
