@@ -1,4 +1,26 @@
 /** tests/fuse_staller.c: a FUSE file whose reads never end, where FUSE can be mounted. */
+import { compiled } from "./peer.ts";
+
+/**
+ * Starts tests/fuse_staller.c with `args` in a private mount namespace of its own; `release` closes its stdin,
+ * which ends the FUSE server, so that whatever waits on it gets an error (safe to call twice).
+ */
+export async function startStaller(args: string[]): Promise<{ staller: Deno.ChildProcess; release: () => void }> {
+  const staller = new Deno.Command("unshare", {
+    args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), ...args],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const release = () => {
+    try {
+      staller.stdin.close();
+    } catch {
+      // closed already
+    }
+  };
+  return { staller, release };
+}
 
 /**
  * Whether tests/fuse_staller.c, started with piped stdout and stderr, says it serves its FUSE file ("ready");

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { assertExit, assertNoStackTrace, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { filesBelow, tempDir } from "../testing/files.ts";
-import { fuseServing } from "../testing/fuse.ts";
+import { fuseServing, startStaller } from "../testing/fuse.ts";
 import { CLI } from "../testing/paths.ts";
 import { compiled, noPeer } from "../testing/peer.ts";
 import { asNobody, commandExists, kill, NOBODY, run, start } from "../testing/process.ts";
@@ -218,20 +218,7 @@ Deno.test({
     const trap = `${w.dir}/sub/ltp_trap`;
     Deno.writeFileSync(trap, new Uint8Array(4096));
     Deno.symlinkSync(`${w.dir}/sub`, `${w.dir}/link`);
-    const staller = new Deno.Command("unshare", {
-      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--file", trap],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // closing its stdin ends the FUSE server: whatever waits on it gets an error
-    const release = () => {
-      try {
-        staller.stdin.close();
-      } catch {
-        // closed already
-      }
-    };
+    const { staller, release } = await startStaller(["--file", trap]);
     try {
       if (!await fuseServing(staller, t, release)) return;
       const inMount = (env: string[], args: string[]) =>

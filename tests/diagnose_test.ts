@@ -9,7 +9,7 @@ import { formatStatus } from "../src/status.ts";
 import { assertExit, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { tempDir } from "../testing/files.ts";
-import { fuseServing } from "../testing/fuse.ts";
+import { fuseServing, startStaller } from "../testing/fuse.ts";
 import { CLI, ROOT } from "../testing/paths.ts";
 import { compiled, noPeer, startPeer } from "../testing/peer.ts";
 import { CHILD_FLAGS, cli, run, startActor, startCli } from "../testing/process.ts";
@@ -303,14 +303,7 @@ Deno.test({
     const mount = `${dir.path}/mnt`;
     Deno.mkdirSync(mount);
     using cp = Checkpoint.create({ dir: dir.path });
-    const staller = new Deno.Command("unshare", {
-      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), mount, cp.path, "80"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // closing its stdin ends the FUSE server, which frees the stuck thread
-    const release = () => staller.stdin.close();
+    const { staller, release } = await startStaller([mount, cp.path, "80"]);
     try {
       if (!await fuseServing(staller, t, release)) return;
       await cp.waitForWaiters(1, 1, scaled(10000));

@@ -8,10 +8,10 @@ import { AT_FDCWD, O_CLOEXEC, O_RDWR } from "../ffi/constants.ts";
 import { addressOf, cString, sys } from "../ffi/libc.ts";
 import { BoundedReader } from "../ffi/reader.ts";
 import { Checkpoint } from "../mod.ts";
-import { fuseServing } from "../testing/fuse.ts";
+import { fuseServing, startStaller } from "../testing/fuse.ts";
 import { tempDir } from "../testing/files.ts";
 import { CLI, ROOT } from "../testing/paths.ts";
-import { compiled, noPeer, peer, startPeer } from "../testing/peer.ts";
+import { noPeer, peer, startPeer } from "../testing/peer.ts";
 import { bounded, kill, run, runScript, start } from "../testing/process.ts";
 import { eventually, scaled } from "../testing/timing.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
@@ -64,22 +64,9 @@ Deno.test({
     // a region in /dev/shm with a waiter, so that each call scans /proc
     using cp = Checkpoint.create();
     const waiter = await startPeer(["wait", cp.path, cp.layout, "1", String(scaled(60000))]);
-    const staller = new Deno.Command("unshare", {
-      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--flush", mount],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
+    const { staller, release } = await startStaller(["--flush", mount]);
     let servers: number[] = [];
     const orphan = `/dev/shm/ltp_stall_orphan_${Deno.pid}`;
-    // closing its stdin ends the FUSE server: the exec goes on and the process ends
-    const release = () => {
-      try {
-        staller.stdin.close();
-      } catch {
-        // closed already
-      }
-    };
     try {
       await cp.waitForWaiters(1, 1, scaled(10000));
       // a region whose maker (the C peer, which has ended) is gone and that nobody waits on: stale, were it not

@@ -4,9 +4,9 @@ import { Checkpoint, formatListing, listRegions, type RegionEntry } from "../mod
 import { shellQuote } from "../src/text.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { readableSources, tempDir } from "../testing/files.ts";
-import { fuseServing } from "../testing/fuse.ts";
+import { fuseServing, startStaller } from "../testing/fuse.ts";
 import { PAGE, ROOT } from "../testing/paths.ts";
-import { compiled, noPeer, peer, startPeer } from "../testing/peer.ts";
+import { noPeer, peer, startPeer } from "../testing/peer.ts";
 import { run } from "../testing/process.ts";
 import { scaled } from "../testing/timing.ts";
 
@@ -280,20 +280,7 @@ Deno.test({
     Deno.writeFileSync(`${dir.path}/ltp_trap_1`, page);
     page.set(new TextEncoder().encode("LTPM"));
     Deno.writeFileSync(`${dir.path}/ltp_real_1`, page);
-    const staller = new Deno.Command("unshare", {
-      args: ["-m", "--propagation", "private", await compiled("fuse_staller.c"), "--file", `${dir.path}/ltp_trap_1`],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    // closing its stdin ends the FUSE server: whatever waits on it gets an error
-    const release = () => {
-      try {
-        staller.stdin.close();
-      } catch {
-        // closed already
-      }
-    };
+    const { staller, release } = await startStaller(["--file", `${dir.path}/ltp_trap_1`]);
     try {
       if (!await fuseServing(staller, t, release)) return;
       const script = `${dir.path}/script.ts`;
