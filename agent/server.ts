@@ -122,6 +122,8 @@ const MAX_SLOTS = 8192;
 const MAX_REQUEST = 256 * 1024;
 /** How often the agent looks at its region, its folder and stale claims. */
 const TICK_MS = 250;
+/** How long a dead agent's folder stays unchanged before another agent's start removes it. */
+const SWEEP_AFTER_S = 10;
 /** Thread-pool calls its waits may hold: Deno's 32 less the poll and a few for other async work. */
 const WAIT_CALLS = 28;
 
@@ -208,18 +210,61 @@ function clear(fd: number): void {
   for (const name of namesIn(fd)) if (removeAt(fd, name) < 0) removeAt(fd, name, true);
 }
 
-/** Removes the folders of dead agents in BASE (their lock is free), except `mine`. */
+/**
+ * Removes the folders of dead agents in BASE (their lock is free), except `mine`. A folder changed within the last
+ * SWEEP_AFTER_S is left: an agent starting there may not hold its lock yet.
+ */
 function sweepDead(baseFd: number, mine: string): void {
+  const now = Date.now() / 1000;
   for (const name of namesIn(baseFd)) {
     if (name === mine) continue;
     const fd = openFolder(baseFd, name);
     if (fd < 0) continue;
-    if (tryLock(fd)) {
+    if (now - fstat(fd, name).ctime > SWEEP_AFTER_S && tryLock(fd)) {
       clear(fd);
       removeAt(baseFd, name, true);
     }
     close(fd);
   }
+}
+
+/** Whether BASE/KEY still names the folder `dir` (another agent's sweep may have removed it). */
+function stillNamed(baseFd: number, key: string, dir: number): boolean {
+  const named = statAt(baseFd, key);
+  const info = fstat(dir, key);
+  return named?.dev === info.dev && named.ino === info.ino;
+}
+
+/**
+ * The region's folder in BASE, made where missing, opened and locked; undefined once another agent serves the
+ * region (its slots are published). A sweep by another agent may hold a dead folder's lock for a moment and remove
+ * it: then it is made again.
+ */
+function lockedFolder(baseFd: number, base: string, key: string, euid: number): number | undefined {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const made = mkdirAt(baseFd, key, 0o700);
+    if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}/${key}`, -made);
+    const dir = openFolder(baseFd, key);
+    if (dir < 0) continue;
+    if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
+    if (tryLock(dir)) {
+      if (stillNamed(baseFd, key, dir)) return dir;
+    } else {
+      // another agent serves this region: its client may go on once its slots are published
+      let served = true;
+      for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
+        served = stillNamed(baseFd, key, dir);
+        if (!served) break;
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+      }
+      if (served) {
+        close(dir);
+        return undefined;
+      }
+    }
+    close(dir);
+  }
+  throw new Error(`${base}/${key} keeps disappearing`);
 }
 
 /** Replaces the file `name` in `dir` with `text`, by a rename. */
@@ -594,18 +639,8 @@ function start(args: string[]): boolean {
     throw new Error(`an open-files limit of ${nofile} is below what an agent needs (${AGENT_MIN_NOFILE})`);
   }
   const baseFd = openBase(base, euid);
-  const made = mkdirAt(baseFd, key, 0o700);
-  if (made < 0 && made !== -EEXIST) throw syscallError(`Cannot make ${base}/${key}`, -made);
-  const dir = openFolder(baseFd, key);
-  if (dir < 0) throw syscallError(`Cannot open ${base}/${key}`, -dir, "open");
-  if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
-  if (!tryLock(dir)) {
-    // another agent serves this region: its client may go on once its slots are published
-    for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
-      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-    }
-    return false;
-  }
+  const dir = lockedFolder(baseFd, base, key, euid);
+  if (dir === undefined) return false;
   clear(dir);
   sweepDead(baseFd, key);
   // never mixed words: without io_uring, a wait with no call of its own runs cold (startCall())

@@ -132,8 +132,8 @@ export const DIRENT64_NAME = 19;
  * after st_mode.
  */
 export const STAT_OFFSETS = {
-  x86_64: { st_dev: 0, st_ino: 8, st_nlink: 16, st_mode: 24, st_uid: 28, st_size: 48 },
-  aarch64: { st_dev: 0, st_ino: 8, st_mode: 16, st_nlink: 20, st_uid: 24, st_size: 48 },
+  x86_64: { st_dev: 0, st_ino: 8, st_nlink: 16, st_mode: 24, st_uid: 28, st_size: 48, st_ctime: 104 },
+  aarch64: { st_dev: 0, st_ino: 8, st_mode: 16, st_nlink: 20, st_uid: 24, st_size: 48, st_ctime: 104 },
 } as const;
 /** This machine's `struct stat` offsets. */
 export const STAT = AARCH64 ? STAT_OFFSETS.aarch64 : STAT_OFFSETS.x86_64;

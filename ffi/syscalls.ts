@@ -67,6 +67,8 @@ export interface FileInfo {
   size: number;
   /** How many names (hard links) the file has. */
   nlink: number;
+  /** When the file last changed (its `st_ctime`, whole seconds since the epoch). */
+  ctime: number;
 }
 
 const TYPES: Record<number, FileType> = {
@@ -94,6 +96,7 @@ function decodeStat(): FileInfo {
     uid: statView.getUint32(STAT.st_uid, true),
     size: Number(statView.getBigInt64(STAT.st_size, true)),
     nlink: STAT_NLINK_64 ? Number(statView.getBigUint64(STAT.st_nlink, true)) : statView.getUint32(STAT.st_nlink, true),
+    ctime: Number(statView.getBigInt64(STAT.st_ctime, true)),
   };
 }
 

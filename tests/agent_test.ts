@@ -209,6 +209,25 @@ behaviour({
 });
 
 behaviour(
+  "an agent's start leaves alone a fresh folder whose lock is free: another agent may be starting there",
+  async () => {
+    const cp = region();
+    const planted = `${BASE}/%planted%${crypto.randomUUID()}`;
+    Deno.mkdirSync(BASE, { recursive: true });
+    Deno.mkdirSync(planted);
+    Deno.writeTextFileSync(`${planted}/slots`, "1\n");
+    try {
+      assertExit(await call(["wake", "1000", "1", "0"], cp.env), 0);
+      assert.ok(agentOf(cp.path), "the call started an agent, whose start sweeps dead agents' folders");
+      assert.equal(Deno.readTextFileSync(`${planted}/slots`), "1\n");
+    } finally {
+      Deno.removeSync(planted, { recursive: true });
+      await agentEnds(cp.path);
+    }
+  },
+);
+
+behaviour(
   "status names a client waiting through the agent, and status --all lists the agent, then what a dead one left",
   async () => {
     const bin = await tool();
