@@ -30,17 +30,17 @@ import {
   SEEK_SET,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
-import { addressOf, type Bytes, cString, sys, sysAsync } from "./libc.ts";
+import { type Bytes, cString, sys, sysAsync } from "./libc.ts";
 import { close, DirectoryReader, fstat, openat } from "./syscalls.ts";
 
 /** mkdirat: 0, or -errno. */
 export function mkdirAt(dirfd: number, name: string, mode: number): number {
-  return sys("mkdirat", dirfd, addressOf(cString(name)), mode);
+  return sys("mkdirat", dirfd, cString(name), mode);
 }
 
 /** A FIFO named `name` in the folder `dirfd`: 0, or -errno. */
 export function mkfifoAt(dirfd: number, name: string, mode: number): number {
-  return sys("mknodat", dirfd, addressOf(cString(name)), S_IFIFO | mode, 0);
+  return sys("mknodat", dirfd, cString(name), S_IFIFO | mode, 0);
 }
 
 /** The folder `name` in `dirfd` (a symlink refused), opened: the descriptor, or -errno. */
@@ -77,18 +77,18 @@ export function fchmod(fd: number, mode: number): number {
 
 /** Removes `name` from `dirfd` (a folder with `folder`): 0, or -errno. */
 export function removeAt(dirfd: number, name: string, folder = false): number {
-  return sys("unlinkat", dirfd, addressOf(cString(name)), folder ? AT_REMOVEDIR : 0);
+  return sys("unlinkat", dirfd, cString(name), folder ? AT_REMOVEDIR : 0);
 }
 
 /** Renames `from` to `to`, both in `dirfd`, replacing `to`: 0, or -errno. */
 export function renameAt(dirfd: number, from: string, to: string): number {
-  return sys("renameat2", dirfd, addressOf(cString(from)), dirfd, addressOf(cString(to)), 0);
+  return sys("renameat2", dirfd, cString(from), dirfd, cString(to), 0);
 }
 
 /** One read(2) into `buffer`: the bytes read, 0 at EOF, or -errno (EAGAIN on an empty non-blocking FIFO). */
 export function readSome(fd: number, buffer: Bytes): number {
   for (;;) {
-    const r = sys("read", fd, addressOf(buffer), buffer.length);
+    const r = sys("read", fd, buffer, buffer.length);
     if (r !== -EINTR) return r;
   }
 }
@@ -97,7 +97,7 @@ export function readSome(fd: number, buffer: Bytes): number {
 export function writeSome(fd: number, bytes: Bytes): number {
   let done = 0;
   while (done < bytes.length) {
-    const r = sys("write", fd, addressOf(bytes) + BigInt(done), bytes.length - done);
+    const r = sys("write", fd, bytes.subarray(done), bytes.length - done);
     if (r === -EINTR) continue;
     if (r <= 0) break;
     done += r;
@@ -172,7 +172,7 @@ export function stdoutToDevNull(): void {
 
 /** Moves this process to `/`, so that it holds no caller's working folder (which could then not be unmounted). */
 export function leaveWorkingFolder(): void {
-  sys("chdir", addressOf(cString("/")));
+  sys("chdir", cString("/"));
 }
 
 /**
@@ -224,8 +224,8 @@ export class Poller {
     // the kernel writes the time left back into the timespec
     this.#timeout[0] = BigInt(Math.floor(ms / 1000));
     this.#timeout[1] = BigInt((ms % 1000) * 1e6);
-    await sysAsync("ppoll", addressOf(this.#fds), this.#count, addressOf(this.#timeout), 0);
-    if (events[3] !== 0) sys("read", this.#event, addressOf(this.#drain), 8);
+    await sysAsync("ppoll", this.#fds, this.#count, this.#timeout, 0);
+    if (events[3] !== 0) sys("read", this.#event, this.#drain, 8);
     const out = new Int16Array(this.#count - 1);
     for (let i = 1; i < this.#count; i++) out[i - 1] = events[4 * i + 3];
     return out;
@@ -233,6 +233,6 @@ export class Poller {
 
   /** Ends the poll under way (or the next one) at once. */
   wake(): void {
-    sys("write", this.#event, addressOf(this.#one), 8);
+    sys("write", this.#event, this.#one, 8);
   }
 }

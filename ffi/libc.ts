@@ -122,7 +122,23 @@ export function errno(): number {
 }
 let errnoView: Deno.UnsafePointerView | undefined;
 
-type Arg = number | bigint;
+/**
+ * A syscall argument: a number, or a buffer passed as its address. A buffer
+ * given as such is kept reachable until the call returns; an address taken
+ * with `addressOf()` keeps nothing alive, so a buffer made for one call and
+ * known to it only by its address (a path's `cString()`) may be collected
+ * before the kernel reads it.
+ */
+type Arg = number | bigint | BufferSource;
+
+/** The buffers of the synchronous call running now: reachable until it returns. */
+const inCall: BufferSource[] = [];
+
+function word(arg: Arg, held: BufferSource[]): bigint {
+  if (typeof arg === "number" || typeof arg === "bigint") return BigInt(arg);
+  held.push(arg);
+  return addressOf(arg);
+}
 
 /**
  * Deno up to 2.3.1 frees each FFI symbol's fast-call signature at exit before
@@ -142,16 +158,20 @@ let flip = false;
 export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
   const lib = libc();
   const syscall = lib.twin !== undefined && (flip = !flip) ? lib.twin : lib.symbols.syscall;
-  const r = syscall(
-    BigInt(lib.numbers[name]),
-    BigInt(a),
-    BigInt(b),
-    BigInt(c),
-    BigInt(d),
-    BigInt(e),
-    BigInt(f),
-  );
-  return r === -1n ? -errno() : Number(r);
+  try {
+    const r = syscall(
+      BigInt(lib.numbers[name]),
+      word(a, inCall),
+      word(b, inCall),
+      word(c, inCall),
+      word(d, inCall),
+      word(e, inCall),
+      word(f, inCall),
+    );
+    return r === -1n ? -errno() : Number(r);
+  } finally {
+    inCall.length = 0;
+  }
 }
 
 /**
@@ -168,11 +188,18 @@ export async function sysAsync(
   f: Arg = 0,
 ): Promise<number> {
   const lib = libc();
-  const n = BigInt(lib.numbers[name]);
-  return Number(await lib.symbols.syscallAsync(n, BigInt(a), BigInt(b), BigInt(c), BigInt(d), BigInt(e), BigInt(f)));
+  const held: BufferSource[] = [];
+  const words = [a, b, c, d, e, f].map((arg) => word(arg, held)) as [bigint, bigint, bigint, bigint, bigint, bigint];
+  // the closure keeps the buffers reachable until the call on the worker thread has returned
+  const r = await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), ...words).finally(() => held.length = 0);
+  return Number(r);
 }
 
-/** The address of a buffer, for syscall arguments; keep the buffer alive while it is used. */
+/**
+ * The address of a buffer, for a pointer kept beyond one call (a ring's, a
+ * vector's entries); keep the buffer alive while it is used. A buffer for
+ * one call is passed to `sys()` itself.
+ */
 export function addressOf(buffer: BufferSource): bigint {
   libc(); // taking a pointer without --allow-ffi would prompt: say so first
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));

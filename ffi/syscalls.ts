@@ -105,7 +105,7 @@ function decodeStat(): FileInfo {
  * @throws {Error} When the kernel refuses (`what` names the file in the message).
  */
 export function fstat(fd: number, what: string): FileInfo {
-  const r = sys("fstat", fd, addressOf(statBuffer));
+  const r = sys("fstat", fd, statBuffer);
   if (r < 0) throw syscallError(`Cannot stat ${what}`, -r);
   return decodeStat();
 }
@@ -116,7 +116,7 @@ export function fstat(fd: number, what: string): FileInfo {
  * @throws {Error} When the kernel refuses for another reason than absence.
  */
 export function statAt(dirfd: number, name: string): FileInfo | undefined {
-  const r = sys("newfstatat", dirfd, addressOf(cString(name)), addressOf(statBuffer), AT_SYMLINK_NOFOLLOW);
+  const r = sys("newfstatat", dirfd, cString(name), statBuffer, AT_SYMLINK_NOFOLLOW);
   if (r === -ENOENT) return undefined;
   if (r < 0) throw syscallError(`Cannot stat ${name}`, -r);
   return decodeStat();
@@ -203,15 +203,12 @@ export class DirectoryReader {
 // Buffers for the synchronous calls below, allocated once (a fresh 4 KiB
 // buffer costs more than the readlink itself): they run one at a time
 const link = new Uint8Array(PATH_MAX);
-let linkAddress: bigint | undefined;
 /** struct open_how { u64 flags; u64 mode; u64 resolve; } */
 const how = new BigUint64Array(3);
-let howAddress: bigint | undefined;
 
 /** Where a symlink points, or undefined when it cannot be read or does not fit in PATH_MAX. */
 export function readlink(path: string): string | undefined {
-  const name = cString(path);
-  const n = sys("readlinkat", AT_FDCWD, addressOf(name), linkAddress ??= addressOf(link), link.length);
+  const n = sys("readlinkat", AT_FDCWD, cString(path), link, link.length);
   if (n <= 0 || n >= link.length) return undefined;
   return pathText(link.subarray(0, n));
 }
@@ -233,7 +230,7 @@ function pathText(bytes: Uint8Array): string {
 
 /** openat: the descriptor, or -errno. */
 export function openat(dirfd: number, path: string | Bytes, flags: number, mode = 0): number {
-  return sys("openat", dirfd, addressOf(typeof path === "string" ? cString(path) : path), flags, mode);
+  return sys("openat", dirfd, typeof path === "string" ? cString(path) : path, flags, mode);
 }
 
 /**
@@ -244,8 +241,7 @@ export function openat2(dirfd: number, path: string, flags: number, mode: number
   how[0] = BigInt(flags);
   how[1] = BigInt(mode);
   how[2] = BigInt(resolve);
-  const name = cString(path);
-  return sys("openat2", dirfd, addressOf(name), howAddress ??= addressOf(how), how.byteLength);
+  return sys("openat2", dirfd, cString(path), how, how.byteLength);
 }
 
 /**
@@ -265,12 +261,12 @@ export function close(fd: number): void {
 
 /** pread64 into all of `buffer`: how many bytes were read, or -errno. */
 export function pread(fd: number, buffer: Bytes, offset: number): number {
-  return sys("pread64", fd, addressOf(buffer), buffer.length, offset);
+  return sys("pread64", fd, buffer, buffer.length, offset);
 }
 
 /** pwrite64 of all of `bytes`: how many bytes were written, or -errno. */
 export function pwrite(fd: number, bytes: Bytes, offset: number): number {
-  return sys("pwrite64", fd, addressOf(bytes), bytes.length, offset);
+  return sys("pwrite64", fd, bytes, bytes.length, offset);
 }
 
 /**
@@ -278,7 +274,7 @@ export function pwrite(fd: number, bytes: Bytes, offset: number): number {
  * @throws {Error} When the kernel refuses (`what` names the file in the message).
  */
 export function unlinkat(dirfd: number, name: string, what: string): boolean {
-  const r = sys("unlinkat", dirfd, addressOf(cString(name)), 0);
+  const r = sys("unlinkat", dirfd, cString(name), 0);
   if (r === -ENOENT) return false;
   if (r < 0) throw syscallError(`Cannot remove ${what}`, -r);
   return true;
@@ -316,7 +312,7 @@ export function geteuid(): number {
  * Returns 0, or -errno.
  */
 export function setProcessName(name: string): number {
-  return sys("prctl", PR_SET_NAME, addressOf(cString(name)));
+  return sys("prctl", PR_SET_NAME, cString(name));
 }
 
 /** The size of a memory page, in bytes. */
@@ -355,8 +351,7 @@ export function sleep(ms: number): void {
 export async function sleepAsync(ms: number): Promise<void> {
   const ts = new BigInt64Array(2);
   setTimespec(ts, ms);
-  await sysAsync("nanosleep", addressOf(ts), 0);
-  ts.fill(0n); // keeps ts alive until the call is done
+  await sysAsync("nanosleep", ts, 0);
 }
 
 /** FUTEX_WAIT on the shared word at `address` while it holds `expected`, for at most `ms`: 0 when woken, else -errno. */

@@ -72,7 +72,7 @@ export function setMonotonic(spec: BigInt64Array, perfMs: number): void {
   if (clockOffset === undefined) {
     const ts = new BigInt64Array(2);
     const before = performance.now();
-    sys("clock_gettime", CLOCK_MONOTONIC, addressOf(ts));
+    sys("clock_gettime", CLOCK_MONOTONIC, ts);
     clockOffset = Number(ts[0]) * 1e3 + Number(ts[1]) / 1e6 - before;
   }
   const ms = perfMs + clockOffset;
@@ -151,7 +151,7 @@ export class FutexRing {
     const p = new DataView(params.buffer);
     p.setUint32(IO_URING_PARAMS.cq_entries, CQ_ENTRIES, true);
     p.setUint32(IO_URING_PARAMS.flags, IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP, true);
-    const fd = sys("io_uring_setup", SQ_ENTRIES, addressOf(params));
+    const fd = sys("io_uring_setup", SQ_ENTRIES, params);
     if (fd < 0) return undefined;
     const features = p.getUint32(IO_URING_PARAMS.features, true);
     const needed = IORING_FEAT_SINGLE_MMAP | IORING_FEAT_NODROP | IORING_FEAT_EXT_ARG;

@@ -502,7 +502,7 @@ async function waitInSlices(wait: PendingWait): Promise<void> {
     if (slice <= 0) break;
     ts[0] = 0n;
     ts[1] = BigInt(Math.round(slice * 1e6));
-    if (await sysAsync("futex", file.address(offset), FUTEX_WAIT, file.word(offset), addressOf(ts), 0, 0) === 0) {
+    if (await sysAsync("futex", file.address(offset), FUTEX_WAIT, file.word(offset), ts, 0, 0) === 0) {
       return wait.settle("woken");
     }
     if (!wait.cancelled) file.refresh(offset);
