@@ -50,11 +50,11 @@ const PAGE = 4096;
 const addressOf = (buffer: BufferSource) => BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buffer)));
 
 const name = new TextEncoder().encode(`${path}\0`);
-const fd = libc.syscall(NR.openat, AT_FDCWD, addressOf(name), O_RDWR, 0n, 0n, 0n);
+const fd = libc.syscall64(NR.openat, AT_FDCWD, addressOf(name), O_RDWR, 0n, 0n, 0n);
 if (fd < 0n) throw new Error(`cannot open ${path}`);
-const base = libc.syscall(NR.mmap, 0n, BigInt(PAGE), PROT_RW, MAP_SHARED, fd, 0n);
+const base = libc.syscall64(NR.mmap, 0n, BigInt(PAGE), PROT_RW, MAP_SHARED, fd, 0n);
 if (base < 0n) throw new Error(`cannot map ${path}`);
-libc.syscall(NR.close, fd, 0n, 0n, 0n, 0n, 0n);
+libc.syscall64(NR.close, fd, 0n, 0n, 0n, 0n, 0n);
 
 const offset = layout === "ltp" ? 76 : 4;
 const words = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(Deno.UnsafePointer.create(base)!, PAGE), offset, 2);
@@ -71,24 +71,24 @@ const giveUp = () => {
 const waitWhile = (value: 0 | 1, asBigint: bigint) => {
   while (Atomics.load(words, 0) === value) {
     // -1 with the word unchanged: timed out (a changed word is EAGAIN, and the loop ends)
-    const r = libc.syscall(NR.futex, address[0], FUTEX_WAIT, asBigint, timeoutAddress, 0n, 0n);
+    const r = libc.syscall64(NR.futex, address[0], FUTEX_WAIT, asBigint, timeoutAddress, 0n, 0n);
     if (r < 0n && Atomics.load(words, 0) === value) giveUp();
   }
 };
 const setAndWake = (value: 0 | 1) => {
   Atomics.store(words, 0, value);
-  libc.syscall(NR.futex, address[0], FUTEX_WAKE, 1n, 0n, 0n, 0n);
+  libc.syscall64(NR.futex, address[0], FUTEX_WAKE, 1n, 0n, 0n, 0n);
 };
 
 /** LTP's protocol: the words stay 0. */
 const wake = (id: 0 | 1) => {
-  for (let tries = 0; libc.syscall(NR.futex, address[id], FUTEX_WAKE, INT_MAX, 0n, 0n, 0n) !== 1n; tries++) {
+  for (let tries = 0; libc.syscall64(NR.futex, address[id], FUTEX_WAKE, INT_MAX, 0n, 0n, 0n) !== 1n; tries++) {
     if (tries > 10_000_000) giveUp();
-    libc.syscall(NR.sched_yield, 0n, 0n, 0n, 0n, 0n, 0n);
+    libc.syscall64(NR.sched_yield, 0n, 0n, 0n, 0n, 0n, 0n);
   }
 };
 const wait = (id: 0 | 1) => {
-  if (libc.syscall(NR.futex, address[id], FUTEX_WAIT, 0n, timeoutAddress, 0n, 0n) !== 0n) giveUp();
+  if (libc.syscall64(NR.futex, address[id], FUTEX_WAIT, 0n, timeoutAddress, 0n, 0n) !== 0n) giveUp();
 };
 const waitAsync = async (id: 0 | 1) => {
   if (await libc.syscallAsync(NR.futex, address[id], FUTEX_WAIT, 0n, timeoutAddress, 0n, 0n) !== 0n) giveUp();

@@ -1,8 +1,8 @@
 /**
  * The libc symbol table and its loader, and the raw doors through it:
  * `sys()` and `sysAsync()` (every call goes through `syscall()`, except what
- * differs between C libraries or needs no number table), `errno()`,
- * `addressOf()` and `cString()`. Loaded at import where `--allow-ffi` is
+ * differs between C libraries or needs no number table), `sys64()` for
+ * mmap, `addressOf()` and `cString()`. Loaded at import where `--allow-ffi` is
  * granted (see the end of this file), else on first use, so importing never
  * needs it.
  * @module
@@ -12,8 +12,12 @@ import { NR, type SyscallName } from "./constants.ts";
 const SYSCALL_PARAMS = ["i64", "i64", "i64", "i64", "i64", "i64", "i64"] as const;
 
 const symbols = {
-  // long syscall(long number, ...); variadic, declared with fixed 64-bit slots
-  syscall: { parameters: SYSCALL_PARAMS, result: "i64" },
+  // long syscall(long number, ...); variadic, declared with fixed 64-bit slots. Its result is read as 32 bits, which
+  // V8 returns without allocating: a 64-bit one is a BigInt, whose allocation may start a garbage collection that
+  // sets errno (V8 then opens a file that may not exist) before errno is read
+  syscall: { parameters: SYSCALL_PARAMS, result: "i32" },
+  // the same with its whole 64-bit result, for the one call that returns an address (mmap)
+  syscall64: { name: "syscall", parameters: SYSCALL_PARAMS, result: "i64" },
   // the same, on Deno's blocking thread pool: for bounded waits and sleeps
   syscallAsync: {
     name: "syscall",
@@ -42,6 +46,8 @@ interface Libc {
   /** This machine's syscall numbers. */
   numbers: Readonly<Record<SyscallName, number>>;
   pageSize: number;
+  /** The main thread's errno, read in place: no call and no allocation between a syscall and its errno. */
+  errno: Int32Array;
 }
 
 let loaded: Libc | undefined;
@@ -85,11 +91,14 @@ export function libc(): Libc {
   const attempt = (name: string) => {
     try {
       const lib = Deno.dlopen(name, symbols);
+      const errno = lib.symbols.__errno_location();
+      if (!errno) throw new Error(`${name} gives no errno`);
       return {
         symbols: lib.symbols,
         twin: FAST_CALLS_CRASH_AT_EXIT ? Deno.dlopen(name, symbols).symbols.syscall : undefined,
         numbers: NR,
         pageSize: lib.symbols.getpagesize(),
+        errno: new Int32Array(Deno.UnsafePointerView.getArrayBuffer(errno, 4)),
       };
     } catch (error) {
       if (error instanceof Deno.errors.NotCapable) throw error;
@@ -108,19 +117,6 @@ export function libc(): Libc {
     { cause: firstError },
   );
 }
-
-/** The calling thread's errno; valid right after a synchronous call only. */
-export function errno(): number {
-  // the main thread's errno stays at one address: found once, so that reading it allocates nothing (an
-  // allocation may collect garbage, and the collector's own calls may set errno first)
-  if (errnoView === undefined) {
-    const p = libc().symbols.__errno_location();
-    if (!p) return 0;
-    errnoView = new Deno.UnsafePointerView(p);
-  }
-  return errnoView.getInt32();
-}
-let errnoView: Deno.UnsafePointerView | undefined;
 
 /**
  * A syscall argument: a number, or a buffer passed as its address. A buffer
@@ -154,7 +150,11 @@ const FAST_CALLS_CRASH_AT_EXIT = (() => {
 })();
 let flip = false;
 
-/** A synchronous raw syscall: returns the result, or `-errno` on failure. */
+/**
+ * A synchronous raw syscall whose result fits in 32 bits (every one but
+ * mmap): returns the result, or `-errno` on failure. Nothing runs between
+ * the call and the read of errno that could set it.
+ */
 export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Arg = 0, e: Arg = 0, f: Arg = 0): number {
   const lib = libc();
   const syscall = lib.twin !== undefined && (flip = !flip) ? lib.twin : lib.symbols.syscall;
@@ -168,7 +168,38 @@ export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Ar
       word(e, inCall),
       word(f, inCall),
     );
-    return r === -1n ? -errno() : Number(r);
+    return r === -1 ? -lib.errno[0] : r;
+  } finally {
+    inCall.length = 0;
+  }
+}
+
+/**
+ * `sys()` for a call that returns an address (mmap). Its failure's errno is
+ * read after the BigInt result is made, which may have changed it: a
+ * failure is certain, its reason less so.
+ */
+export function sys64(
+  name: SyscallName,
+  a: Arg = 0,
+  b: Arg = 0,
+  c: Arg = 0,
+  d: Arg = 0,
+  e: Arg = 0,
+  f: Arg = 0,
+): number {
+  const lib = libc();
+  try {
+    const r = lib.symbols.syscall64(
+      BigInt(lib.numbers[name]),
+      word(a, inCall),
+      word(b, inCall),
+      word(c, inCall),
+      word(d, inCall),
+      word(e, inCall),
+      word(f, inCall),
+    );
+    return r === -1n ? -lib.errno[0] : Number(r);
   } finally {
     inCall.length = 0;
   }

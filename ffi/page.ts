@@ -21,7 +21,7 @@ import {
   RESOLVE_NO_SYMLINKS,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
-import { type Bytes, sys } from "./libc.ts";
+import { type Bytes, sys, sys64 } from "./libc.ts";
 import {
   close,
   type FileId,
@@ -120,7 +120,7 @@ export class SharedPage {
   /** Maps the first `length` bytes shared and read-only; reads and returns them (the futex words' values). */
   map(length: number): Uint8Array {
     // user-space addresses fit in 48 bits, so a number holds them exactly
-    const r = sys("mmap", 0, length, PROT_READ, MAP_SHARED, this.#fd, 0);
+    const r = sys64("mmap", 0, length, PROT_READ, MAP_SHARED, this.#fd, 0);
     if (r < 0) throw syscallError(`Cannot map ${this.path}`, -r);
     this.#address = BigInt(r);
     this.#length = length;

@@ -303,7 +303,7 @@ export function mountIdOf(fd: number): number {
 
 /** The effective user id of this process. */
 export function geteuid(): number {
-  return sys("geteuid");
+  return sys("geteuid") >>> 0;
 }
 
 /**

@@ -49,7 +49,7 @@ import {
   PROT_WRITE,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
-import { addressOf, libc, sys } from "./libc.ts";
+import { addressOf, libc, sys, sys64 } from "./libc.ts";
 
 /** Submissions that may be waiting to enter the kernel at once; each is submitted as it is written. */
 const SQ_ENTRIES = 64;
@@ -169,10 +169,10 @@ export class FutexRing {
     };
     if ((features & needed) !== needed) return fail();
     const prot = PROT_READ | PROT_WRITE;
-    const ring = sys("mmap", 0, ringLength, prot, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
+    const ring = sys64("mmap", 0, ringLength, prot, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQ_RING);
     if (ring < 0) return fail();
     mapped.push([ring, ringLength]);
-    const sqes = sys("mmap", 0, sqesLength, prot, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
+    const sqes = sys64("mmap", 0, sqesLength, prot, MAP_SHARED | MAP_POPULATE, fd, IORING_OFF_SQES);
     if (sqes < 0) return fail();
     mapped.push([sqes, sqesLength]);
     const made = new FutexRing(fd, p, mapped, onEnd);
