@@ -13,8 +13,8 @@ const SYSCALL_PARAMS = ["i64", "i64", "i64", "i64", "i64", "i64", "i64"] as cons
 
 const symbols = {
   // long syscall(long number, ...); variadic, declared with fixed 64-bit slots. Its result is read as 32 bits, which
-  // V8 returns without allocating: a 64-bit one is a BigInt, whose allocation may start a garbage collection that
-  // sets errno (V8 then opens a file that may not exist) before errno is read
+  // comes back without an allocation: with a 64-bit one (a BigInt) the runtime now and then made a failing call of
+  // its own on this thread between the syscall and the read of errno, so that EEXIST or EAGAIN read as ENOENT
   syscall: { parameters: SYSCALL_PARAMS, result: "i32" },
   // the same with its whole 64-bit result, for the one call that returns an address (mmap)
   syscall64: { name: "syscall", parameters: SYSCALL_PARAMS, result: "i64" },
