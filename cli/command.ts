@@ -8,7 +8,7 @@ import { realPathOf } from "../ffi/syscalls.ts";
 import { Checkpoint, formatListing, type Layout, listRegions } from "../mod.ts";
 import { readEnv, withEnv } from "../src/env.ts";
 import { kconfigPathNote } from "../src/kconfig.ts";
-import { escapeText, safeJson } from "../src/escape.ts";
+import { escapeControls, safeJson } from "../src/escape.ts";
 import { newRegionPath } from "../src/region.ts";
 import { formatStatus } from "../src/status.ts";
 import { shellQuote } from "../src/text.ts";
@@ -83,7 +83,7 @@ interface Call {
  */
 function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Promise<void> | void {
   const { out } = call;
-  for (const note of notes) warn(out, `tst_checkpoint: note: ${escapeText(note)}`);
+  for (const note of notes) warn(out, `tst_checkpoint: note: ${escapeControls(note)}`);
   if (flags.help) return out.stdout(`${HELP}\n`);
   if (flags.version) {
     // loaded only here: importing JSON costs every other call memory
@@ -104,7 +104,7 @@ function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Pr
   }
   const cp = Checkpoint.open(undefined, options);
   const note = kconfigPathNote();
-  if (note !== undefined) warn(out, `tst_checkpoint: note: ${escapeText(note)}`);
+  if (note !== undefined) warn(out, `tst_checkpoint: note: ${escapeControls(note)}`);
   if (!call.blocking) {
     const signal = { signal: call.signal };
     const pending = command === "wait"
@@ -192,7 +192,7 @@ function status(options: { layout?: Layout }, json: boolean, folders: string[] |
     for (const region of listing.regions) if (region.note) region.note = hints.fit(region.note);
     out.stdout(`${safeJson(listing.regions)}\n`);
     // what the array cannot hold (folders skipped, time running out) still reaches the user
-    for (const note of listing.notes) warn(out, `tst_checkpoint: note: ${escapeText(hints.fit(note))}`);
+    for (const note of listing.notes) warn(out, `tst_checkpoint: note: ${escapeControls(hints.fit(note))}`);
     return;
   }
   using cp = Checkpoint.open(undefined, options);
@@ -205,10 +205,10 @@ function status(options: { layout?: Layout }, json: boolean, folders: string[] |
 function report(error: unknown, { out, hints }: Pick<Call, "out" | "hints">): number {
   if (error instanceof Usage) {
     // on stderr, unlike LTP: `eval "$(tst_checkpoint init x)"` must run nothing
-    warn(out, `${escapeText(error.message)}\n${USAGE}`);
+    warn(out, `${escapeControls(error.message)}\n${USAGE}`);
     return 1;
   }
-  const message = escapeText(error instanceof Error ? hints.message(error) : String(error));
+  const message = escapeControls(error instanceof Error ? hints.message(error) : String(error));
   if (error instanceof Deno.errors.TimedOut || error instanceof RangeError) {
     warn(out, `tst_checkpoint: ${message}`);
     return 1;

@@ -18,7 +18,17 @@ function hex(code: number): string {
 
 /** `text` with every unsafe character as `\xNN` or `\u{N}`, and `\` as `\\`, so the escapes are unambiguous. */
 export function escapeText(text: string): string {
-  return text.replace(/\\/g, "\\\\").replace(UNSAFE, (c) => hex(c.charCodeAt(0)));
+  return escapeControls(text.replace(/\\/g, "\\\\"));
+}
+
+/**
+ * `text` with every unsafe character as `\xNN` or `\u{N}`, and `\` left as
+ * it is: for a message that may hold pieces already escaped with
+ * `escapeText()` (a region's bad magic, a folder's name), which a second
+ * pass must not escape again, and raw ones, which it must.
+ */
+export function escapeControls(text: string): string {
+  return text.replace(UNSAFE, (c) => hex(c.charCodeAt(0)));
 }
 
 // made on first use: a process's first TextDecoder costs a wait or wake, which prints nothing, a fraction of a ms

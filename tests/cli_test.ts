@@ -120,6 +120,8 @@ Deno.test("the exit codes, row by row: 0 done, 1 timed out or misuse, 2 broken s
     ["bad magic: wrong bytes", ["wait", "10", "0"], bad("wrong", "XXXX"), 2, /TBROK: .*wrong.*bad magic/],
     ["bad magic: all zeros", ["wait", "10", "0"], bad("zeros", ""), 2, /TBROK: .*zeros.*bad magic/],
     ["bad magic: byte-swapped", ["wait", "10", "0"], bad("swapped", "MPTL"), 2, /TBROK: .*swapped.*bad magic/],
+    // control bytes in the magic are escaped once, as the README shows them
+    ["bad magic: control bytes", ["wait", "10", "0"], bad("ctrl", "\x01\x1b[3"), 2, /bad magic: "\\x01\\x1b\[3"/],
     ["TIMEOUT 0", ["wait", "0", "0"], seed.env, 2, /TBROK: timeout must be >= 1! \(0\)/],
     ["bad LTP_TIMEOUT_MUL", ["wait", "10", "0"], { ...seed.env, LTP_TIMEOUT_MUL: "abc" }, 2, /LTP_TIMEOUT_MUL/],
   ];

@@ -1,6 +1,6 @@
 /** src/escape.ts: what another process chose is printed as visible escapes, never raw. In-process, no I/O. */
 import assert from "node:assert/strict";
-import { escapeBytes, escapeText, safeJson } from "../src/escape.ts";
+import { escapeBytes, escapeControls, escapeText, safeJson } from "../src/escape.ts";
 
 const bytes = (...values: number[]) => new Uint8Array(values);
 
@@ -38,6 +38,14 @@ Deno.test("escapeText turns bidirectional controls, separators, the BOM and lone
 Deno.test("escapeText doubles a backslash, so that an escape it writes cannot be forged by the text", () => {
   assert.equal(escapeText("\\x0a"), "\\\\x0a");
   assert.notEqual(escapeText("\\x0a"), escapeText("\n"));
+});
+
+Deno.test("escapeControls escapes what escapeText does but a backslash, so that escaped text passes it unchanged", () => {
+  assert.equal(escapeControls("a\nb\u202e"), "a\\x0ab\\u{202e}");
+  assert.equal(escapeControls("back\\slash"), "back\\slash");
+  for (const text of ["\x01\x1b[3", "\\x0a", "a\nb", "\u202e", "plain"]) {
+    assert.equal(escapeControls(escapeText(text)), escapeText(text));
+  }
 });
 
 Deno.test("escapeBytes decodes valid UTF-8 and then escapes it as escapeText does", () => {
