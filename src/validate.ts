@@ -1,4 +1,5 @@
 /** Checks of the numbers the class is given, and timeouts turned into deadlines. */
+import { escapeControls } from "./escape.ts";
 import { timeoutScale } from "./kconfig.ts";
 import type { Layout } from "./layout.ts";
 
@@ -40,9 +41,9 @@ export function deadlineOf(timeoutMs: number): { ms: string; deadline: number } 
     throw new RangeError(`timeout must be from 1 to ${UINT32_MAX} ms, got ${timeoutMs}`);
   }
   const { factor, reason, note, kernelFactor } = timeoutScale();
-  // a KCONFIG_PATH that names nothing is said once per process, as LTP warns of it; a config that
-  // cannot be read (a sandbox) only leaves the factor at 1
-  if (note?.startsWith("KCONFIG_PATH=")) console.warn(`ltp-checkpoint: note: ${note.split("; ")[0]}`);
+  // said once per process: a KCONFIG_PATH that names nothing (LTP warns of it), or a config that cannot be read,
+  // a sandbox's (the factor stays 1); the CLI says the first of these itself, on each of its calls
+  if (note !== undefined) console.warn(`ltp-checkpoint: note: ${escapeControls(note)}`);
   const ms = timeoutMs * factor;
   // 50 × 1.1 is shown as 55, not 55.00000000000001
   const shown = `${Math.round(ms * 1000) / 1000} ms`;

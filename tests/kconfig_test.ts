@@ -146,6 +146,29 @@ Deno.test("a sandboxed module without read permission for the config keeps the f
   });
 });
 
+Deno.test("a sandboxed module's timeouts say once on stderr why they are not scaled for a slow kernel", async () => {
+  using dir = tempDir();
+  using other = tempDir();
+  Deno.writeTextFileSync(`${other.path}/config`, KASAN);
+  const r = await runScript(
+    `import { Checkpoint } from "${ROOT}/mod.ts";
+     using cp = Checkpoint.create({ dir: "${dir.path}" });
+     for (const id of [0, 1]) {
+       try { cp.waitSync(id, 50); } catch (error) { if (!(error instanceof Deno.errors.TimedOut)) throw error; }
+     }
+     console.log("done");`,
+    ["--allow-ffi", "--allow-env", `--allow-read=${dir.path},${ROOT}`, `--allow-write=${dir.path}`, "--no-prompt"],
+    { env: { LTP_TIMEOUT_MUL: "", KCONFIG_PATH: `${other.path}/config` } },
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, "done\n");
+  assert.equal(
+    r.stderr,
+    `ltp-checkpoint: note: Timeouts are not scaled for a slow kernel: reading KCONFIG_PATH=${other.path}/config ` +
+      `needs --allow-read=${other.path}/config\n`,
+  );
+});
+
 Deno.test("the CLI's wait 300 on a kernel whose config has CONFIG_KASAN=y gives up after 1200 ms, not 300", async () => {
   using dir = tempDir();
   Deno.writeTextFileSync(`${dir.path}/config`, KASAN);
