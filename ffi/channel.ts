@@ -54,20 +54,13 @@ export function tryLock(fd: number): boolean {
 }
 
 /**
- * Whether another process holds an exclusive flock on the folder at
- * `path` (not followed if a symlink): undefined when it cannot be opened.
- * A shared lock is taken and dropped at once to tell.
+ * Whether another process holds an exclusive flock on the open file `fd`
+ * (a folder). A shared lock is taken and dropped at once to tell.
  */
-export function lockedByAnother(path: string): boolean | undefined {
-  const fd = openFolder(AT_FDCWD, path);
-  if (fd < 0) return undefined;
-  try {
-    if (sys("flock", fd, LOCK_SH | LOCK_NB) !== 0) return true;
-    sys("flock", fd, LOCK_UN);
-    return false;
-  } finally {
-    close(fd);
-  }
+export function lockedByAnother(fd: number): boolean {
+  if (sys("flock", fd, LOCK_SH | LOCK_NB) !== 0) return true;
+  sys("flock", fd, LOCK_UN);
+  return false;
 }
 
 /** fchmod: 0, or -errno. */

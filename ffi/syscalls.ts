@@ -15,11 +15,14 @@ import {
   DIRENT64_TYPE,
   ENOENT,
   EPERM,
+  EXDEV,
   FUTEX_CMP_REQUEUE,
   FUTEX_WAIT,
   FUTEX_WAKE,
   O_CLOEXEC,
   O_NOATIME,
+  O_NOFOLLOW,
+  O_PATH,
   PATH_MAX,
   PR_SET_NAME,
   S_IFBLK,
@@ -231,6 +234,26 @@ function pathText(bytes: Uint8Array): string {
 /** openat: the descriptor, or -errno. */
 export function openat(dirfd: number, path: string | Bytes, flags: number, mode = 0): number {
   return sys("openat", dirfd, typeof path === "string" ? cString(path) : path, flags, mode);
+}
+
+/**
+ * Opens `name` in the folder `dirfd` with `flags`, but only the very file
+ * of that name on the folder's own mount (a symlink refused): the name is
+ * pinned first with O_PATH, which asks no file system anything, so that a
+ * file system mounted on it, such as a FUSE one that never answers, is
+ * refused with -EXDEV before it is asked; the file pinned is then opened
+ * through its /proc/self/fd link. The descriptor, or -errno.
+ */
+export function openOnOwnMount(dirfd: number, name: string, flags: number): number {
+  const pinned = openat(dirfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (pinned < 0) return pinned;
+  try {
+    const mount = mountIdOf(pinned);
+    if (mount < 0 || mount !== mountIdOf(dirfd)) return -EXDEV;
+    return openat(AT_FDCWD, `/proc/self/fd/${pinned}`, flags | O_CLOEXEC);
+  } finally {
+    close(pinned);
+  }
 }
 
 /**

@@ -9,8 +9,9 @@
  * every field is checked.
  * @module
  */
-import { lockedByAnother } from "../ffi/channel.ts";
-import { geteuid } from "../ffi/syscalls.ts";
+import { lockedByAnother, namesIn } from "../ffi/channel.ts";
+import { AT_FDCWD, O_CLOEXEC, O_DIRECTORY, O_NONBLOCK, O_RDONLY } from "../ffi/constants.ts";
+import { close, fstat, geteuid, openat, openOnOwnMount, pread } from "../ffi/syscalls.ts";
 import { escapeText } from "./escape.ts";
 
 /** A client call an agent runs. */
@@ -30,61 +31,78 @@ export interface Agent {
   clients: AgentClient[];
   /** Its folder. */
   folder: string;
-  /** Whether it still runs (it holds a lock on its folder while it lives); undefined when that cannot be told. */
-  alive?: boolean;
+  /** Whether it still runs (it holds a lock on its folder while it lives). */
+  alive: boolean;
 }
 
 const BASE = "/tmp";
 const PREFIX = "tst_checkpoint-";
 const MAX_BYTES = 1 << 20;
 const MAX_FOLDERS = 4096;
+const FOLDER = O_RDONLY | O_DIRECTORY;
 
 function readable(path: string): boolean {
   return Deno.permissions.querySync({ name: "read", path }).state === "granted";
 }
 
 /**
- * The folders of the agents of the users `uids` that this user may see
- * (its own; every user's for root), each private to the uid its name gives.
- * Only those users' folders are looked at: /tmp itself is never listed.
+ * The agents, alive or left behind, in the folders of the users `uids` that
+ * this user may see (its own; every user's for root), each folder private
+ * to the uid its name gives. Only those users' folders are looked at (/tmp itself is never
+ * listed), each opened beneath the last and never across a mount, so that
+ * nothing another user mounted there is asked anything.
  */
-function agentFolders(uids: Iterable<number>): string[] {
+export function listAgents(uids: Iterable<number>): Agent[] {
   if (!readable(BASE)) return [];
   const self = geteuid();
-  const folders: string[] = [];
-  for (const owner of new Set(uids)) {
-    if (self !== 0 && owner !== self) continue;
-    const path = `${BASE}/${PREFIX}${owner}`;
-    if (!privateTo(path, owner)) continue;
-    try {
-      for (const entry of Deno.readDirSync(path)) {
-        if (folders.length >= MAX_FOLDERS) return folders;
-        if (privateTo(`${path}/${entry.name}`, owner)) folders.push(`${path}/${entry.name}`);
-      }
-    } catch {
-      // a folder that went away names no agent
+  const agents: Agent[] = [];
+  const base = openat(AT_FDCWD, BASE, FOLDER | O_CLOEXEC);
+  if (base < 0) return [];
+  try {
+    let folders = 0;
+    for (const owner of new Set(uids)) {
+      if (self !== 0 && owner !== self) continue;
+      const path = `${BASE}/${PREFIX}${owner}`;
+      withPrivateFolder(base, `${PREFIX}${owner}`, owner, (fd) => {
+        for (const name of namesIn(fd)) {
+          if (folders++ >= MAX_FOLDERS) return;
+          withPrivateFolder(fd, name, owner, (folder) => {
+            const agent = agentIn(folder, `${path}/${name}`);
+            if (agent !== undefined) agents.push(agent);
+          });
+        }
+      });
     }
+  } finally {
+    close(base);
   }
-  return folders;
+  return agents;
 }
 
-/** Whether `path` is a folder (not a symlink) of `owner` that no one else may enter. */
-function privateTo(path: string, owner: number): boolean {
+/** Runs `use` on the folder `name` in `dirfd` when it is one of `owner` that no one else may enter. */
+function withPrivateFolder(dirfd: number, name: string, owner: number, use: (fd: number) => void): void {
+  const fd = openOnOwnMount(dirfd, name, FOLDER);
+  if (fd < 0) return;
   try {
-    const info = Deno.lstatSync(path);
-    return info.isDirectory && info.uid === owner && ((info.mode ?? 0o777) & 0o077) === 0;
+    const info = fstat(fd, name);
+    if (info.type === "directory" && info.uid === owner && (info.mode & 0o077) === 0) use(fd);
   } catch {
-    return false;
+    // a folder that cannot be looked at names no agent
+  } finally {
+    close(fd);
   }
 }
 
-/** The agent whose `clients` file is in `folder`, checked field by field; undefined when there is none. */
-function agentIn(folder: string): Agent | undefined {
-  const path = `${folder}/clients`;
+/** The agent whose `clients` file is in the open folder `folder` (at `path`), checked field by field. */
+function agentIn(folder: number, path: string): Agent | undefined {
+  const fd = openOnOwnMount(folder, "clients", O_RDONLY | O_NONBLOCK);
+  if (fd < 0) return undefined;
   try {
-    const info = Deno.lstatSync(path);
-    if (!info.isFile || info.size > MAX_BYTES) return undefined;
-    const data = JSON.parse(new TextDecoder().decode(Deno.readFileSync(path)));
+    const info = fstat(fd, "clients");
+    if (info.type !== "file" || info.size > MAX_BYTES) return undefined;
+    const bytes = new Uint8Array(info.size);
+    if (pread(fd, bytes, 0) !== info.size) return undefined;
+    const data = JSON.parse(new TextDecoder().decode(bytes));
     const pid = data?.agent;
     const region = data?.region;
     if (!isPid(pid) || typeof region !== "string" || !region.startsWith("/") || !Array.isArray(data.clients)) {
@@ -96,19 +114,16 @@ function agentIn(folder: string): Agent | undefined {
         clients.push({ pid: c.pid, args: c.args });
       }
     }
-    return { pid, region, clients, folder, alive: lockedByAnother(folder) };
+    return { pid, region, clients, folder: path, alive: lockedByAnother(folder) };
   } catch {
     return undefined;
+  } finally {
+    close(fd);
   }
 }
 
 function isPid(value: unknown): value is number {
   return Number.isInteger(value) && (value as number) > 0 && (value as number) < 2 ** 22 + 1;
-}
-
-/** The agents of the users `uids` (this user, and for root others) whose folders may be read, alive or left behind. */
-export function listAgents(uids: Iterable<number>): Agent[] {
-  return agentFolders(uids).flatMap((folder) => agentIn(folder) ?? []);
 }
 
 /**

@@ -271,6 +271,47 @@ Deno.test("listRegions finds the regions among 5,000 other files", () => {
   assert.deepEqual(listing.notes, []);
 });
 
+/**
+ * Runs `listRegions(folders)` in the mount namespace of `staller` (where its FUSE file system is mounted), failing
+ * when it has not returned within 20 s; resolves to its listing.
+ */
+async function listingBeside(staller: Deno.ChildProcess, release: () => void, folders: string[], dir: string) {
+  const script = `${dir}/script.ts`;
+  Deno.writeTextFileSync(
+    script,
+    `import { listRegions } from "${ROOT}/mod.ts";
+     console.log(JSON.stringify(listRegions(${JSON.stringify(folders)}, { layout: "ltp" })));`,
+  );
+  const child = new Deno.Command("nsenter", {
+    args: ["-t", `${staller.pid}`, "-m", Deno.execPath(), "run", "--quiet", "--allow-all", script],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
+  const outcome = await Promise.race([child.output(), late]);
+  clearTimeout(timer);
+  if (outcome === "late") {
+    release();
+    await child.output();
+    assert.fail("listRegions blocked on the FUSE file");
+  }
+  assert.equal(outcome.code, 0, new TextDecoder().decode(outcome.stderr));
+  return JSON.parse(new TextDecoder().decode(outcome.stdout));
+}
+
+/** Ends a staller whatever state it is in. */
+async function endStaller(staller: Deno.ChildProcess, release: () => void): Promise<void> {
+  release();
+  try {
+    staller.kill("SIGKILL");
+  } catch {
+    // ended already
+  }
+  await staller.output().catch(() => {});
+}
+
 Deno.test({
   name: "listRegions never looks into a file with a FUSE file system mounted on it that never answers (needs root)",
   ignore: Deno.uid() !== 0 || noPeer(),
@@ -283,40 +324,47 @@ Deno.test({
     const { staller, release } = await startStaller(["--file", `${dir.path}/ltp_trap_1`]);
     try {
       if (!await fuseServing(staller, t, release)) return;
-      const script = `${dir.path}/script.ts`;
-      Deno.writeTextFileSync(
-        script,
-        `import { listRegions } from "${ROOT}/mod.ts";
-         console.log(JSON.stringify(listRegions([${JSON.stringify(dir.path)}], { layout: "ltp" })));`,
-      );
       // the mount exists in the staller's mount namespace only: list from there
-      const child = new Deno.Command("nsenter", {
-        args: ["-t", `${staller.pid}`, "-m", Deno.execPath(), "run", "--quiet", "--allow-all", script],
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
-      const outcome = await Promise.race([child.output(), late]);
-      clearTimeout(timer);
-      if (outcome === "late") {
-        release();
-        await child.output();
-        assert.fail("listRegions blocked on the FUSE file");
-      }
-      assert.equal(outcome.code, 0, new TextDecoder().decode(outcome.stderr));
-      const listing = JSON.parse(new TextDecoder().decode(outcome.stdout));
+      const listing = await listingBeside(staller, release, [dir.path], dir.path);
       assert.deepEqual(listing.regions.map((r: RegionEntry) => r.path), [`${dir.path}/ltp_real_1`]);
       assert.deepEqual(listing.notes, [`${dir.path}: 1 entry has a file system mounted on it, not looked into`]);
     } finally {
-      release();
-      try {
-        staller.kill("SIGKILL");
-      } catch {
-        // ended already
+      await endStaller(staller, release);
+    }
+  },
+});
+
+Deno.test({
+  name: "the agents' listing never looks into a FUSE file system mounted in an agent's channel, and reads the rest " +
+    "(needs root)",
+  ignore: Deno.uid() !== 0 || noPeer(),
+  async fn(t) {
+    using dir = tempDir();
+    // two channels of root's, as agents for regions in dir leave them: one with a FUSE file on its clients file
+    const base = "/tmp/tst_checkpoint-0";
+    Deno.mkdirSync(base, { recursive: true, mode: 0o700 });
+    const key = (name: string) => `${base}/${`${dir.path}/${name}`.replaceAll("/", "%")}`;
+    const channels = [key("ltp_left_1"), key("ltp_trap_1")];
+    const gone = await deadPid();
+    try {
+      for (const [i, channel] of channels.entries()) {
+        Deno.mkdirSync(channel, { mode: 0o700 });
+        const region = `${dir.path}/${i === 0 ? "ltp_left_1" : "ltp_trap_1"}`;
+        Deno.writeTextFileSync(`${channel}/clients`, JSON.stringify({ agent: gone, region, clients: [] }));
       }
-      await staller.output().catch(() => {});
+      const { staller, release } = await startStaller(["--file", `${channels[1]}/clients`]);
+      try {
+        if (!await fuseServing(staller, t, release)) return;
+        const listing = await listingBeside(staller, release, [dir.path], dir.path);
+        assert.deepEqual(listing.notes, [
+          `${channels[0]}: a channel left behind by agent ${gone}, which has exited (the next call for its region ` +
+          `clears it)`,
+        ]);
+      } finally {
+        await endStaller(staller, release);
+      }
+    } finally {
+      for (const channel of channels) Deno.removeSync(channel, { recursive: true });
     }
   },
 });
