@@ -68,6 +68,7 @@ function pathFrom(path: string | undefined): string {
  *
  * @example Act only once a child is parked at a checkpoint, with no sleep
  * ```ts
+ * import assert from "node:assert/strict";
  * import { Checkpoint } from "@ltp/checkpoint";
  *
  * using cp = Checkpoint.create({ layout: "ltp" });
@@ -79,7 +80,7 @@ function pathFrom(path: string | undefined): string {
  *   env: cp.env,
  * }).spawn();
  * await cp.waitForWaiters(1, 1); // the child is in its wait now
- * console.log(cp.waiters(1)); // 1
+ * assert.equal(cp.waiters(1), 1);
  * await cp.wake(1);
  * await child.status;
  * ```
@@ -146,16 +147,17 @@ export class Checkpoint implements Disposable {
    * @param options The layout.
    * @returns The mapped region.
    * @throws {Deno.errors.NotCapable} Without read and write permission for the path.
-   * @throws {Deno.errors.InvalidData} When the path holds something that is not a region.
+   * @throws {Deno.errors.InvalidData} When the path holds something that is not a region, or when
+   *   LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @throws {Deno.errors.PermissionDenied} When the file belongs to another user or has more than one name
    *   (a file another user could have planted).
-   * @throws {Deno.errors.InvalidData} When LTP_IPC_LAYOUT=seed meets a region LTP's C library made.
    * @example Prepare the file named by LTP_IPC_PATH
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * const cp = Checkpoint.init(`/dev/shm/example_${Deno.pid}`);
-   * console.log(cp.capacity); // 1005 on a 4096-byte page
+   * assert.ok(cp.capacity >= 1005); // 1005 on a 4096-byte page
    * cp.remove();
    * ```
    */
@@ -201,19 +203,21 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.InvalidData} When `dir` is a symbolic link or not a folder.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create({ layout: "seed" });
-   * console.log(cp.capacity); // 1023 on a 4096-byte page
+   * assert.ok(cp.capacity >= 1023); // 1023 on a 4096-byte page
    * ```
    * @example In a folder of the job's own
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * const dir = Deno.makeTempDirSync();
    * try {
    *   using cp = Checkpoint.create({ dir });
-   *   console.log(cp.path.startsWith(dir)); // true
+   *   assert.ok(cp.path.startsWith(dir));
    * } finally {
    *   Deno.removeSync(dir); // empty again: the region went with `cp`
    * }
@@ -231,10 +235,11 @@ export class Checkpoint implements Disposable {
    *
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * console.log(cp.env.LTP_IPC_PATH === cp.path); // true
+   * assert.equal(cp.env.LTP_IPC_PATH, cp.path);
    * ```
    */
   get env(): Record<string, string> {
@@ -344,13 +349,14 @@ export class Checkpoint implements Disposable {
    * @throws {Deno.errors.NotCapable} Without `--allow-run` for the program.
    * @example A child that dies at start-up fails the wait at once
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
    * await using child = cp.spawn(Deno.execPath(), ["eval", "console.error('no region for me'); Deno.exit(3)"]);
    * // rejects once the child has died, not after 10 s
-   * await cp.waitForWaiters(0, 1).catch((e) => console.log(e.message));
    * // Waiting for 1 waiter on checkpoint 0 failed: the child deno eval … (pid 4242) exited with code 3; its last lines: no region for me
+   * await assert.rejects(cp.waitForWaiters(0, 1), /exited with code 3; its last lines: no region for me/);
    * ```
    */
   spawn(command: string | URL, args: string[] = [], options: SpawnOptions = {}): CheckpointChild {
@@ -396,15 +402,17 @@ export class Checkpoint implements Disposable {
    * @throws {CheckpointTimedOut} When nobody woke it in time.
    * @throws {RangeError} When `id` is at or beyond `capacity`, or the timeout is out of range.
    * @throws {TypeError} When `id` or the timeout is not a number of the right kind.
-   * @throws {Deno.errors.BadResource} When the region is closed while the wait is pending (an `await` forgotten).
+   * @throws {Deno.errors.BadResource} When the region is closed, or closed while the wait is pending (an `await`
+   *   forgotten).
    * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
    * @throws The signal's reason, when `options.signal` aborts it.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * await cp.wait(0, 10).catch((e) => console.log(e.name)); // TimedOut
+   * await assert.rejects(cp.wait(0, 10), Deno.errors.TimedOut);
    * ```
    */
   async wait(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS, options?: WaitOptions): Promise<void> {
@@ -436,17 +444,17 @@ export class Checkpoint implements Disposable {
    * @param id The checkpoint.
    * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When nobody woke it in time.
-   * @throws {RangeError} When `id` is at or beyond `capacity`.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * try {
-   *   cp.waitSync(0, 10);
-   * } catch (e) {
-   *   console.log(e instanceof Deno.errors.TimedOut); // true
-   * }
+   * assert.throws(() => cp.waitSync(0, 10), Deno.errors.TimedOut);
    * ```
    */
   waitSync(id: number, timeoutMs: number = DEFAULT_TIMEOUT_MS): void {
@@ -497,6 +505,11 @@ export class Checkpoint implements Disposable {
    * @param options An abort signal.
    * @returns Resolves once exactly `nrWake` were woken.
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
+   * @throws The signal's reason, when `options.signal` aborts it.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -522,6 +535,10 @@ export class Checkpoint implements Disposable {
    * @param [nrWake=1] How many waiters to wake.
    * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When fewer (or more) were woken in time; `woken` says how many.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -544,7 +561,12 @@ export class Checkpoint implements Disposable {
    * @param [timeoutMs=10000] Milliseconds, at least 1, for each half, scaled as LTP scales its own.
    * @param options An abort signal.
    * @returns Resolves when woken back.
-   * @throws {Deno.errors.TimedOut} When either half timed out.
+   * @throws {CheckpointTimedOut} When either half timed out.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
+   * @throws The signal's reason, when `options.signal` aborts it.
    * @example
    * ```ts ignore
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -563,7 +585,11 @@ export class Checkpoint implements Disposable {
    *
    * @param id The checkpoint.
    * @param [timeoutMs=10000] Milliseconds, at least 1, for each half, scaled as LTP scales its own.
-   * @throws {Deno.errors.TimedOut} When either half timed out.
+   * @throws {CheckpointTimedOut} When either half timed out.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
    * @example
    * ```ts ignore
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -585,12 +611,14 @@ export class Checkpoint implements Disposable {
    * @param id The checkpoint.
    * @returns The number of waiters.
    * @throws {Deno.errors.WouldBlock} When another process kept changing the word for half a second.
+   * @throws {Deno.errors.BadResource} When the region is closed.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * console.log(cp.waiters(0)); // 0
+   * assert.equal(cp.waiters(0), 0);
    * ```
    */
   waiters(id: number): number {
@@ -623,6 +651,11 @@ export class Checkpoint implements Disposable {
    * @param options An abort signal.
    * @returns Resolves when that many wait.
    * @throws {CheckpointTimedOut} When fewer arrived in time.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
+   * @throws The signal's reason, when `options.signal` aborts it.
    * @example
    * ```ts ignore
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -650,6 +683,10 @@ export class Checkpoint implements Disposable {
    * @param count How many waiters to wait for.
    * @param [timeoutMs=10000] Milliseconds, at least 1, scaled as LTP scales its own (×4 on a slow kernel, × `LTP_TIMEOUT_MUL`).
    * @throws {CheckpointTimedOut} When fewer arrived in time.
+   * @throws {RangeError} When `id` is at or beyond `capacity`, or a number is out of range.
+   * @throws {TypeError} When an argument is not a number of the right kind.
+   * @throws {Deno.errors.BadResource} When the region is closed.
+   * @throws {ChildFailed} When a child started with {@linkcode Checkpoint.spawn} failed first.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
@@ -672,12 +709,14 @@ export class Checkpoint implements Disposable {
    *
    * @returns Waiters per id, in this layout and as the other layout numbers them.
    * @throws {Deno.errors.WouldBlock} When another process kept changing a word for half a second.
+   * @throws {Deno.errors.BadResource} When the region is closed.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * console.log(cp.snapshot().waiters); // {}
+   * assert.deepEqual(cp.snapshot().waiters, {});
    * ```
    */
   snapshot(): Snapshot {
@@ -692,13 +731,15 @@ export class Checkpoint implements Disposable {
    *
    * @returns The region's facts, the waiters and the processes found.
    * @throws {Deno.errors.WouldBlock} When another process kept changing a word for half a second.
+   * @throws {Deno.errors.BadResource} When the region is closed.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
-   * using cp = Checkpoint.create();
+   * using cp = Checkpoint.create({ layout: "ltp" });
    * const { layout, layoutSource, waiters } = cp.status();
-   * console.log(layout, layoutSource, waiters); // ltp default {}
+   * assert.deepEqual([layout, layoutSource, waiters], ["ltp", "option", {}]);
    * ```
    */
   status(): CheckpointStatus {
@@ -713,10 +754,11 @@ export class Checkpoint implements Disposable {
    * @returns The owner's uid and the mode, such as `0o600`.
    * @example
    * ```ts
+   * import assert from "node:assert/strict";
    * import { Checkpoint } from "@ltp/checkpoint";
    *
    * using cp = Checkpoint.create();
-   * console.log(cp.stat().mode.toString(8)); // 600
+   * assert.equal(cp.stat().mode & 0o777, 0o600);
    * ```
    */
   stat(): { uid: number; mode: number } {

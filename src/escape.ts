@@ -31,7 +31,7 @@ export function escapeControls(text: string): string {
   return text.replace(UNSAFE, (c) => hex(c.charCodeAt(0)));
 }
 
-// made on first use: a process's first TextDecoder costs a wait or wake, which prints nothing, a fraction of a ms
+// made on first use: a call that prints nothing (a wait, a wake) need not pay for a TextDecoder
 let strictDecoder: TextDecoder | undefined;
 const strict = () => strictDecoder ??= new TextDecoder("utf-8", { fatal: true });
 

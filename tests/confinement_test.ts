@@ -4,6 +4,7 @@
  * sticky, through no symlink and into no other file system. The other side of the races is tests/confinement.c.
  */
 import assert from "node:assert/strict";
+import { shellQuote } from "../src/text.ts";
 import { assertExit, assertNoStackTrace, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { filesBelow, tempDir } from "../testing/files.ts";
@@ -168,7 +169,7 @@ Deno.test("status --all refuses a folder through /proc (another mount namespace'
 
 /** Runs `command` in a private mount namespace where a tmpfs is mounted on `mountPoint`. */
 function inPrivateMount(mountPoint: string, command: string[]): Promise<import("../testing/process.ts").Result> {
-  const quoted = command.map((arg) => `'${arg.replaceAll("'", "'\\''")}'`).join(" ");
+  const quoted = command.map((arg) => shellQuote(arg)).join(" ");
   return run("unshare", [
     "-m",
     "--propagation",
