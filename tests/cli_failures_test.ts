@@ -1,6 +1,7 @@
 /** Every failure of the CLI is one line with LTP's exit code (1 misuse, 2 broken), on stderr, never a stack trace. */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
+import { shellQuote } from "../src/text.ts";
 import { assertExit, assertNoStackTrace, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { CLI } from "../testing/paths.ts";
@@ -58,19 +59,34 @@ Deno.test("output that cannot be written (/dev/full) gives one line, exit 1 for 
   assert.deepEqual(problems, []);
 });
 
-Deno.test("init whose export line cannot be printed (>/dev/full) removes the region it made and exits 2", async () => {
-  const before = new Set(Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name));
-  const started = cliRedirected(">/dev/full", ["init"], {});
-  const prefix = `ltp_checkpoint_${started.child.pid}_`; // sh execs Deno: the same pid
-  const r = await started.result;
-  const left = Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name).filter((n) =>
-    n.startsWith(prefix) && !before.has(n)
-  );
-  for (const name of left) Deno.removeSync(`/dev/shm/${name}`);
-  assertExit(r, 2);
-  assertOneLine(r.stderr, /\S/);
-  assertNoStackTrace(r.stderr, "init >/dev/full");
-  assert.deepEqual(left, [], "a region nobody can learn the path of was left behind");
+Deno.test("init whose export line cannot be printed or goes nowhere (>/dev/full, >&-, >/dev/null) removes the region it made and exits 2", async () => {
+  for (
+    const [redirect, why] of [[">/dev/full", /\S/], [">&-", /goes nowhere/], [">/dev/null", /goes nowhere/]] as const
+  ) {
+    const before = new Set(Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name));
+    const started = cliRedirected(redirect, ["init"], {});
+    const prefix = `ltp_checkpoint_${started.child.pid}_`; // sh execs Deno: the same pid
+    const r = await started.result;
+    const left = Array.from(Deno.readDirSync("/dev/shm"), (e) => e.name).filter((n) =>
+      n.startsWith(prefix) && !before.has(n)
+    );
+    for (const name of left) Deno.removeSync(`/dev/shm/${name}`);
+    assertExit(r, 2);
+    assertOneLine(r.stderr, why);
+    assertNoStackTrace(r.stderr, `init ${redirect}`);
+    assert.deepEqual(left, [], `init ${redirect}: a region nobody can learn the path of was left behind`);
+  }
+});
+
+Deno.test("init on a terminal says on stderr how it is meant to be run, and still prints its export line", async () => {
+  const command = [DENO, "run", "--quiet", ...CHILD_FLAGS, CLI, "init"].map((arg) => shellQuote(arg)).join(" ");
+  // `script` gives the tool a pty for stdout and stderr alike
+  const tty = await run("script", ["-qec", command, "/dev/null"], { env: {} });
+  const path = tty.stdout.match(/^export LTP_IPC_PATH='([^']+)'/m)?.[1];
+  if (path !== undefined) Deno.removeSync(path);
+  assertExit(tty, 0);
+  assert.match(tty.stdout, /note: init prints shell commands for the shell to run: eval "\$\(tst_checkpoint init\)"/);
+  assert.ok(path !== undefined, tty.stdout);
 });
 
 Deno.test("a reader that closes the pipe early (tst_checkpoint ... | true) gets no stack trace", async () => {

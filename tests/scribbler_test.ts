@@ -1,9 +1,9 @@
 /**
  * Processes that keep rewriting the words of a 0666 region (anyone may, and LTP's C library makes its regions so)
- * cannot stretch a call past its own time: with real scribbler processes, the CLI's `wait 1000 0`,
- * `waiters 1000 0 1` and `status`, and the module's counts, return within their budget plus a second, beyond what a
- * Deno start costs under the same load. The bounds are generous and scaled by LTP_TIMEOUT_MUL: they catch a retry
- * without a deadline (the kernel answers EAGAIN each time a word changed since it was read), not slowness.
+ * cannot stretch a call past its own time: with real scribbler processes, the CLI's `wait 1000 0`, `waiters 1000 0 1`,
+ * `wake 1000 0 1` and `status`, and the module's counts, return within their budget plus a second, beyond what a Deno
+ * start costs under the same load. The bounds are generous and scaled by LTP_TIMEOUT_MUL: they catch a retry without a
+ * deadline (the kernel answers EAGAIN each time a word changed since it was read), not slowness.
  */
 import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
@@ -49,7 +49,7 @@ async function timed(args: string[], env: Record<string, string>) {
 }
 
 Deno.test(
-  `with ${SCRIBBLERS} scribblers on a 0666 region, wait, waiters and status end within their budget plus a second`,
+  `with ${SCRIBBLERS} scribblers on a 0666 region, wait, waiters, wake and status end within their budget plus a second`,
   { ignore: noPeer() },
   async () => {
     using dir = tempDir();
@@ -64,6 +64,8 @@ Deno.test(
       const calls: [string[], number, number[]][] = [
         [["wait", "1000", "0"], scaled(1000), [1]],
         [["waiters", "1000", "0", "1"], scaled(1000), [1]],
+        // nobody waits: FUTEX_WAKE compares no word, but the wake's retries must still end at its deadline
+        [["wake", "1000", "0", "1"], scaled(1000), [1]],
         // a snapshot (half a second at most) and the /proc scan (1.5 s at most); a word that never holds still is
         // a TBROK saying so
         [["status"], scaled(2000), [0, 2]],
