@@ -4,6 +4,7 @@
  * for its clients, one {@linkcode CallContext} per call.
  * @module
  */
+import { forkedFrom } from "../ffi/proc.ts";
 import { realPathOf } from "../ffi/syscalls.ts";
 import { Checkpoint, formatListing, type Layout, listRegions } from "../mod.ts";
 import { readEnv, withEnv } from "../src/env.ts";
@@ -127,9 +128,13 @@ function start({ flags, command, rest, numbers, notes }: Parsed, call: Call): Pr
 function init(options: { layout?: Layout }, cleanup: boolean, call: Call): void {
   const { out, ppid, terminal } = call;
   // a new region is named after the shell that evals this line, not this short-lived process, so that
-  // `status --all` sees its maker alive while that shell lives
+  // `status --all` sees its maker alive while that shell lives: the script itself where init ran in a subshell of
+  // it (`$(tst_checkpoint init || ...)`, a pipe, `( ... )`), which ends long before the script does
   const given = readEnv("LTP_IPC_PATH", true);
-  using cp = Checkpoint.init(given || newRegionPath(undefined, ppid), options);
+  const maker = Deno.permissions.querySync({ name: "read", path: "/proc" }).state === "granted"
+    ? forkedFrom(ppid)
+    : ppid;
+  using cp = Checkpoint.init(given || newRegionPath(undefined, maker), options);
   const lines: string[] = [];
   if (cp.path !== given) {
     lines.push(`export LTP_IPC_PATH=${shellQuote(cp.path, true)}`);

@@ -54,76 +54,91 @@ function killUsers(path: string): void {
   }
 }
 
+/**
+ * What the script does after its init: runs a command (which names the region in its environment), or only shell
+ * builtins (`read`, on a pipe the test holds open), where nothing but the script itself shows the region in use.
+ */
+const THEN = {
+  "a command": `sleep ${Math.ceil(scaled(60000) / 1000)}`,
+  "builtins only": "read -r line",
+};
+
 for (const shell of ["dash", "bash"]) {
   for (const [shape, line] of Object.entries(SHAPES)) {
-    Deno.test({
-      name: `a ${shell} script whose init is ${shape} keeps its region out of stale while it runs`,
-      ignore: !commandExists(shell),
-      async fn() {
-        using dir = tempDir();
-        const bin = toolFolder(dir.path);
-        const told = `${dir.path}/path`;
-        // the script's init ran in a subshell that has ended; the script goes on, in a command it started
-        const script = `${line}\nprintf '%s\\n' "$LTP_IPC_PATH" > '${told}.new' && mv '${told}.new' '${told}'\n` +
-          `sleep ${Math.ceil(scaled(60000) / 1000)}\nexit 0\n`;
-        const child = new Deno.Command(shell, {
-          args: ["-c", script],
-          env: { ...plainEnv(), PATH: `${bin}:${Deno.env.get("PATH")}` },
-          clearEnv: true,
-          stdin: "null",
-          stdout: "null",
-          stderr: "piped",
-        }).spawn();
-        let path = "";
-        try {
-          await eventually(() => {
-            try {
-              path = Deno.readTextFileSync(told).trim();
-              return true;
-            } catch {
-              return false;
-            }
-          }, scaled(20000));
-          const folder = path.slice(0, path.lastIndexOf("/"));
-          const listed = await new Deno.Command(Deno.execPath(), {
-            args: [
-              "run",
-              "--quiet",
-              "--allow-ffi",
-              "--allow-env",
-              "--allow-read=/proc,/dev/shm,/tmp",
-              CLI,
-              "status",
-              "--all",
-              "--json",
-              folder,
-            ],
-            env: plainEnv(),
+    for (const [then, rest] of Object.entries(THEN)) {
+      Deno.test({
+        name: `a ${shell} script whose init is ${shape}, then ${then}, keeps its region out of stale while it runs`,
+        ignore: !commandExists(shell),
+        async fn() {
+          using dir = tempDir();
+          const bin = toolFolder(dir.path);
+          const told = `${dir.path}/path`;
+          // the script's init ran in a subshell that has ended; the script goes on
+          const script = `${line}\nprintf '%s\\n' "$LTP_IPC_PATH" > '${told}.new' && mv '${told}.new' '${told}'\n` +
+            `${rest}\nexit 0\n`;
+          const child = new Deno.Command(shell, {
+            args: ["-c", script],
+            env: { ...plainEnv(), PATH: `${bin}:${Deno.env.get("PATH")}` },
             clearEnv: true,
-            stdin: "null",
-          }).output();
-          const text = new TextDecoder().decode(listed.stdout);
-          assert.equal(listed.code, 0, new TextDecoder().decode(listed.stderr));
-          const entry = JSON.parse(text).find((r: { path: string }) => r.path === path);
-          assert.ok(entry, `${path} not listed`);
-          assert.equal(entry.stale, false, JSON.stringify(entry));
-          if (Deno.uid() === 0) {
-            // root sees every process: the maker lives (where the shell ran init itself), or a user is named
-            const seen = entry.makerAlive === true ||
-              (entry.usedBy?.by === "environment" && entry.usedBy.comm === "sleep");
-            assert.ok(seen, JSON.stringify(entry));
-          } else {
-            assert.ok(entry.makerAlive === true || entry.usedBy || entry.makerUnknown, JSON.stringify(entry));
+            stdin: "piped",
+            stdout: "null",
+            stderr: "piped",
+          }).spawn();
+          let path = "";
+          try {
+            await eventually(() => {
+              try {
+                path = Deno.readTextFileSync(told).trim();
+                return true;
+              } catch {
+                return false;
+              }
+            }, scaled(20000));
+            const folder = path.slice(0, path.lastIndexOf("/"));
+            const listed = await new Deno.Command(Deno.execPath(), {
+              args: [
+                "run",
+                "--quiet",
+                "--allow-ffi",
+                "--allow-env",
+                "--allow-read=/proc,/dev/shm,/tmp",
+                CLI,
+                "status",
+                "--all",
+                "--json",
+                folder,
+              ],
+              env: plainEnv(),
+              clearEnv: true,
+              stdin: "null",
+            }).output();
+            const text = new TextDecoder().decode(listed.stdout);
+            assert.equal(listed.code, 0, new TextDecoder().decode(listed.stderr));
+            const entry = JSON.parse(text).find((r: { path: string }) => r.path === path);
+            assert.ok(entry, `${path} not listed`);
+            assert.equal(entry.stale, false, JSON.stringify(entry));
+            // named after the script itself, not the subshell its init ran in
+            assert.equal(entry.makerPid, child.pid, JSON.stringify(entry));
+            assert.equal(entry.makerAlive, true, JSON.stringify(entry));
+            if (then === "builtins only") return;
+            if (Deno.uid() === 0) {
+              // root sees every process: the maker lives (where the shell ran init itself), or a user is named
+              const seen = entry.makerAlive === true ||
+                (entry.usedBy?.by === "environment" && entry.usedBy.comm === "sleep");
+              assert.ok(seen, JSON.stringify(entry));
+            } else {
+              assert.ok(entry.makerAlive === true || entry.usedBy || entry.makerUnknown, JSON.stringify(entry));
+            }
+          } finally {
+            // the commands it started first (they hold its stderr), then the script itself
+            if (path) killUsers(path);
+            kill(child, "SIGKILL");
+            await child.output();
+            if (path) Deno.removeSync(path);
           }
-        } finally {
-          // the commands it started first (they hold its stderr), then the script itself
-          if (path) killUsers(path);
-          kill(child, "SIGKILL");
-          await child.output();
-          if (path) Deno.removeSync(path);
-        }
-      },
-    });
+        },
+      });
+    }
   }
 }
 

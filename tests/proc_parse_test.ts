@@ -1,6 +1,14 @@
 /** ffi/proc.ts: the reading of /proc's text (syscall, maps, stat, comm, futex_waitv vectors), in process, from bytes. */
 import assert from "node:assert/strict";
-import { commOf, isKernelThreadStat, Mappings, parseSyscall, sharedWords, targetOf } from "../ffi/proc.ts";
+import {
+  commOf,
+  isKernelThreadStat,
+  Mappings,
+  parentOfStat,
+  parseSyscall,
+  sharedWords,
+  targetOf,
+} from "../ffi/proc.ts";
 
 const NUMBERS = { futex: 202, futex_waitv: 449 };
 const bytes = (text: string) => new TextEncoder().encode(text);
@@ -202,6 +210,15 @@ Deno.test("Mappings stop at the first line past the last address needed, and cle
   assert.equal(mappings.mapsTargets, false);
   assert.equal(mappings.fileOffset(0x7f0000000000), undefined);
   assert.equal(mappings.isAnonymous(0x55d0c0000010, 24), false);
+});
+
+Deno.test("parentOfStat reads the parent's pid after the last ) however the name is made, 0 when there is none", () => {
+  const parent = (text: string) => parentOfStat(bytes(text), text.length);
+  assert.equal(parent("1234 (sh) S 1200 1234 1234 0 -1 4194560 0\n"), 1200);
+  assert.equal(parent("1234 (a) S 7 (b) S 1 1 1\n"), 1);
+  assert.equal(parent("1234 (my shell) R 4321 1 1\n"), 4321);
+  assert.equal(parent("1 (init) S 0 1 1\n"), 0);
+  assert.equal(parent("1234 (cut"), 0);
 });
 
 Deno.test("isKernelThreadStat reads PF_KTHREAD in the flags, after the last ) however the name is made", () => {
