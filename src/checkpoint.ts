@@ -796,6 +796,7 @@ export class Checkpoint implements Disposable {
    * (Deno's own `Deno.remove` refuses paths under /dev without
    * `--allow-all`; this needs only the permissions the region needed.)
    *
+   * @throws {Deno.errors.BadResource} When the region is closed.
    * @example
    * ```ts
    * import { Checkpoint } from "@ltp/checkpoint";
