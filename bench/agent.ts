@@ -10,7 +10,9 @@
  * 3. 100 waiters parked on 100 ids: the PSS of every process of each tool
  *    (for ours: the 100 `sh` clients and the agent), against the RSS of one
  *    idle Deno (an empty `deno run` with the launcher's flags, asleep);
- * 4. exactness through the agent: 100 clients on 100 ids woken back to back
+ * 4. a parked client killed by SIGKILL: the time until the kernel no longer
+ *    counts its wait (the agent cancels it when the client's FIFO closes);
+ * 5. exactness through the agent: 100 clients on 100 ids woken back to back
  *    from one process (a wake each, counted by the kernel), rounds of it, and
  *    1000 clients on 1000 ids counted at once and woken the same way; a
  *    client whose wake was counted and that did not end is a lost wake;
@@ -24,7 +26,11 @@
  * to LTP_IPC_PATH, and waits (FUTEX_WAIT) or wakes (FUTEX_WAKE in a 1 ms
  * loop) as LTP's library does.
  *
- *   ./deno run --allow-all bench/agent.ts [--quick]
+ * Given LTP's own tool (`--ltp PATH`: the built `tst_checkpoint`, or an LTP
+ * tree with `testcases/lib` built), it runs beside the others and is the
+ * baseline of the ratios and targets.
+ *
+ *   ./deno run --allow-all bench/agent.ts [--quick] [--ltp PATH]
  * @module
  */
 import { Checkpoint } from "../mod.ts";
@@ -168,7 +174,7 @@ async function until(check: () => boolean, what: string, ms = 60_000): Promise<v
 }
 
 /** Measures; `log` gets each row as it is measured. */
-export async function agentBench(quick: boolean, log: (row: Row) => void = () => {}): Promise<
+export async function agentBench(quick: boolean, log: (row: Row) => void = () => {}, ltp?: string): Promise<
   { rows: Row[]; targets: Target[] }
 > {
   const runs = quick ? 10 : 30;
@@ -189,6 +195,25 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
   const row = (...cells: [string, string, string, string]) => {
     const r: Row = [...cells, ""];
     rows.push(r), log(r);
+  };
+  // the baseline: LTP's own tool where one was given, else the C reference
+  const base = ltp === undefined ? "c" : "ltp";
+  const keys = [...ltp === undefined ? [] : ["ltp"], "c", "agent", "cold"];
+  const who: Record<string, string> = {
+    ltp: `LTP's own tst_checkpoint`,
+    c: "C, as LTP's tool (zcat of the config)",
+    agent: "installed tst_checkpoint, agent",
+    cold: "installed tst_checkpoint, cold",
+  };
+  const program: Record<string, string> = { ltp: ltp ?? "", c, agent: tool, cold: tool };
+  /** Each contestant's command line for `args`. */
+  const contestants = (args: string[]) =>
+    Object.fromEntries(keys.map((k) => [k, { argv: [program[k], ...args], env: k === "cold" ? coldEnv : env }]));
+  /** One row per contestant: its median and its ratio to the baseline. */
+  const rowsOf = (what: string, figures: { of: (k: string) => number; vs: (k: string, b: string) => number }) => {
+    for (const k of keys) {
+      row(what, who[k], ms(figures.of(k)), k === base ? "1.00× (baseline)" : `${figures.vs(k, base).toFixed(2)}×`);
+    }
   };
   const agentPid = () =>
     JSON.parse(Deno.readTextFileSync(`/tmp/tst_checkpoint-${Deno.uid()}/${cp.path.replaceAll("/", "%")}/clients`))
@@ -221,45 +246,10 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
       };
     };
 
-    const wake = ["wake", "1000", `${ID}`, "0"];
-    const call = await sideBySide([peerBin, "run"], {
-      c: { argv: [c, ...wake], env },
-      agent: { argv: [tool, ...wake], env },
-      cold: { argv: [tool, ...wake], env: coldEnv },
-    }, "wall_ns");
-    row("one call (wake 1000 7 0)", "C, as LTP's tool (zcat of the config)", ms(call.of("c")), "1.00× (baseline)");
-    row(
-      "one call (wake 1000 7 0)",
-      "installed tst_checkpoint, agent",
-      ms(call.of("agent")),
-      `${call.vs("agent", "c").toFixed(2)}×`,
-    );
-    row(
-      "one call (wake 1000 7 0)",
-      "installed tst_checkpoint, cold",
-      ms(call.of("cold")),
-      `${call.vs("cold", "c").toFixed(2)}×`,
-    );
-
-    const waitArgs = ["wait", "10000", `${ID}`];
-    const parked = await sideBySide([park, cp.path, `${OFFSET}`], {
-      c: { argv: [c, ...waitArgs], env },
-      agent: { argv: [tool, ...waitArgs], env },
-      cold: { argv: [tool, ...waitArgs], env: coldEnv },
-    }, "park_ns");
-    row("exec → parked", "C, as LTP's tool", ms(parked.of("c")), "1.00× (baseline)");
-    row(
-      "exec → parked",
-      "installed tst_checkpoint, agent",
-      ms(parked.of("agent")),
-      `${parked.vs("agent", "c").toFixed(2)}×`,
-    );
-    row(
-      "exec → parked",
-      "installed tst_checkpoint, cold",
-      ms(parked.of("cold")),
-      `${parked.vs("cold", "c").toFixed(2)}×`,
-    );
+    const call = await sideBySide([peerBin, "run"], contestants(["wake", "1000", `${ID}`, "0"]), "wall_ns");
+    rowsOf("one call (wake 1000 7 0)", call);
+    const parked = await sideBySide([park, cp.path, `${OFFSET}`], contestants(["wait", "10000", `${ID}`]), "park_ns");
+    rowsOf("exec → parked", parked);
 
     // memory: 100 waiters on 100 ids, each tool's processes all parked at once
     const ids = Array.from({ length: WAITERS }, (_, i) => 100 + i);
@@ -273,9 +263,16 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
       await Promise.all(children.map((child) => child.result));
       await until(() => ids.every((id) => cp.waiters(id) === 0), "waits gone");
     };
-    const cWaiters = await parkAll((id) => [c, "wait", "60000", `${id}`]);
-    const cPss = cWaiters.reduce((sum, w) => sum + pss(w.child.pid), 0);
-    await endAll(cWaiters);
+    /** The PSS of 100 parked waiters of a C tool, in KiB. */
+    const cParked = async (program: string) => {
+      const waiters = await parkAll((id) => [program, "wait", "60000", `${id}`]);
+      const sum = waiters.reduce((total, w) => total + pss(w.child.pid), 0);
+      await endAll(waiters);
+      return sum;
+    };
+    const cPss = await cParked(c);
+    const ltpPss = ltp === undefined ? 0 : await cParked(ltp);
+    const basePss = ltp === undefined ? cPss : ltpPss;
     const ours = await parkAll((id) => [tool, "wait", "60000", `${id}`]);
     const agent = agentPid();
     const clientsPss = ours.reduce((sum, w) => sum + pss(w.child.pid), 0);
@@ -289,14 +286,36 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
     const idleRss = rss(idle.child.pid);
     idle.child.kill("SIGKILL");
     await idle.result;
-    row(`${WAITERS} waiters parked, PSS of all`, "C, as LTP's tool", mib(cPss), "1.00× (baseline)");
+    if (ltp !== undefined) row(`${WAITERS} waiters parked, PSS of all`, who.ltp, mib(ltpPss), "1.00× (baseline)");
+    row(
+      `${WAITERS} waiters parked, PSS of all`,
+      who.c,
+      mib(cPss),
+      base === "c" ? "1.00× (baseline)" : `${(cPss / basePss).toFixed(2)}×`,
+    );
     row(
       `${WAITERS} waiters parked, PSS of all`,
       "installed tst_checkpoint: sh clients + agent",
       `${mib(clientsPss + agentPss)} (${mib(clientsPss)} + ${mib(agentPss)})`,
-      `${((clientsPss + agentPss) / cPss).toFixed(2)}×`,
+      `${((clientsPss + agentPss) / basePss).toFixed(2)}×`,
     );
     row("an idle Deno", "deno run, asleep", mib(idleRss), "");
+
+    // a client that ends takes its wait with it: a parked client SIGKILLed, until the kernel no longer counts it
+    const released: number[] = [];
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    for (let i = 0; i < runs; i++) {
+      const client = start(tool, ["wait", "60000", `${ID}`], { env });
+      await until(() => cp.waiters(ID) === 1, "a client parked");
+      const t0 = performance.now();
+      client.child.kill("SIGKILL");
+      // polled every 50 µs, without a timer: a busy poll would take the CPU the agent needs on a 2-CPU machine
+      while (cp.waiters(ID) !== 0 && performance.now() - t0 < 5000) Atomics.wait(nap, 0, 0, 0.05);
+      released.push((performance.now() - t0) * 1e6);
+      await client.result;
+    }
+    row("a parked client SIGKILLed → its wait out of the kernel", "agent", ms(median(released)), "");
+    row("the same, the slowest", "agent", ms(Math.max(...released)), "");
 
     // exactness: clients on distinct ids woken back to back by this one process, each wake counted by the kernel
     let backend = "";
@@ -351,25 +370,32 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
     );
     row(`the agent, ${MANY} clients on ${MANY} ids`, `PSS (${backend})`, mib(thousand.agentParked), "");
 
-    const budget = 2 * cPss + idleRss;
+    const budget = 2 * basePss + idleRss;
+    const against = ltp === undefined ? "LTP's C tool (the C reference)" : "LTP's own C tool";
     const targets: Target[] = [
       {
-        what: "one call through the agent: ≤ 1.0× LTP's C tool",
-        met: call.vs("agent", "c") <= 1,
-        measured: `${call.vs("agent", "c").toFixed(2)}×: ${ms(call.of("agent"))} against ${ms(call.of("c"))}`,
+        what: `one call through the agent: ≤ 1.0× ${against}`,
+        met: call.vs("agent", base) <= 1,
+        measured: `${call.vs("agent", base).toFixed(2)}×: ${ms(call.of("agent"))} against ${ms(call.of(base))}`,
         miss: "each checkpoint call of a shell test costs more than LTP's own tool",
       },
       {
-        what: "exec → parked through the agent: ≤ 1.0× LTP's C tool",
-        met: parked.vs("agent", "c") <= 1,
-        measured: `${parked.vs("agent", "c").toFixed(2)}×: ${ms(parked.of("agent"))} against ${ms(parked.of("c"))}`,
+        what: `exec → parked through the agent: ≤ 1.0× ${against}`,
+        met: parked.vs("agent", base) <= 1,
+        measured: `${parked.vs("agent", base).toFixed(2)}×: ${ms(parked.of("agent"))} against ${ms(parked.of(base))}`,
         miss: "a shell test's wait is counted later than with LTP's tool (cn_pec.sh's helper may overflow)",
       },
       {
-        what: `${WAITERS} parked waiters: PSS ≤ 2 × C's + one idle Deno's RSS`,
+        what: `${WAITERS} parked waiters: PSS ≤ 2 × ${against}'s + one idle Deno's RSS`,
         met: clientsPss + agentPss <= budget,
-        measured: `${mib(clientsPss + agentPss)} against ${mib(budget)} (2 × ${mib(cPss)} + ${mib(idleRss)})`,
+        measured: `${mib(clientsPss + agentPss)} against ${mib(budget)} (2 × ${mib(basePss)} + ${mib(idleRss)})`,
         miss: "a test with many waiters holds more memory than the budget",
+      },
+      {
+        what: "a parked client killed by SIGKILL: its wait out of the kernel within 10 ms, every time",
+        met: Math.max(...released) <= 10e6,
+        measured: `slowest ${ms(Math.max(...released))}, median ${ms(median(released))} (${runs} kills)`,
+        miss: "a wake may reach the ghost of a killed client for a while instead of the next real waiter",
       },
       {
         what: `${WAITERS} ids woken back to back through the agent: no wake lost`,
@@ -390,10 +416,33 @@ export async function agentBench(quick: boolean, log: (row: Row) => void = () =>
   }
 }
 
+/**
+ * LTP's own `tst_checkpoint` from `--ltp PATH` (the built tool, or an LTP
+ * tree built with `make autotools && ./configure && make -C lib && make -C
+ * testcases/lib`), or undefined.
+ */
+function ltpTool(args: string[]): string | undefined {
+  const at = args.indexOf("--ltp");
+  if (at < 0) return undefined;
+  const given = args[at + 1];
+  if (given === undefined) throw new Error("--ltp needs a path: LTP's built tst_checkpoint, or an LTP tree");
+  const tool = Deno.statSync(given).isDirectory ? `${given}/testcases/lib/tst_checkpoint` : given;
+  if (!Deno.statSync(tool).isFile) throw new Error(`--ltp: ${tool} is not LTP's built tst_checkpoint`);
+  return tool;
+}
+
 if (import.meta.main) {
   const quick = Deno.args.includes("--quick");
+  let ltp: string | undefined;
+  try {
+    ltp = ltpTool(Deno.args);
+  } catch (error) {
+    console.error(`bench/agent.ts: ${error instanceof Error ? error.message : error}`);
+    Deno.exit(2);
+  }
   console.log(runLine(quick));
-  const { rows, targets } = await agentBench(quick);
+  if (ltp !== undefined) console.log(`LTP's own tool: ${ltp}`);
+  const { rows, targets } = await agentBench(quick, undefined, ltp);
   printRows(rows);
   printTargets(targets);
 }
