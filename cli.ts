@@ -7,6 +7,8 @@
  * 2 a broken set-up. Every failure is one line on stderr (misuse adds the usage).
  * @module
  */
+// first: on a Deno too old, its one line comes before anything else is evaluated
+import "./src/gate.ts";
 import { run } from "./cli/command.ts";
 import { setProcessName } from "./ffi/syscalls.ts";
 
