@@ -136,6 +136,11 @@ function word(arg: Arg, held: BufferSource[]): bigint {
   return addressOf(arg);
 }
 
+/** The six argument words of a call, its buffers added to `held`. */
+function words(args: Arg[], held: BufferSource[]): [bigint, bigint, bigint, bigint, bigint, bigint] {
+  return args.map((arg) => word(arg, held)) as [bigint, bigint, bigint, bigint, bigint, bigint];
+}
+
 /**
  * Deno up to 2.3.1 frees each FFI symbol's fast-call signature at exit before
  * it stops V8's background compiler, which may still be compiling a caller:
@@ -190,15 +195,7 @@ export function sys64(
 ): number {
   const lib = libc();
   try {
-    const r = lib.symbols.syscall64(
-      BigInt(lib.numbers[name]),
-      word(a, inCall),
-      word(b, inCall),
-      word(c, inCall),
-      word(d, inCall),
-      word(e, inCall),
-      word(f, inCall),
-    );
+    const r = lib.symbols.syscall64(BigInt(lib.numbers[name]), ...words([a, b, c, d, e, f], inCall));
     return r === -1n ? -lib.errno[0] : Number(r);
   } finally {
     inCall.length = 0;
@@ -220,9 +217,10 @@ export async function sysAsync(
 ): Promise<number> {
   const lib = libc();
   const held: BufferSource[] = [];
-  const words = [a, b, c, d, e, f].map((arg) => word(arg, held)) as [bigint, bigint, bigint, bigint, bigint, bigint];
   // the closure keeps the buffers reachable until the call on the worker thread has returned
-  const r = await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), ...words).finally(() => held.length = 0);
+  const r = await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), ...words([a, b, c, d, e, f], held)).finally(
+    () => held.length = 0,
+  );
   return Number(r);
 }
 
