@@ -1,4 +1,5 @@
 /** tests/fuse_staller.c: a FUSE file whose reads never end, where FUSE can be mounted. */
+import assert from "node:assert/strict";
 import { compiled } from "./peer.ts";
 
 /**
@@ -47,4 +48,35 @@ export async function fuseServing(
     fn() {},
   });
   return false;
+}
+
+/**
+ * The output of `child`, a process that may block on the staller's file system; fails with `what` when it has not
+ * ended within `ms`, after `release`, which lets the blocked process go so that it can be reaped.
+ */
+export async function outputWithin(
+  child: Deno.ChildProcess,
+  release: () => void,
+  ms: number,
+  what: string,
+): Promise<Deno.CommandOutput> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), ms));
+  const outcome = await Promise.race([child.output(), late]);
+  clearTimeout(timer);
+  if (outcome !== "late") return outcome;
+  release();
+  await child.output();
+  assert.fail(what);
+}
+
+/** Ends a staller, whatever state it is in. */
+export async function endStaller(staller: Deno.ChildProcess, release: () => void): Promise<void> {
+  release();
+  try {
+    staller.kill("SIGKILL");
+  } catch {
+    // ended already
+  }
+  await staller.output().catch(() => {});
 }

@@ -8,7 +8,7 @@ import { shellQuote } from "../src/text.ts";
 import { assertExit, assertNoStackTrace, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { filesBelow, tempDir } from "../testing/files.ts";
-import { fuseServing, startStaller } from "../testing/fuse.ts";
+import { endStaller, fuseServing, startStaller } from "../testing/fuse.ts";
 import { CLI } from "../testing/paths.ts";
 import { compiled, noPeer } from "../testing/peer.ts";
 import { asNobody, commandExists, kill, NOBODY, run, start } from "../testing/process.ts";
@@ -248,13 +248,7 @@ Deno.test({
       assertExit(listed, 0);
       assert.match(listed.stdout, /skipped: .*link is a symbolic link/);
     } finally {
-      release();
-      try {
-        staller.kill("SIGKILL");
-      } catch {
-        // ended already
-      }
-      await staller.output();
+      await endStaller(staller, release);
     }
   },
 });

@@ -9,7 +9,7 @@ import { formatStatus } from "../src/status.ts";
 import { assertExit, assertOneLine } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { tempDir } from "../testing/files.ts";
-import { fuseServing, startStaller } from "../testing/fuse.ts";
+import { endStaller, fuseServing, outputWithin, startStaller } from "../testing/fuse.ts";
 import { CLI, ROOT } from "../testing/paths.ts";
 import { compiled, noPeer, startPeer } from "../testing/peer.ts";
 import { CHILD_FLAGS, cli, run, startActor, startCli } from "../testing/process.ts";
@@ -318,31 +318,13 @@ Deno.test({
         stdout: "piped",
         stderr: "piped",
       }).spawn();
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
-      const outcome = await Promise.race([child.output(), late]);
-      clearTimeout(timer);
-      if (outcome === "late") {
-        release(); // lets the blocked status go, so that it can be reaped
-        await child.output();
-        assert.fail("status blocked on the FUSE page");
-      }
+      const outcome = await outputWithin(child, release, scaled(20000), "status blocked on the FUSE page");
       assertExit({ code: outcome.code, stdout: new TextDecoder().decode(outcome.stdout), stderr: "" }, 0);
       const status = JSON.parse(new TextDecoder().decode(outcome.stdout));
       assert.deepEqual(status.waiters, { 1: 1 });
       assert.deepEqual(status.processes[1].map((p: { pid: number }) => p.pid), [staller.pid]);
     } finally {
-      try {
-        release();
-      } catch {
-        // closed already
-      }
-      try {
-        staller.kill("SIGKILL");
-      } catch {
-        // ended already
-      }
-      await staller.output().catch(() => {});
+      await endStaller(staller, release);
     }
   },
 });

@@ -4,7 +4,7 @@ import { Checkpoint, formatListing, listRegions, type RegionEntry } from "../mod
 import { shellQuote } from "../src/text.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
 import { readableSources, tempDir } from "../testing/files.ts";
-import { fuseServing, startStaller } from "../testing/fuse.ts";
+import { endStaller, fuseServing, outputWithin, startStaller } from "../testing/fuse.ts";
 import { PAGE, ROOT } from "../testing/paths.ts";
 import { noPeer, peer, startPeer } from "../testing/peer.ts";
 import { run } from "../testing/process.ts";
@@ -286,28 +286,9 @@ async function listingBeside(staller: Deno.ChildProcess, release: () => void, fo
     stdout: "piped",
     stderr: "piped",
   }).spawn();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const late = new Promise<"late">((resolve) => timer = setTimeout(() => resolve("late"), scaled(20000)));
-  const outcome = await Promise.race([child.output(), late]);
-  clearTimeout(timer);
-  if (outcome === "late") {
-    release();
-    await child.output();
-    assert.fail("listRegions blocked on the FUSE file");
-  }
+  const outcome = await outputWithin(child, release, scaled(20000), "listRegions blocked on the FUSE file");
   assert.equal(outcome.code, 0, new TextDecoder().decode(outcome.stderr));
   return JSON.parse(new TextDecoder().decode(outcome.stdout));
-}
-
-/** Ends a staller whatever state it is in. */
-async function endStaller(staller: Deno.ChildProcess, release: () => void): Promise<void> {
-  release();
-  try {
-    staller.kill("SIGKILL");
-  } catch {
-    // ended already
-  }
-  await staller.output().catch(() => {});
 }
 
 Deno.test({
