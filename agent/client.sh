@@ -64,21 +64,25 @@ tc_call() {
 		# another user's BASE or folder (or a symlink): no agent could start there
 		{ [ -e "$tc_b" ] || [ -h "$tc_b" ]; } && { [ -h "$tc_b" ] || [ ! -d "$tc_b" ] || [ ! -O "$tc_b" ]; } && return 1
 		{ [ -e "$tc_d" ] || [ -h "$tc_d" ]; } && { [ -h "$tc_d" ] || [ ! -d "$tc_d" ] || [ ! -O "$tc_d" ]; } && return 1
-		tc_start || return 1
+		# an agent starting (its pid, written first, names a live process) needs no other
+		tc_r=
+		[ -d "$tc_d" ] && { IFS= read -r tc_r <"$tc_d/pid"; } 2>/dev/null
+		case $tc_r in '' | *[!0-9]*) tc_start ;; *) kill -0 "$tc_r" 2>/dev/null || tc_start ;; esac
+		return 1
 	fi
 	tc_talk "$@"
 	# no answer: the agent has died (SIGKILL leaves its folder) or is ending; a fresh one clears what it left
-	[ $? = 2 ] && tc_start && tc_talk "$@"
+	[ $? = 2 ] && tc_start
 	return 1
 }
-# starts the region's agent (in the background, in this process group) and waits for its one line; not under limits a
-# Deno cannot start under
+# starts the region's agent in the background, in this process group, and does not wait for it: this call runs cold
+# meanwhile, which parks a first wait sooner than waiting for the agent would, and the next call finds the agent; not
+# under limits a Deno cannot start under
 tc_start() {
-	tc_low && return 1
+	tc_low && return
 	# the limit under which an agent refuses to start: the same number it uses
-	case $tc_ln in unlimited) ;; *) [ "$tc_ln" -ge "$tc_nofile" ] || return 1 ;; esac
-	tc_r=$(tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" "$tc_id" "$tc_ln" </dev/null 2>/dev/null &)
-	[ "$tc_r" = ready ] && tc_ours
+	case $tc_ln in unlimited) ;; *) [ "$tc_ln" -ge "$tc_nofile" ] || return ;; esac
+	tc_agent "$tc_b" "$tc_k" "$tc_p" "${TST_CHECKPOINT_AGENT_IDLE:-60}" "$tc_id" "$tc_ln" </dev/null >/dev/null 2>&1 &
 }
 # one call through the agent: exits with its code; returns 1 to run cold, 2 when the agent did not answer or is of
 # another install (which then has moved its folder away)

@@ -55,18 +55,19 @@
  * out of the kernel. The slot is then drained, its read end reopened (so
  * that POLLHUP clears) and its lock removed.
  *
- * Lifetime. The client starts the agent in the background inside a command
- * substitution, so it stays in the caller's session and process group; its
- * stdin and stderr are /dev/null, and its stdout (the substitution) gets one
- * `ready` line and is then replaced by /dev/null; every inherited descriptor
- * not marked close-on-exec is closed first. The agent exits (removing its
- * folder; never BASE, which another user could then make in its place) when
- * its region has gone (its name unlinked: seen through a descriptor of it
- * held since the first call, never by walking its path again), when no
- * call came for IDLE_S seconds, on SIGTERM/SIGINT/SIGHUP, or when its folder
- * is no longer its own. Killed by SIGKILL, it leaves its folder: the next
- * agent for that region clears it, and any agent clears the folders of other
- * dead agents it finds in BASE.
+ * Lifetime. The client starts the agent in the background and does not wait
+ * for it (its own call runs cold meanwhile), so it stays in the caller's
+ * session and process group; its stdin, stdout and stderr are /dev/null, and
+ * every other inherited descriptor not marked close-on-exec is closed first.
+ * Its pid is the first thing in its folder, so that a client finding it
+ * starting runs cold without starting another. The agent exits (removing
+ * its folder; never BASE, which another user could then make in its place)
+ * when its region has gone (its name unlinked: seen through a descriptor of
+ * it held once it is there, never by walking its path again), when no call
+ * came for IDLE_S seconds, on SIGTERM/SIGINT/SIGHUP, or when its folder is no
+ * longer its own. Killed by SIGKILL, it leaves its folder: the next agent for
+ * that region clears it, and any agent clears the folders of other dead
+ * agents it finds in BASE.
  *
  * One thread of Deno's pool polls every FIFO (ppoll, with an eventfd to
  * re-arm it); the calls run in the event loop with the CLI's async waits.
@@ -86,7 +87,6 @@ import {
   removeAt,
   renameAt,
   signalable,
-  stdoutToDevNull,
   tryLock,
   writeSome,
 } from "../ffi/channel.ts";
@@ -172,7 +172,7 @@ class Agent {
   retired = false;
   /** Its folder's name in BASE: KEY, until it retires. */
   name: string;
-  /** An O_PATH descriptor of its region, opened once a call has run: its end is st_nlink 0. */
+  /** An O_PATH descriptor of its region, opened once it is there: its end is st_nlink 0. */
   regionFd = -1;
   /** Calls running now that wait (`wait`): without io_uring each needs a futex_waitv call of its own. */
   waiting = 0;
@@ -249,18 +249,10 @@ function lockedFolder(baseFd: number, base: string, key: string, euid: number): 
     if (fstat(dir, key).uid !== euid) throw new Error(`${base}/${key} is not this user's`);
     if (tryLock(dir)) {
       if (stillNamed(baseFd, key, dir)) return dir;
-    } else {
-      // another agent serves this region: its client may go on once its slots are published
-      let served = true;
-      for (let i = 0; i < 200 && statAt(dir, "slots") === undefined; i++) {
-        served = stillNamed(baseFd, key, dir);
-        if (!served) break;
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
-      }
-      if (served) {
-        close(dir);
-        return undefined;
-      }
+    } else if (stillNamed(baseFd, key, dir)) {
+      // another agent serves this region, or is starting to
+      close(dir);
+      return undefined;
     }
     close(dir);
   }
@@ -530,15 +522,14 @@ function timeToEnd(agent: Agent, now: number): boolean {
   if (own?.type !== "directory") return true; // its folder is gone
   if (agent.slots.some((slot) => slot.busy)) return false;
   if (agent.retired) return true;
-  // once a call has run (the first may be the init that makes the region), its region's end is the agent's; its path
-  // is walked once, then its descriptor looked at, so that a stalled mount on the way cannot stall the agent
-  if (agent.calls > 0) {
-    if (agent.regionFd < 0) {
-      agent.regionFd = openat(AT_FDCWD, agent.region, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-      if (agent.regionFd < 0) return true;
-    }
-    if (linksOf(agent.regionFd) === 0) return true;
+  // its region's end is the agent's: the region is opened once it is there (the call that started the agent may be
+  // the init that makes it, run cold meanwhile), and is gone for good if it is not there once a call has run; then
+  // its descriptor is looked at, never its path again, so that a stalled mount on the way cannot stall the agent
+  if (agent.regionFd < 0) {
+    agent.regionFd = openat(AT_FDCWD, agent.region, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (agent.regionFd < 0 && agent.calls > 0) return true;
   }
+  if (agent.regionFd >= 0 && linksOf(agent.regionFd) === 0) return true;
   return now - agent.lastCall > agent.idleMs;
 }
 
@@ -642,6 +633,8 @@ function start(args: string[]): boolean {
   const dir = lockedFolder(baseFd, base, key, euid);
   if (dir === undefined) return false;
   clear(dir);
+  // first, for a client that comes before the slots: an agent is starting here, and none other need be
+  writeFile(dir, "pid", `${Deno.pid}\n`);
   sweepDead(baseFd, key);
   // never mixed words: without io_uring, a wait with no call of its own runs cold (startCall())
   const ring = setWaitPolicy({ calls: WAIT_CALLS, mixWords: false, uring: true });
@@ -656,14 +649,9 @@ function start(args: string[]): boolean {
 }
 
 if (import.meta.main) {
-  let code = 0;
   try {
     start(Deno.args);
   } catch {
-    code = 2;
+    Deno.exit(2);
   }
-  // one line for the client's command substitution, which then ends: the agent keeps no descriptor of its caller
-  console.log(code === 0 ? "ready" : "refused");
-  if (code !== 0) Deno.exit(code);
-  stdoutToDevNull();
 }

@@ -2,7 +2,7 @@
  * The kernel calls of the resident agent's channel: FIFOs and a lock in a
  * private folder, a poll over many descriptors on Deno's thread pool that
  * an eventfd ends at once, and the clean start of a process that outlives
- * its caller (inherited descriptors closed, its stdout given up). Results
+ * its caller (inherited descriptors closed, its working folder left). Results
  * are `-errno` where a failure is an answer, not an error. Nothing here
  * knows the channel's protocol.
  * @module
@@ -24,14 +24,13 @@ import {
   O_DIRECTORY,
   O_NOFOLLOW,
   O_RDONLY,
-  O_RDWR,
   POLLFD_SIZE,
   S_IFIFO,
   SEEK_SET,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
 import { type Bytes, cString, sys, sysAsync } from "./libc.ts";
-import { close, DirectoryReader, fstat, openat } from "./syscalls.ts";
+import { close, DirectoryReader, openat } from "./syscalls.ts";
 
 /** mkdirat: 0, or -errno. */
 export function mkdirAt(dirfd: number, name: string, mode: number): number {
@@ -140,27 +139,6 @@ export function closeInherited(): void {
     const flags = sys("fcntl", fd, F_GETFD);
     if (flags >= 0 && (flags & FD_CLOEXEC) === 0) close(fd);
   }
-}
-
-/**
- * Points stdout, and every copy Deno made of it, at /dev/null, so that a
- * caller reading it (a command substitution) sees its end.
- */
-export function stdoutToDevNull(): void {
-  const out = fstat(1, "stdout");
-  const devNull = openat(AT_FDCWD, "/dev/null", O_RDWR | O_CLOEXEC);
-  if (devNull < 0) return;
-  for (const fd of openDescriptors()) {
-    if (fd <= 2 || fd === devNull) continue;
-    try {
-      const info = fstat(fd, `descriptor ${fd}`);
-      if (info.dev === out.dev && info.ino === out.ino) sys("dup3", devNull, fd, O_CLOEXEC);
-    } catch {
-      // closed meanwhile
-    }
-  }
-  sys("dup3", devNull, 1, 0);
-  close(devNull);
 }
 
 /** Moves this process to `/`, so that it holds no caller's working folder (which could then not be unmounted). */

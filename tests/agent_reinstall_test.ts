@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { Checkpoint } from "../mod.ts";
 import { assertExit } from "../testing/assert.ts";
 import { forgetCallerEnv } from "../testing/env.ts";
+import { exists } from "../testing/files.ts";
 import { ROOT } from "../testing/paths.ts";
 import { alive, run, start } from "../testing/process.ts";
 import { eventually, scaled } from "../testing/timing.ts";
@@ -30,6 +31,11 @@ function agentOf(path: string): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether an agent serves the region at `path`: it has named itself and published its slots. */
+function served(path: string): boolean {
+  return agentOf(path) !== undefined && exists(`${BASE}/${path.replaceAll("/", "%")}/slots`);
 }
 
 /** The names in BASE of retired agents' folders for the region at `path`. */
@@ -66,12 +72,10 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
     await install(root);
     const tool = `${root}/bin/tst_checkpoint`;
     const env = { ...AGENT_ENV, ...cp.env };
-    // the first call for a region starts its agent (one may now and then run cold instead: a few are allowed)
-    for (let call = 0; call < 5 && agentOf(cp.path) === undefined; call++) {
-      assertExit(await run(tool, ["wake", "1000", "5", "0"], { env }), 0);
-    }
-    const first = agentOf(cp.path);
-    assert.ok(first !== undefined, "the first call started no agent");
+    // the first call for a region starts its agent, which comes up while that call runs cold
+    assertExit(await run(tool, ["wake", "1000", "5", "0"], { env }), 0);
+    await eventually(() => served(cp.path), scaled(10_000));
+    const first = agentOf(cp.path)!;
     pids.push(first);
     // a call of the first install parked in its agent
     const waiter = start(tool, ["wait", "30000", "5"], { env });
@@ -81,9 +85,8 @@ Deno.test("a reinstalled tool's calls go to a fresh agent; the old one ends its 
     Deno.copyFileSync(tool, oldLauncher);
 
     await install(root);
-    for (let call = 0; call < 5 && agentOf(cp.path) === first; call++) {
-      assertExit(await run(tool, ["wake", "1000", "6", "0"], { env }), 0);
-    }
+    assertExit(await run(tool, ["wake", "1000", "6", "0"], { env }), 0);
+    await eventually(() => served(cp.path) && agentOf(cp.path) !== first, scaled(10_000));
     const second = agentOf(cp.path);
     pids.push(second);
     assert.ok(second !== undefined && second !== first, `the reinstalled tool's call went to agent ${second}`);
@@ -118,19 +121,15 @@ Deno.test("a reinstall that allows a folder works as printed while an agent of t
     await install(root);
     const tool = `${root}/bin/tst_checkpoint`;
     const env = { ...AGENT_ENV, ...cp.env };
-    // a first call may now and then run cold instead of starting the agent: a few are allowed
-    for (let tries = 0; tries < 5 && agentOf(cp.path) === undefined; tries++) {
-      const refused = await run(tool, ["wake", "1000", "3", "0"], { env });
-      assert.equal(refused.code, 2, `the first install may use ${home}: ${refused.stderr}`);
-    }
-    pids.push(agentOf(cp.path));
+    const refused = await run(tool, ["wake", "1000", "3", "0"], { env });
+    assert.equal(refused.code, 2, `the first install may use ${home}: ${refused.stderr}`);
     // an agent of the first install now serves this region, with the first install's permissions
-    assert.ok(pids[0] !== undefined, "the first call started no agent");
+    await eventually(() => served(cp.path), scaled(10_000));
+    pids.push(agentOf(cp.path));
 
     await install(root, `--allow-read=${home}`, `--allow-write=${home}`);
-    for (let tries = 0; tries < 5 && (agentOf(cp.path) === undefined || agentOf(cp.path) === pids[0]); tries++) {
-      assertExit(await run(tool, ["wake", "1000", "3", "0"], { env }), 0);
-    }
+    assertExit(await run(tool, ["wake", "1000", "3", "0"], { env }), 0);
+    await eventually(() => served(cp.path) && agentOf(cp.path) !== pids[0], scaled(10_000));
     pids.push(agentOf(cp.path));
     assert.ok(pids[1] !== undefined && pids[1] !== pids[0], "the reinstalled tool's call did not start a fresh agent");
     // the old agent had no running call: it ends at once

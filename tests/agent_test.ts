@@ -79,6 +79,19 @@ function call(args: string[], env: Record<string, string>): Promise<Result> {
   return tool().then((bin) => run(bin, args, { env: { ...AGENT_ENV, ...env } }));
 }
 
+/**
+ * The agent of the region at `env`'s LTP_IPC_PATH, started by a first call (`wake 1000 0 0`, run through `prefix`,
+ * such as a seccomp filter) and ready to serve: a first call runs cold while the agent it started comes up in the
+ * background. Resolves to the agent's pid.
+ */
+async function agentReady(env: Record<string, string>, prefix: string[] = []): Promise<number> {
+  const path = env.LTP_IPC_PATH;
+  const [cmd, ...args] = [...prefix, await tool(), "wake", "1000", "0", "0"];
+  await run(cmd, args, { env: { ...AGENT_ENV, ...env } }); // whatever it answers (a path that is no region)
+  await eventually(() => agentOf(path) !== undefined && exists(`${agentDir(path)}/slots`), scaled(10000));
+  return agentOf(path)!.agent;
+}
+
 function cold(args: string[], env: Record<string, string>): Promise<Result> {
   return tool().then((bin) => run(bin, args, { env: { ...env, TST_CHECKPOINT_AGENT: "0" } }));
 }
@@ -107,6 +120,7 @@ behaviour("calls through the agent print and exit exactly as the same calls made
       [["wake", "100", "1", "0"], { LTP_IPC_PATH: notRegion }],
       [["wake", "100", "1", "0"], { LTP_IPC_PATH: missing }],
     ];
+    for (const env of [cp.env, { LTP_IPC_PATH: notRegion }, { LTP_IPC_PATH: missing }]) await agentReady(env);
     for (const [args, env] of cases) {
       const agent = await call(args, env);
       const expected = await cold(args, env);
@@ -138,7 +152,7 @@ behaviour(
     const bin = await tool();
     const cp = region();
     try {
-      assertExit(await call(["wake", "1000", "5", "0"], cp.env), 0); // starts the agent
+      await agentReady(cp.env);
       for (const end of ["SIGKILL", "SIGTERM"] as const) {
         const doomed = start(bin, ["wait", "60000", "5"], { env: { ...AGENT_ENV, ...cp.env } });
         await eventually(() => cp.waiters(5) === 1, scaled(10000));
@@ -168,7 +182,7 @@ behaviour({
     const bin = await tool();
     const cp = region();
     try {
-      assertExit(await call(["wake", "1000", "6", "0"], cp.env), 0);
+      await agentReady(cp.env);
       const out = await run("timeout", ["1", bin, "wait", "60000", "6"], { env: { ...AGENT_ENV, ...cp.env } });
       assert.equal(out.code, 124);
       await eventually(() => cp.waiters(6) === 0, scaled(2000));
@@ -186,17 +200,20 @@ behaviour({
     const bin = await tool();
     const cp = region();
     try {
-      // setsid runs sh as the leader of a new process group (its pid is the group's id); the agent joins that group
-      const group = start("setsid", ["sh", "-c", `"$0" wait 60000 7`, bin], { env: { ...AGENT_ENV, ...cp.env } });
+      // setsid runs sh as the leader of a new process group (its pid is the group's id); the agent its first call
+      // starts joins that group, and the wait that follows goes through it
+      const script = `"$0" wake 1000 7 0 && until [ -e "$1/slots" ]; do sleep 0.01; done && "$0" wait 60000 7`;
+      const group = start("setsid", ["sh", "-c", script, bin, agentDir(cp.path)], {
+        env: { ...AGENT_ENV, ...cp.env },
+      });
       await eventually(() => cp.waiters(7) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
       const first = agentOf(cp.path)!.agent;
       Deno.kill(-group.child.pid, "SIGKILL");
       await group.result;
       await eventually(() => !alive(first) && cp.waiters(7) === 0, scaled(2000));
-      // SIGKILL left its folder (unless another agent starting meanwhile has removed it as a dead one's)
-      assertExit(await call(["wake", "1000", "7", "0"], cp.env), 0);
-      const second = agentOf(cp.path)!.agent;
-      assert.notEqual(second, first);
+      // SIGKILL left its folder (unless another agent starting meanwhile has removed it as a dead one's); the next
+      // call starts a fresh agent
+      assert.notEqual(await agentReady(cp.env), first);
       // the old claims are gone; the call's own is removed once the agent sees it end
       await eventually(
         () => ![...Deno.readDirSync(agentDir(cp.path))].some((e) => e.name.endsWith(".lock")),
@@ -217,8 +234,8 @@ behaviour(
     Deno.mkdirSync(planted);
     Deno.writeTextFileSync(`${planted}/slots`, "1\n");
     try {
-      assertExit(await call(["wake", "1000", "1", "0"], cp.env), 0);
-      assert.ok(agentOf(cp.path), "the call started an agent, whose start sweeps dead agents' folders");
+      // the call starts an agent, whose start sweeps dead agents' folders
+      await agentReady(cp.env);
       assert.equal(Deno.readTextFileSync(`${planted}/slots`), "1\n");
     } finally {
       Deno.removeSync(planted, { recursive: true });
@@ -233,10 +250,7 @@ behaviour(
     const bin = await tool();
     const cp = region();
     try {
-      // the region's agent first (a first call may now and then run cold instead of starting it)
-      for (let tries = 0; tries < 5 && agentOf(cp.path) === undefined; tries++) {
-        assertExit(await call(["wake", "1000", "4", "0"], cp.env), 0);
-      }
+      await agentReady(cp.env);
       const waiter = start(bin, ["wait", "60000", "4"], { env: { ...AGENT_ENV, ...cp.env } });
       await eventually(() => cp.waiters(4) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
       const agent = agentOf(cp.path)!.agent;
@@ -273,6 +287,7 @@ behaviour("a client whose agent is killed while it waits says so in one line and
   const bin = await tool();
   const cp = region();
   try {
+    await agentReady(cp.env);
     const waiter = start(bin, ["wait", "60000", "8"], { env: { ...AGENT_ENV, ...cp.env } });
     await eventually(() => cp.waiters(8) === 1 && agentOf(cp.path)?.clients.length === 1, scaled(10000));
     Deno.kill(agentOf(cp.path)!.agent, "SIGKILL");
@@ -300,6 +315,7 @@ behaviour(
       assert.ok(!out.timedOut, "the substitution was not held open");
       assertExit(out, 0);
       assert.match(out.stdout, /^trap /);
+      await eventually(() => agentOf(path) !== undefined, scaled(10000));
       const pid = agentOf(path)!.agent;
       assert.ok(alive(pid));
       // its descriptors: none of the caller's (no pipe, no terminal)
@@ -329,6 +345,7 @@ behaviour(
     const bin = await tool();
     const cp = region();
     const ids = Array.from({ length: 20 }, (_, i) => i);
+    await agentReady(cp.env);
     const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
     try {
       await eventually(() => ids.every((id) => cp.waiters(id) === 1), scaled(60000));
@@ -347,6 +364,7 @@ behaviour("300 clients parked on 300 ids are all counted at once; killed, every 
   const bin = await tool();
   const cp = region();
   const ids = Array.from({ length: 300 }, (_, i) => i);
+  await agentReady(cp.env);
   const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
   try {
     await eventually(() => ids.every((id) => cp.waiters(id) === 1), scaled(60000));
@@ -404,10 +422,9 @@ behaviour({
     const made = !exists(base);
     try {
       const [cmd, args] = asNobody(bin, ["wake", "1000", "3", "0"]);
-      // a first call may now and then run cold instead of starting the agent: a few are allowed
-      for (let tries = 0; tries < 5 && !exists(`${dir}/clients`); tries++) {
-        assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
-      }
+      // the first call starts nobody's agent
+      assertExit(await run(cmd, args, { env: { ...AGENT_ENV, ...cp.env } }), 0);
+      await eventually(() => exists(`${dir}/clients`), scaled(10000));
       const info = Deno.statSync(base);
       assert.equal(info.uid, NOBODY);
       assert.equal(info.mode! & 0o777, 0o700);
@@ -455,6 +472,7 @@ behaviour("a call from a working folder whose name holds a newline is served, as
   const odd = `${top}/a\nb`;
   Deno.mkdirSync(odd);
   try {
+    await agentReady(cp.env);
     for (const args of [["wake", "100", "0", "0"], ["wait", "50", "1"], ["waiters", "100", "1", "0"]]) {
       const out = await bounded(start(bin, args, { env: { ...AGENT_ENV, ...cp.env }, cwd: odd }), scaled(10000));
       assert.ok(!out.timedOut, `tst_checkpoint ${args.join(" ")} hung in ${JSON.stringify(odd)}`);
@@ -472,7 +490,7 @@ behaviour("a request that does not parse is answered c (run cold) at once, never
   const bin = await tool();
   const cp = region();
   try {
-    assertExit(await call(["wake", "100", "0", "0"], cp.env), 0); // starts the agent
+    await agentReady(cp.env);
     const dir = agentDir(cp.path);
     const id = launcherId(bin);
     const pid = `${Deno.pid}`;
@@ -518,6 +536,7 @@ behaviour(
   async () => {
     const bin = await tool();
     const cp = region();
+    await agentReady(cp.env);
     const waiter = start(bin, ["wait", "60000", "2"], { env: { ...AGENT_ENV, ...cp.env } });
     let agent: number | undefined;
     try {
@@ -542,8 +561,7 @@ behaviour(
 behaviour("the agent watches its region through a descriptor it holds, not by its path", async () => {
   const cp = region();
   try {
-    assertExit(await call(["wake", "100", "0", "0"], cp.env), 0);
-    const pid = agentOf(cp.path)!.agent;
+    const pid = await agentReady(cp.env);
     const { ino } = Deno.statSync(cp.path);
     // its first look after the call opens it
     await eventually(() => {
@@ -568,8 +586,7 @@ behaviour({
     const cp = region();
     const nosys = await compiled("nosys.c");
     // the agent, started by this call, inherits the filter: io_uring_setup (425) fails with EPERM
-    assertExit(await run(nosys, ["1", "425", bin, "wake", "100", "0", "0"], { env: { ...AGENT_ENV, ...cp.env } }), 0);
-    const agent = agentOf(cp.path)!.agent;
+    const agent = await agentReady(cp.env, [nosys, "1", "425"]);
     assert.ok(!/^Seccomp:\s+0$/m.test(Deno.readTextFileSync(`/proc/${agent}/status`)), "the agent has no filter");
     const ids = Array.from({ length: 40 }, (_, i) => i);
     const waiters = ids.map((id) => start(bin, ["wait", "120000", `${id}`], { env: { ...AGENT_ENV, ...cp.env } }));
