@@ -63,11 +63,12 @@
  * starting runs cold without starting another. The agent exits (removing
  * its folder; never BASE, which another user could then make in its place)
  * when its region has gone (its name unlinked: seen through a descriptor of
- * it held once it is there, never by walking its path again), when no call
- * came for IDLE_S seconds, on SIGTERM/SIGINT/SIGHUP, or when its folder is no
- * longer its own. Killed by SIGKILL, it leaves its folder: the next agent for
- * that region clears it, and any agent clears the folders of other dead
- * agents it finds in BASE.
+ * it held once it is there, never by walking its path again) or has not
+ * appeared REGION_GRACE_MS after its start, when no call came for IDLE_S
+ * seconds, on SIGTERM/SIGINT/SIGHUP, or when its folder is no longer its
+ * own. Killed by SIGKILL, it leaves its folder: the next agent for that
+ * region clears it, and any agent clears the folders of other dead agents it
+ * finds in BASE.
  *
  * One thread of Deno's pool polls every FIFO (ppoll, with an eventfd to
  * re-arm it); the calls run in the event loop with the CLI's async waits.
@@ -122,6 +123,8 @@ const MAX_SLOTS = 8192;
 const MAX_REQUEST = 256 * 1024;
 /** How often the agent looks at its region, its folder and stale claims. */
 const TICK_MS = 250;
+/** How long a region that is not there when the agent starts may take to appear (the init that started it makes it). */
+const REGION_GRACE_MS = 2000;
 /** How long a dead agent's folder stays unchanged before another agent's start removes it. */
 const SWEEP_AFTER_S = 10;
 /** Thread-pool calls its waits may hold: Deno's 32 less the poll and a few for other async work. */
@@ -163,7 +166,8 @@ class Agent {
   readonly slots: Slot[] = [];
   readonly poller = new Poller();
   readonly toReset = new Set<Slot>();
-  lastCall = performance.now();
+  readonly started = performance.now();
+  lastCall = this.started;
   /** Calls that have ended. */
   calls = 0;
   pollsetDirty = true;
@@ -523,11 +527,12 @@ function timeToEnd(agent: Agent, now: number): boolean {
   if (agent.slots.some((slot) => slot.busy)) return false;
   if (agent.retired) return true;
   // its region's end is the agent's: the region is opened once it is there (the call that started the agent may be
-  // the init that makes it, run cold meanwhile), and is gone for good if it is not there once a call has run; then
-  // its descriptor is looked at, never its path again, so that a stalled mount on the way cannot stall the agent
+  // the init that makes it, run cold meanwhile), and is gone for good if it is not there once a call has run or the
+  // grace has passed; then its descriptor is looked at, never its path again, so that a stalled mount on the way
+  // cannot stall the agent
   if (agent.regionFd < 0) {
     agent.regionFd = openat(AT_FDCWD, agent.region, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (agent.regionFd < 0 && agent.calls > 0) return true;
+    if (agent.regionFd < 0 && (agent.calls > 0 || now - agent.started > REGION_GRACE_MS)) return true;
   }
   if (agent.regionFd >= 0 && linksOf(agent.regionFd) === 0) return true;
   return now - agent.lastCall > agent.idleMs;

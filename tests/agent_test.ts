@@ -465,6 +465,38 @@ function starts(log: string): number {
   }
 }
 
+behaviour(
+  "a call that finds an agent starting (its pid, alive, and no slots yet) runs cold and starts no other",
+  async () => {
+    const bin = await tool();
+    const cp = region();
+    const dir = agentDir(cp.path);
+    const log = `${bin}.starts`;
+    const logged = logsStarts(bin, log);
+    // stands for the starting agent: a live process, then one that has ended
+    const starting = start("sleep", ["60"]);
+    try {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      Deno.writeTextFileSync(`${dir}/pid`, `${starting.child.pid}\n`);
+      assertExit(await run(logged, ["wake", "1000", "1", "0"], { env: { ...AGENT_ENV, ...cp.env } }), 0);
+      assert.equal(starts(log), 0, "a second agent was started beside a starting one");
+      kill(starting.child, "SIGKILL");
+      await starting.result;
+      assertExit(await run(logged, ["wake", "1000", "1", "0"], { env: { ...AGENT_ENV, ...cp.env } }), 0);
+      assert.equal(starts(log), 1, "no agent was started where the one starting had died");
+      await eventually(() => agentOf(cp.path) !== undefined, scaled(10000));
+    } finally {
+      kill(starting.child, "SIGKILL");
+      await starting.result;
+      Deno.removeSync(logged);
+      try {
+        Deno.removeSync(log);
+      } catch { /* none made */ }
+      await agentEnds(cp.path);
+    }
+  },
+);
+
 behaviour("a call from a working folder whose name holds a newline is served, as cold", async () => {
   const bin = await tool();
   const cp = region();
