@@ -48,9 +48,9 @@ function readable(path: string): boolean {
 /**
  * The agents, alive or left behind, in the folders of the users `uids` that
  * this user may see (its own; every user's for root), each folder private
- * to the uid its name gives. Only those users' folders are looked at (/tmp itself is never
- * listed), each opened beneath the last and never across a mount, so that
- * nothing another user mounted there is asked anything.
+ * to the uid its name gives. Only those users' folders are looked at (/tmp
+ * itself is never listed), each opened beneath the last and never across a
+ * mount, so that nothing another user mounted there is asked anything.
  */
 export function listAgents(uids: Iterable<number>): Agent[] {
   if (!readable(BASE)) return [];
