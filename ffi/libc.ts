@@ -136,9 +136,9 @@ function word(arg: Arg, held: BufferSource[]): bigint {
   return addressOf(arg);
 }
 
-/** The six argument words of a call, its buffers added to `held`. */
+/** The six argument words of a call (0 for those not given), its buffers added to `held`. */
 function words(args: Arg[], held: BufferSource[]): [bigint, bigint, bigint, bigint, bigint, bigint] {
-  return args.map((arg) => word(arg, held)) as [bigint, bigint, bigint, bigint, bigint, bigint];
+  return [0, 1, 2, 3, 4, 5].map((i) => word(args[i] ?? 0, held)) as [bigint, bigint, bigint, bigint, bigint, bigint];
 }
 
 /**
@@ -184,18 +184,10 @@ export function sys(name: SyscallName, a: Arg = 0, b: Arg = 0, c: Arg = 0, d: Ar
  * read after the BigInt result is made, which may have changed it: a
  * failure is certain, its reason less so.
  */
-export function sys64(
-  name: SyscallName,
-  a: Arg = 0,
-  b: Arg = 0,
-  c: Arg = 0,
-  d: Arg = 0,
-  e: Arg = 0,
-  f: Arg = 0,
-): number {
+export function sys64(name: SyscallName, ...args: Arg[]): number {
   const lib = libc();
   try {
-    const r = lib.symbols.syscall64(BigInt(lib.numbers[name]), ...words([a, b, c, d, e, f], inCall));
+    const r = lib.symbols.syscall64(BigInt(lib.numbers[name]), ...words(args, inCall));
     return r === -1n ? -lib.errno[0] : Number(r);
   } finally {
     inCall.length = 0;
@@ -206,20 +198,12 @@ export function sys64(
  * The same syscall on a worker thread. errno is not readable from here, so it
  * returns the raw result: -1 for any failure. Only for calls with a time bound.
  */
-export async function sysAsync(
-  name: SyscallName,
-  a: Arg = 0,
-  b: Arg = 0,
-  c: Arg = 0,
-  d: Arg = 0,
-  e: Arg = 0,
-  f: Arg = 0,
-): Promise<number> {
+export async function sysAsync(name: SyscallName, ...args: Arg[]): Promise<number> {
   const lib = libc();
   const held: BufferSource[] = [];
   // the closure keeps the buffers reachable until the call on the worker thread has returned
-  const r = await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), ...words([a, b, c, d, e, f], held)).finally(
-    () => held.length = 0,
+  const r = await lib.symbols.syscallAsync(BigInt(lib.numbers[name]), ...words(args, held)).finally(() =>
+    held.length = 0
   );
   return Number(r);
 }
