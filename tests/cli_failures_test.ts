@@ -79,7 +79,7 @@ Deno.test("init whose export line cannot be printed or goes nowhere (>/dev/full,
 });
 
 Deno.test("init on a terminal says on stderr how it is meant to be run, and still prints its export line", async () => {
-  const command = [DENO, "run", "--quiet", ...CHILD_FLAGS, CLI, "init"].map((arg) => shellQuote(arg)).join(" ");
+  const command = [DENO, "run", ...CHILD_FLAGS, CLI, "init"].map((arg) => shellQuote(arg)).join(" ");
   // `script` gives the tool a pty for stdout and stderr alike
   const tty = await run("script", ["-qec", command, "/dev/null"], { env: {} });
   const path = tty.stdout.match(/^export LTP_IPC_PATH='([^']+)'/m)?.[1];

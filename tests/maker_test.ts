@@ -133,6 +133,7 @@ for (const shell of ["dash", "bash"]) {
             // the commands it started first (they hold its stderr), then the script itself
             if (path) killUsers(path);
             kill(child, "SIGKILL");
+            await child.stdin.close().catch(() => {});
             await child.output();
             if (path) Deno.removeSync(path);
           }
