@@ -15,7 +15,8 @@ const childFlags = [
   "--quiet",
   "--allow-ffi",
   "--allow-env",
-  "--allow-read=/dev/shm,/tmp",
+  // the regions' folders, and where LTP's slow-kernel factor is read from (see README, "Permissions, and why")
+  "--allow-read=/dev/shm,/tmp,/proc,/boot,/lib/modules,/lib/kernel",
   "--allow-write=/dev/shm,/tmp",
 ];
 
