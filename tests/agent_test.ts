@@ -88,7 +88,12 @@ async function agentReady(env: Record<string, string>, prefix: string[] = []): P
   const path = env.LTP_IPC_PATH;
   const [cmd, ...args] = [...prefix, await tool(), "wake", "1000", "0", "0"];
   await run(cmd, args, { env: { ...AGENT_ENV, ...env } }); // whatever it answers (a path that is no region)
-  await eventually(() => agentOf(path) !== undefined && exists(`${agentDir(path)}/slots`), scaled(10000));
+  // alive: a SIGKILLed agent's folder still names it until the fresh agent has cleared it
+  const serving = () => {
+    const pid = agentOf(path)?.agent;
+    return pid !== undefined && alive(pid) && exists(`${agentDir(path)}/slots`);
+  };
+  await eventually(serving, scaled(10000));
   return agentOf(path)!.agent;
 }
 
