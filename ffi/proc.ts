@@ -42,13 +42,12 @@ import {
   O_CLOEXEC,
   O_DIRECTORY,
   O_NOFOLLOW,
-  O_RDONLY,
   PF_KTHREAD,
 } from "./constants.ts";
 import { syscallError } from "./errno.ts";
 import { addressOf, type Bytes, cString, sys } from "./libc.ts";
 import { type BatchResult, BoundedReader } from "./reader.ts";
-import { close, DirectoryReader, type FileId, lstat, openat, pread, readlink } from "./syscalls.ts";
+import { close, DirectoryReader, type FileId, lstat, readHead, readlink } from "./syscalls.ts";
 
 export type { FileId } from "./syscalls.ts";
 
@@ -911,18 +910,6 @@ export function parentOfStat(bytes: Uint8Array, length: number): number {
 const ancestry: Bytes = new Uint8Array(4096);
 const ancestryOther: Bytes = new Uint8Array(4096);
 
-/** The first bytes of /proc/PID/NAME (at most 4096) into `into`: how many, or -1 when it cannot be read. */
-function procHead(pid: number, name: string, into: Bytes): number {
-  const fd = openat(AT_FDCWD, `/proc/${pid}/${name}`, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -1;
-  try {
-    const n = pread(fd, into, 0);
-    return n < 0 ? -1 : n;
-  } finally {
-    close(fd);
-  }
-}
-
 /**
  * The furthest ancestor of `pid` that `pid` is a fork of: while a process's
  * parent runs the same executable with the same command line (a shell's
@@ -933,13 +920,13 @@ function procHead(pid: number, name: string, into: Bytes): number {
  */
 export function forkedFrom(pid: number): number {
   for (let step = 0; step < 16; step++) {
-    const n = procHead(pid, "stat", ancestry);
+    const n = readHead(`/proc/${pid}/stat`, ancestry);
     const parent = n > 0 ? parentOfStat(ancestry, n) : 0;
     if (parent <= 1) return pid;
     const exe = readlink(`/proc/${pid}/exe`);
     if (exe === undefined || exe !== readlink(`/proc/${parent}/exe`)) return pid;
-    const length = procHead(pid, "cmdline", ancestry);
-    if (length <= 0 || length !== procHead(parent, "cmdline", ancestryOther)) return pid;
+    const length = readHead(`/proc/${pid}/cmdline`, ancestry);
+    if (length <= 0 || length !== readHead(`/proc/${parent}/cmdline`, ancestryOther)) return pid;
     for (let i = 0; i < length; i++) if (ancestry[i] !== ancestryOther[i]) return pid;
     pid = parent;
   }

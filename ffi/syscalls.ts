@@ -305,14 +305,23 @@ export function unlinkat(dirfd: number, name: string, what: string): boolean {
 
 // fdinfo's line, in bytes without a TextEncoder (see cString)
 const MNT_ID = cString("\nmnt_id:").subarray(0, -1);
-const fdinfo = new Uint8Array(1024);
+const fdinfo: Bytes = new Uint8Array(1024);
+
+/** The first bytes of the file at `path`, as many as `into` holds: how many were read, or -1 when it cannot be read. */
+export function readHead(path: string, into: Bytes): number {
+  const fd = openat(AT_FDCWD, path, O_CLOEXEC);
+  if (fd < 0) return -1;
+  try {
+    const n = pread(fd, into, 0);
+    return n < 0 ? -1 : n;
+  } finally {
+    close(fd);
+  }
+}
 
 /** The id of the mount a descriptor of ours is on, from /proc/self/fdinfo (asks no file system); -1 when unknown. */
 export function mountIdOf(fd: number): number {
-  const info = openat(AT_FDCWD, `/proc/self/fdinfo/${fd}`, O_CLOEXEC);
-  if (info < 0) return -1;
-  const n = pread(info, fdinfo, 0);
-  close(info);
+  const n = readHead(`/proc/self/fdinfo/${fd}`, fdinfo);
   for (let at = 0; at + MNT_ID.length < n; at++) {
     if (!MNT_ID.every((b, i) => fdinfo[at + i] === b)) continue;
     let i = at + MNT_ID.length;
